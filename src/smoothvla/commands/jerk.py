@@ -1,0 +1,98 @@
+"""`smoothvla jerk PATH...`: smoothness of trajectories in files a user already has."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import tyro
+
+from smoothvla.data.paths import load_episodes
+from smoothvla.metrics import path_metrics
+from smoothvla.report.tables import format_table
+
+COLUMNS = ("steps", "duration", "path_length", "mean_jerk", "ldlj", "sparc", "idle_ratio")
+HEADER = ("episode", "steps", "duration s", "path m", "mean jerk m/s^3", "LDLJ", "SPARC", "idle")
+
+
+@dataclass
+class Config:
+    paths: Annotated[tuple[Path, ...], tyro.conf.Positional]
+    """HDF5 files in the LIBERO/robomimic layout (data/demo_*/obs/ee_pos or robot0_eef_pos),
+    or .npz files with ee_pos (T, 3) / (B, T, 3) and optional lengths."""
+    control_hz: float = 20.0
+    """Rate at which the positions were sampled (LIBERO and tabletop control at 20 Hz)."""
+    json: bool = False
+    """Print one JSON document (per-episode metrics and the summary) instead of tables."""
+    key: str = "auto"
+    """Observation key holding end-effector positions; auto tries ee_pos, robot0_eef_pos."""
+    smooth_window: int = 0
+    """Savitzky-Golay pre-smoothing window (odd); 0 = off. Lowers jerk; say so if used."""
+    chunk_size: int = 0
+    """If > 0, also report the mean action jump at chunk boundaries of this size."""
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError("give at least one file")
+        if not (self.control_hz > 0 and math.isfinite(self.control_hz)):
+            raise ValueError(f"--control-hz must be a positive number, got {self.control_hz}")
+        if self.chunk_size < 0:
+            raise ValueError(f"--chunk-size must be >= 0, got {self.chunk_size}")
+
+
+def analyze(cfg: Config) -> dict:
+    """Per-episode metrics and their summary (mean, std, count) over all files."""
+    dt = 1.0 / cfg.control_hz
+    episodes = []
+    for path in cfg.paths:
+        for ep in load_episodes(path, cfg.key):
+            try:
+                m = path_metrics(
+                    ep.positions, dt,
+                    actions=ep.actions if cfg.chunk_size else None,
+                    chunk_starts=cfg.chunk_size if cfg.chunk_size else None,
+                    smooth_window=cfg.smooth_window,
+                )
+            except ValueError as err:
+                raise ValueError(f"{ep.source}: episode {ep.name}: {err}") from None
+            episodes.append({"file": ep.source, "episode": ep.name, **m})
+    keys = [k for k in episodes[0] if k not in ("file", "episode")]
+    summary = {}
+    for k in keys:
+        values = np.array([e[k] for e in episodes], dtype=float)
+        values = values[np.isfinite(values)]
+        summary[k] = {
+            "mean": float(values.mean()) if len(values) else float("nan"),
+            "std": float(values.std()) if len(values) else float("nan"),
+            "count": int(len(values)),
+        }
+    return {"control_hz": cfg.control_hz, "episodes": episodes, "summary": summary}
+
+
+def run(cfg: Config) -> int:
+    result = analyze(cfg)
+    if cfg.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    columns = COLUMNS + (("chunk_jump",) if cfg.chunk_size else ())
+    header = HEADER + (("chunk jump",) if cfg.chunk_size else ())
+    multi = len(cfg.paths) > 1
+    rows = [
+        [f"{Path(e['file']).name}:{e['episode']}" if multi else e["episode"]]
+        + [int(e[c]) if c == "steps" else e[c] for c in columns]
+        for e in result["episodes"]
+    ]
+    print(format_table(rows, header))
+    s = result["summary"]
+    print()
+    print(format_table(
+        [[c, s[c]["mean"], s[c]["std"], s[c]["count"]] for c in columns],
+        ("metric", "mean", "std", "episodes"),
+    ))
+    print(f"\n{len(rows)} episodes at {cfg.control_hz:g} Hz; jerk by third finite difference "
+          "of the end-effector position (docs/metrics.md)")
+    return 0

@@ -1,0 +1,127 @@
+"""The `TaskEnv` interface every suite implements, and the task-id registry.
+
+Observation (DESIGN.md): a dict with
+    rgb:         {camera name: uint8 (H, W, 3)}, upright images
+    proprio:     float32 (8,): ee position (3), ee orientation as axis-angle (3), gripper (2)
+    instruction: str
+Action: float (7,) in [-1, 1]: ee position delta (3), rotation delta (3), gripper (1;
+-1 open, +1 close), as LIBERO's OSC_POSE delta control.
+Per-step `info`: ee_pos (3,), ee_quat (4, w x y z), joint_pos (n,), gripper (float, opening
+in metres), is_grasping (bool, the task's target object is held), success (bool),
+control_dt (float).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+ACTION_DIM = 7
+Observation = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: a versioned id such as ``tabletop-object/pick-ketchup-place-basket-v1``."""
+
+    task_id: str
+    suite: str
+    name: str
+    instruction: str
+    max_steps: int
+    num_init_states: int
+
+
+@runtime_checkable
+class TaskEnv(Protocol):
+    """Gymnasium-style environment for one language-conditioned task."""
+
+    task: TaskSpec
+    control_dt: float
+    max_steps: int
+
+    def reset(self, seed: int | None = None, init_id: int = 0) -> tuple[Observation, dict]: ...
+
+    def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]: ...
+
+    def close(self) -> None: ...
+
+
+def check_action(action: Any) -> np.ndarray:
+    """Validate one action: shape (7,), finite. Values are clipped to [-1, 1] by the env."""
+    arr = np.asarray(action, dtype=np.float64)
+    if arr.shape != (ACTION_DIM,):
+        raise ValueError(f"action must have shape ({ACTION_DIM},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"action contains NaN or inf: {arr.tolist()}")
+    return arr
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A registered suite: how to list its tasks and build an env for one of them."""
+
+    name: str
+    list_tasks: Callable[[], list[TaskSpec]]
+    make: Callable[..., TaskEnv]
+
+
+_SUITES: dict[str, Suite] = {}
+# Suites live in optional modules, imported the first time one of their ids is asked for.
+_SUITE_MODULES = {
+    "tabletop-": "smoothvla.envs.tabletop",
+    "libero-": "smoothvla.envs.libero",
+}
+
+
+def register_suite(suite: Suite) -> None:
+    """Add a suite to the registry (called by the suite's module on import)."""
+    _SUITES[suite.name] = suite
+
+
+def _load_suite(name: str) -> Suite:
+    if name not in _SUITES:
+        for prefix, module in _SUITE_MODULES.items():
+            if name.startswith(prefix):
+                importlib.import_module(module)
+                break
+    if name not in _SUITES:
+        raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(list_suites())}")
+    return _SUITES[name]
+
+
+def list_suites() -> list[str]:
+    """Names of the suites that can be loaded here."""
+    names = set(_SUITES)
+    for module in _SUITE_MODULES.values():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        names |= set(_SUITES)
+    return sorted(names)
+
+
+def list_tasks(suite: str | None = None) -> list[TaskSpec]:
+    """Tasks of one suite, or of every loadable suite."""
+    suites = [suite] if suite else list_suites()
+    return [spec for name in suites for spec in _load_suite(name).list_tasks()]
+
+
+def get_task(task_id: str) -> TaskSpec:
+    """The TaskSpec of a task id; a clear error for unknown ids."""
+    suite_name, _, _ = task_id.partition("/")
+    for spec in _load_suite(suite_name).list_tasks():
+        if spec.task_id == task_id:
+            return spec
+    known = ", ".join(spec.task_id for spec in _load_suite(suite_name).list_tasks()[:5])
+    raise ValueError(f"unknown task id {task_id!r} in suite {suite_name!r} (e.g. {known}, ...)")
+
+
+def make(task_id: str, **options: Any) -> TaskEnv:
+    """Build the environment of one task; options are suite-specific (cameras, perturbations)."""
+    spec = get_task(task_id)
+    return _load_suite(spec.suite).make(spec, **options)

@@ -1,0 +1,36 @@
+"""Smoothness metrics on sampled trajectories: pure NumPy functions, shapes in docstrings.
+
+See docs/metrics.md for each formula and its units.
+"""
+
+from smoothvla.metrics.joints import ee_jerk_from_joints
+from smoothvla.metrics.kinematics import (
+    action_jumps,
+    chunk_boundary_jump,
+    duration,
+    idle_ratio,
+    jerk,
+    mean_jerk,
+    path_length,
+    presmooth,
+    speeds,
+)
+from smoothvla.metrics.spectral import ldlj, sparc
+from smoothvla.metrics.summary import METRIC_UNITS, path_metrics
+
+__all__ = [
+    "METRIC_UNITS",
+    "action_jumps",
+    "chunk_boundary_jump",
+    "duration",
+    "ee_jerk_from_joints",
+    "idle_ratio",
+    "jerk",
+    "ldlj",
+    "mean_jerk",
+    "path_length",
+    "path_metrics",
+    "presmooth",
+    "sparc",
+    "speeds",
+]
