@@ -1,0 +1,122 @@
+"""Matplotlib figures of the study, returned as PNG bytes (Agg backend, no display)."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from smoothvla.eval.summary import IND, Cell  # noqa: E402
+
+COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def paths_3d(paths: Mapping[str, np.ndarray], grasp_steps: Mapping[str, int] | None = None,
+             title: str = "", zoom: float = 0.04) -> bytes:
+    """End-effector paths of several policies from the same initial state (seed 000 Fig. 2,
+    3, 7), with a zoomed inset around the first policy's grasp point (±`zoom` m)."""
+    fig = plt.figure(figsize=(10, 5))
+    ax = fig.add_axes([0.0, 0.0, 0.62, 1.0], projection="3d")
+    for (label, p), color in zip(paths.items(), COLORS):
+        p = np.asarray(p)
+        ax.plot(p[:, 0], p[:, 1], p[:, 2], color=color, lw=1.6, label=label)
+        ax.scatter(*p[0], color=color, marker="o", s=18)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_zlabel("z (m)")
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    grasp_steps = grasp_steps or {}
+    anchor = next(((label, s) for label, s in grasp_steps.items() if s is not None and s >= 0), None)
+    if anchor is not None:
+        centre = np.asarray(paths[anchor[0]])[anchor[1]]
+        inset = fig.add_axes([0.64, 0.25, 0.36, 0.6], projection="3d")
+        for (label, p), color in zip(paths.items(), COLORS):
+            p = np.asarray(p)
+            near = np.all(np.abs(p - centre) <= zoom, axis=1)
+            if near.any():
+                seg = np.where(near, 1.0, np.nan)[:, None] * p
+                inset.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=color, lw=1.4)
+        for axis, c in zip("xyz", centre):
+            getattr(inset, f"set_{axis}lim")(c - zoom, c + zoom)
+        inset.set_xticklabels([])
+        inset.set_yticklabels([])
+        inset.set_zticklabels([])
+        inset.set_title(f"zoom: ±{100 * zoom:.0f} cm around the grasp", fontsize=9)
+    return _png(fig)
+
+
+def jerk_bars(cells: Sequence[Cell], policies: Sequence[str] = ()) -> bytes:
+    """Mean jerk of successful in-distribution episodes per suite and policy, with 95%
+    intervals (seed 000 Fig. 5)."""
+    ind = [c for c in cells if c.perturbation == IND]
+    suites = sorted({c.suite for c in ind})
+    names = list(policies) or sorted({c.policy for c in ind})
+    idx = {(c.policy, c.suite): c for c in ind}
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(suites) + 2), 3.8))
+    for i, (name, color) in enumerate(zip(names, COLORS)):
+        xs, ys, err = [], [], [[], []]
+        for j, s in enumerate(suites):
+            c = idx.get((name, s))
+            if c is None or not math.isfinite(c.mean_jerk):
+                continue
+            xs.append(j + (i - (len(names) - 1) / 2) * width)
+            ys.append(c.mean_jerk)
+            lo, hi = c.mean_jerk_ci
+            err[0].append(c.mean_jerk - lo if math.isfinite(lo) else 0)
+            err[1].append(hi - c.mean_jerk if math.isfinite(hi) else 0)
+        ax.bar(xs, ys, width, yerr=err, color=color, label=name, capsize=2)
+    ax.set_xticks(range(len(suites)), suites)
+    ax.set_ylabel("mean jerk (m/s³), successes")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def success_vs_jerk(cells: Sequence[Cell]) -> bytes:
+    """Success rate against mean jerk, one point per (policy, suite, perturbation) cell."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    names = sorted({c.policy for c in cells})
+    for name, color in zip(names, COLORS):
+        pts = [c for c in cells if c.policy == name and math.isfinite(c.mean_jerk)]
+        ax.scatter([c.mean_jerk for c in pts], [100 * c.success for c in pts], color=color,
+                   label=name, s=[40 if c.perturbation == IND else 16 for c in pts])
+    ax.set_xlabel("mean jerk (m/s³)")
+    ax.set_ylabel("success (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title("large points: in distribution", fontsize=9)
+    return _png(fig)
+
+
+def training_curves(logs: Mapping[str, Sequence[Mapping[str, float]]],
+                    keys: Sequence[str] = ("success_rate", "mean_jerk")) -> bytes:
+    """One panel per logged key against the update index, one line per run."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for (label, records), color in zip(logs.items(), COLORS):
+            pts = [(r.get("update", i), r[key]) for i, r in enumerate(records)
+                   if key in r and r[key] is not None and math.isfinite(r[key])]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, color=color, label=label, lw=1.4)
+        ax.set_xlabel("update")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return _png(fig)

@@ -1,0 +1,69 @@
+"""Episode records: append, resume, repair after a crash, statistics by hand."""
+
+import json
+import math
+
+import pytest
+
+from smoothvla.eval import EpisodeResult, ResultsFile, continuous_grasp, mean_ci, read_results, relative_drop, wilson_interval
+from smoothvla.eval.summary import summarize
+
+
+def ep(policy="sft", init=0, success=True, pert="none", jerk=1.0, seed=0, train_seed=0, suite="s"):
+    return EpisodeResult(policy=policy, task_id=f"{suite}/t", init_id=init, seed=seed,
+                         perturbation=pert, suite=suite, success=success, mean_jerk=jerk,
+                         train_seed=train_seed)
+
+
+def test_append_resume_and_repair(tmp_path):
+    path = tmp_path / "results.jsonl"
+    f = ResultsFile(path)
+    f.append(ep(init=0))
+    f.append(ep(init=1, success=False))
+    assert f.done_keys() == {ep(init=0).key, ep(init=1).key}
+    with open(path, "a") as raw:  # a crash in the middle of writing the third line
+        raw.write('{"policy": "sft", "task_')
+    again = ResultsFile(path)
+    assert [r.init_id for r in again.read()] == [0, 1]
+    again.append(ep(init=2))
+    assert [r.init_id for r in read_results([path])] == [0, 1, 2]
+
+
+def test_corrupt_and_missing_results(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"policy": "x", "nonsense": 1}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: not an episode result"):
+        read_results([bad])
+    with pytest.raises(FileNotFoundError, match="no such results file"):
+        read_results([tmp_path / "nope.jsonl"])
+
+
+def test_continuous_grasp():
+    assert continuous_grasp([0, 1, 1, 1], success=False) == (True, True, 1)
+    assert continuous_grasp([0, 1, 1, 0, 0], success=True) == (True, True, 1)  # released at goal
+    assert continuous_grasp([0, 1, 1, 0, 0], success=False) == (True, False, 1)  # dropped
+    assert continuous_grasp([1, 0, 1, 1], success=False) == (True, False, 0)  # re-grasped
+    assert continuous_grasp([0, 0, 0], success=False) == (False, False, -1)
+
+
+def test_statistics_by_hand():
+    # Wilson, 8/10: centre (0.8 + z^2/20) / (1 + z^2/10), z = 1.96 -> [0.490, 0.943]
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+    # mean 2, sample std 1, n = 3: half width t(0.975, 2) * 1 / sqrt(3) = 4.303 / 1.732
+    mean, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and hi - mean == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
+    assert relative_drop(0.6, 0.8) == pytest.approx(-0.25)
+    assert math.isnan(relative_drop(0.5, 0.0))
+
+
+def test_summarize_cells_and_drop():
+    results = [ep(init=i, success=i < 8) for i in range(10)]
+    results += [ep(init=i, pert="light", success=i < 6, jerk=2.0) for i in range(10)]
+    results += [ep(init=i, success=i < 4, train_seed=1) for i in range(10)]
+    cells = {c.perturbation: c for c in summarize(results)}
+    assert cells["none"].episodes == 20 and cells["none"].success == pytest.approx(0.6)
+    assert cells["none"].success_seed_std == pytest.approx(0.2)  # seeds at 0.8 and 0.4
+    assert cells["light"].drop == pytest.approx((0.6 - 0.6) / 0.6)
+    assert cells["light"].mean_jerk == pytest.approx(2.0)
