@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 # Torch on 2 cores: OpenMP busy-waiting makes 2 threads slower than 1.
 export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
@@ -16,15 +17,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: the local CPU build; an unpinned torch pulls multi-GB CUDA wheels.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,tensorboard]'
+	$(BIN)/pip install --quiet -e '.[tensorboard]'
 	touch $(STAMP)
+
+# The tests also cover the optional backends: real LIBERO and Ray.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,tensorboard,libero,ray]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/smoothvla demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
