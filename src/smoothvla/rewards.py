@@ -138,13 +138,15 @@ class RewardConfig:
             raise ValueError(f"jerk_scale must be > 0, got {self.jerk_scale}")
 
 
-def make_reward(cfg: RewardConfig) -> RewardFn:
-    """A `traj -> (reward, terms)` callable for the configured reward."""
+def make_reward(cfg: RewardConfig, rng: np.random.Generator | None = None) -> RewardFn:
+    """A `traj -> (reward, terms)` callable for the configured reward. `rng` drives the
+    random reward's noise (default: a generator seeded with `cfg.seed`); pass your own to
+    checkpoint its state."""
     if cfg.name == "binary":
         return binary_reward
     if cfg.name == "staged":
         return lambda traj: staged_reward(traj, grasp_bonus=cfg.grasp_bonus)
     if cfg.name == "smooth":
         return lambda traj: smooth_reward(traj, lam=cfg.lam, jerk_scale=cfg.jerk_scale)
-    rng = np.random.default_rng(cfg.seed)
+    rng = rng if rng is not None else np.random.default_rng(cfg.seed)
     return lambda traj: random_reward(traj, rng, noise_std=cfg.noise_std)

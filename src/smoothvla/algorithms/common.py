@@ -1,0 +1,225 @@
+"""Plumbing shared by the RL algorithms (no math here: that is in `losses.py`).
+
+- `ChunkBatch`: the chunks of a list of trajectories flattened into one batch, what the
+  ratio of every algorithm is computed on.
+- `Reference`: the frozen reference (SFT) policy, kept as a copy of the trainable
+  parameters only; reference log-probs are computed by swapping those values into the
+  live module for one no-grad forward. Frozen parameters (vision trunk, LoRA base weights)
+  never change, so this is exactly the SFT policy at the cost of one copy of the
+  trainable weights, which weight drift needs anyway.
+- rollout statistics (success rate, mean jerk, reward terms, degenerate groups).
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from smoothvla.algorithms.losses import weight_drift
+from smoothvla.policies.base import ActionChunk
+from smoothvla.rollout.trajectory import Trajectory
+
+
+def trainable_parameters(policy: Any) -> list[nn.Parameter]:
+    """The parameters an algorithm may change; clear errors for non-modules or frozen ones."""
+    if not isinstance(policy, nn.Module):
+        raise ValueError(
+            f"RL algorithms need a torch nn.Module policy, got {type(policy).__name__}"
+        )
+    params = [p for p in policy.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the policy has no trainable parameters (all requires_grad=False)")
+    return params
+
+
+def require_chunks(trajectories: list[Trajectory]) -> None:
+    """Every trajectory must carry what log-prob recomputation needs, and a reward."""
+    if not trajectories:
+        raise ValueError("update needs at least one trajectory")
+    for i, t in enumerate(trajectories):
+        if t.chunks is None or t.chunk_obs is None:
+            raise ValueError(
+                f"trajectory {i} has no recorded chunks; collect it with rollout.Collector"
+            )
+        if t.reward is None or not np.isfinite(t.reward):
+            raise ValueError(
+                f"trajectory {i} has no finite reward; score it before update (trainer does)"
+            )
+
+
+@dataclass
+class ChunkBatch:
+    """N chunks from a list of trajectories.
+
+    Attributes:
+        obs: N observations the chunks were sampled from.
+        chunk: `ActionChunk` of N chunks (actions (N, k, A), log_prob (N,) at sampling).
+        traj_index: (N,) index of each chunk's trajectory in the list given.
+        chunk_index: (N,) position of the chunk within its trajectory.
+        is_last: (N,) bool, last chunk of its trajectory.
+    """
+
+    obs: list[dict[str, Any]]
+    chunk: ActionChunk
+    traj_index: torch.Tensor
+    chunk_index: torch.Tensor
+    is_last: torch.Tensor
+
+    @staticmethod
+    def from_trajectories(trajectories: list[Trajectory]) -> "ChunkBatch":
+        obs: list[dict[str, Any]] = []
+        traj_index, chunk_index, is_last = [], [], []
+        for i, t in enumerate(trajectories):
+            c = len(t.chunks)
+            obs.extend(t.chunk_obs)
+            traj_index += [i] * c
+            chunk_index += list(range(c))
+            is_last += [False] * (c - 1) + [True]
+        return ChunkBatch(
+            obs,
+            ActionChunk.cat([t.chunks for t in trajectories]),
+            torch.tensor(traj_index),
+            torch.tensor(chunk_index),
+            torch.tensor(is_last),
+        )
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    @property
+    def logp_old(self) -> torch.Tensor:
+        return self.chunk.log_prob.detach().float()
+
+    def select(self, index: torch.Tensor) -> tuple[list[dict[str, Any]], ActionChunk]:
+        """Observations and chunks of a minibatch (index: (M,) long)."""
+        return [self.obs[i] for i in index.tolist()], self.chunk.select(index)
+
+
+def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A random partition of range(n) into index tensors of at most `size` elements."""
+    order = torch.randperm(n, generator=generator)
+    return list(order.split(size))
+
+
+def batched_log_prob(policy: Any, batch: ChunkBatch, size: int) -> torch.Tensor:
+    """(N,) log-probs of all chunks of a batch without gradient, `size` chunks at a time."""
+    out = []
+    with torch.no_grad():
+        for index in torch.arange(len(batch)).split(size):
+            obs, chunk = batch.select(index)
+            out.append(policy.log_prob(obs, chunk).detach().float())
+    return torch.cat(out)
+
+
+def policy_value(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
+    """(B,) `policy.value`, passing cached features (`extras`) when the policy takes them."""
+    if "extras" in inspect.signature(policy.value).parameters:
+        return policy.value(obs, extras=chunk.extras)
+    return policy.value(obs)
+
+
+class Reference:
+    """The frozen reference policy as a snapshot of the trainable parameters."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        self.params = params
+        self.values = [p.detach().clone() for p in params]
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Within the block, the policy computes with the reference weights (no grad)."""
+        live = [p.data for p in self.params]
+        try:
+            with torch.no_grad():
+                for p, v in zip(self.params, self.values):
+                    p.data = v
+                yield
+        finally:
+            for p, v in zip(self.params, live):
+                p.data = v
+
+    def log_prob(self, policy: Any, batch: ChunkBatch, size: int) -> torch.Tensor:
+        """(N,) reference log-probs of a batch's chunks."""
+        with self.active():
+            return batched_log_prob(policy, batch, size)
+
+    def drift(self) -> float:
+        """`losses.weight_drift` of the live trainable parameters from the reference."""
+        return weight_drift(self.params, self.values)
+
+    def state_dict(self) -> list[torch.Tensor]:
+        return [v.clone() for v in self.values]
+
+    def load_state_dict(self, values: list[torch.Tensor]) -> None:
+        if len(values) != len(self.values):
+            raise ValueError(f"reference has {len(self.values)} tensors, checkpoint {len(values)}")
+        self.values = [v.to(p.device, p.dtype) for v, p in zip(values, self.params)]
+
+
+def group_indices(trajectories: list[Trajectory]) -> dict[Any, list[int]]:
+    """Trajectory indices per group: by `group_id` when set, else by (task, init, seed)."""
+    groups: dict[Any, list[int]] = {}
+    for i, t in enumerate(trajectories):
+        key = t.group_id if t.group_id >= 0 else (t.task_id, t.init_id, t.seed)
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+def rollout_stats(trajectories: list[Trajectory]) -> dict[str, float]:
+    """Success rate, reward and its terms, mean jerk, episode length, degenerate groups."""
+    from smoothvla.metrics import mean_jerk
+
+    rewards = np.array([t.reward for t in trajectories], dtype=np.float64)
+    stats = {
+        "success_rate": float(np.mean([t.success for t in trajectories])),
+        "reward_mean": float(rewards.mean()),
+        "reward_std": float(rewards.std()),
+        "episode_steps": float(np.mean([t.num_steps for t in trajectories])),
+        "mean_jerk": float(
+            np.mean(
+                [mean_jerk(t.ee_pos, t.control_dt) for t in trajectories if len(t.ee_pos) >= 4]
+                or [np.nan]
+            )
+        ),
+        "trajectories": float(len(trajectories)),
+    }
+    successes = [t for t in trajectories if t.success and len(t.ee_pos) >= 4]
+    if successes:
+        stats["mean_jerk_success"] = float(
+            np.mean([mean_jerk(t.ee_pos, t.control_dt) for t in successes])
+        )
+    for name in sorted({k for t in trajectories for k in t.reward_terms}):
+        stats[f"reward/{name}"] = float(
+            np.mean([t.reward_terms.get(name, np.nan) for t in trajectories])
+        )
+    groups = list(group_indices(trajectories).values())
+    all_fail = [not any(trajectories[i].success for i in g) for g in groups]
+    all_success = [all(trajectories[i].success for i in g) for g in groups]
+    no_spread = [np.ptp(rewards[g]) <= 1e-8 for g in groups]
+    stats.update(
+        groups=float(len(groups)),
+        frac_all_fail=float(np.mean(all_fail)),
+        frac_all_success=float(np.mean(all_success)),
+        frac_no_reward_spread=float(np.mean(no_spread)),
+    )
+    return stats
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], max_grad_norm: float
+) -> float:
+    """Clip gradients to `max_grad_norm` (<= 0: no clipping), step; returns the pre-clip norm."""
+    limit = max_grad_norm if max_grad_norm > 0 else float("inf")
+    norm = torch.nn.utils.clip_grad_norm_(params, limit)
+    optimizer.step()
+    return float(norm)
+
+
+def mean_of(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")

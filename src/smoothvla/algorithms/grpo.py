@@ -1,0 +1,218 @@
+"""GRPO for chunked VLA policies (seed 000 §3.2 eq. 1; seed 004; DeepSeekMath).
+
+One `update(trajectories)` reads top to bottom:
+
+1. rewards and rollout statistics (success, jerk, reward terms, degenerate groups);
+2. group-relative advantage per trajectory, A_i = (R_i - mean R) / (std R + eps) over the
+   G rollouts that share a task and initial state, applied to every chunk of trajectory i;
+   with `dynamic_sampling`, groups whose rewards are all equal are dropped first: their
+   advantages are all zero, so they only dilute the loss (seed 004 §7.3: all-fail groups
+   under a binary reward; with the hybrid reward an all-success group still has spread);
+3. the chunks of the kept trajectories become one batch; reference log-probs (if beta > 0);
+4. `epochs` passes of minibatches over chunks: ratio = pi_theta(chunk) / pi_old(chunk),
+   clipped surrogate with separate eps_low / eps_high, + beta * k3-KL to the reference,
+   gradient clipping, an AdamW step;
+5. diagnostics: clip fraction, approx KL, log-prob stats, grad norm, weight drift from
+   the reference (seed 004 §6.2: drift went with lost success there, so watch it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from smoothvla.algorithms.common import (
+    ChunkBatch,
+    Reference,
+    group_indices,
+    mean_of,
+    minibatches,
+    optimizer_step,
+    require_chunks,
+    rollout_stats,
+    trainable_parameters,
+)
+from smoothvla.algorithms.losses import approx_kl, clipped_surrogate, group_advantages, kl_k3
+from smoothvla.rollout.trajectory import Trajectory
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO hyperparameters."""
+
+    lr: float = 2e-5
+    """AdamW learning rate (seed 000 §4.1 uses 2e-5 for its preference stage; seed 004
+    §5.1 saw 1e-4/1e-3 destroy the policy in one update)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (0: do not pull weights to zero, which is drift of its own)."""
+    eps_low: float = 0.2
+    """Lower clip range: ratios below 1 - eps_low stop getting gradient when A < 0."""
+    eps_high: float = 0.28
+    """Upper clip range (DAPO's clip-higher, 0.28): ratios above 1 + eps_high stop getting
+    gradient when A > 0. Set equal to eps_low for seed 000's symmetric eq. 1."""
+    beta: float = 0.0
+    """Weight of the k3 KL penalty to the frozen reference policy; 0 disables it (seed 004
+    §5.4 found it changed nothing; it then costs no extra forward pass)."""
+    adv_eps: float = 1e-6
+    """eps in the advantage denominator std(R) + eps."""
+    dynamic_sampling: bool = True
+    """Drop groups whose rewards are all equal (no signal) before the update, and report them."""
+    epochs: int = 1
+    """Passes over the batch per update (seed 003 §4.2: more than 1 did not help)."""
+    minibatch_chunks: int = 64
+    """Chunks per gradient step."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (<= 0: no clipping)."""
+    seed: int = 0
+    """Seed of the minibatch shuffling."""
+
+    def __post_init__(self) -> None:
+        check_clip_range(self.eps_low, self.eps_high)
+        check_positive(
+            lr=self.lr,
+            minibatch_chunks=self.minibatch_chunks,
+            epochs=self.epochs,
+            adv_eps=self.adv_eps,
+        )
+        if self.beta < 0:
+            raise ValueError(f"beta (KL weight) must be >= 0, got {self.beta}")
+
+
+def check_clip_range(eps_low: float, eps_high: float) -> None:
+    """eps_low must lie in (0, 1) (a ratio cannot go below 0), eps_high in (0, 10]."""
+    if not 0.0 < eps_low < 1.0:
+        raise ValueError(f"eps_low must be in (0, 1), got {eps_low}")
+    if not 0.0 < eps_high <= 10.0:
+        raise ValueError(f"eps_high must be in (0, 10], got {eps_high}")
+
+
+def check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+class GRPO:
+    """Owns the optimizer and the reference; `update(trajectories) -> stats`."""
+
+    def __init__(self, policy: Any, cfg: GRPOConfig) -> None:
+        self.policy = policy
+        self.cfg = cfg
+        self.params = trainable_parameters(policy)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.reference = Reference(self.params)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.updates = 0
+
+    def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
+        cfg = self.cfg
+        require_chunks(trajectories)
+        stats = rollout_stats(trajectories)
+
+        # -- group-relative advantages, one per trajectory --------------------------------
+        rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
+        advantages = torch.zeros(len(trajectories))
+        kept: list[int] = []
+        too_small = no_signal = 0
+        for members in group_indices(trajectories).values():
+            if len(members) < 2:  # a group that lost members to crashed workers
+                too_small += 1
+                continue
+            group_rewards = rewards[members]
+            if cfg.dynamic_sampling and float(group_rewards.max() - group_rewards.min()) <= 1e-8:
+                no_signal += 1
+                continue
+            advantages[members] = group_advantages(group_rewards, cfg.adv_eps)
+            kept.extend(members)
+        stats.update(groups_too_small=float(too_small), groups_dropped=float(no_signal))
+        stats["trajectories_used"] = float(len(kept))
+        if not kept:
+            stats.update(self._weight_stats(), skipped=1.0)
+            return stats
+
+        # -- the chunks of the kept trajectories -----------------------------------------
+        kept_trajs = [trajectories[i] for i in kept]
+        batch = ChunkBatch.from_trajectories(kept_trajs)
+        chunk_adv = advantages[kept][batch.traj_index]
+        logp_old = batch.logp_old
+        logp_ref = (
+            self.reference.log_prob(self.policy, batch, cfg.minibatch_chunks)
+            if cfg.beta > 0
+            else None
+        )
+
+        # -- clipped-ratio steps over minibatches of chunks -------------------------------
+        log: dict[str, list[float]] = {
+            k: [] for k in ("loss", "pg_loss", "kl_ref", "clip_frac", "approx_kl", "grad_norm")
+        }
+        logp_seen: list[torch.Tensor] = []
+        for _ in range(cfg.epochs):
+            for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
+                obs, chunk = batch.select(index)
+                logp = self.policy.log_prob(obs, chunk).float()
+                pg_loss, clip_frac = clipped_surrogate(
+                    logp, logp_old[index], chunk_adv[index], cfg.eps_low, cfg.eps_high
+                )
+                kl_ref = (
+                    kl_k3(logp, logp_ref[index]).mean() if logp_ref is not None else torch.zeros(())
+                )
+                loss = pg_loss + cfg.beta * kl_ref
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                log["grad_norm"].append(
+                    optimizer_step(self.optimizer, self.params, cfg.max_grad_norm)
+                )
+                log["loss"].append(float(loss.detach()))
+                log["pg_loss"].append(float(pg_loss.detach()))
+                log["kl_ref"].append(float(kl_ref.detach()))
+                log["clip_frac"].append(float(clip_frac))
+                log["approx_kl"].append(float(approx_kl(logp.detach(), logp_old[index])))
+                logp_seen.append(logp.detach())
+        self.updates += 1
+
+        # -- diagnostics ---------------------------------------------------------------
+        logp_all = torch.cat(logp_seen)
+        stats.update({k: mean_of(v) for k, v in log.items()})
+        stats.update(
+            grad_norm_max=float(np.max(log["grad_norm"])),
+            chunks=float(len(batch)),
+            adv_abs_mean=float(chunk_adv.abs().mean()),
+            logp_mean=float(logp_all.mean()),
+            logp_std=float(logp_all.std()) if len(logp_all) > 1 else 0.0,
+            # -E[log pi] over the policy's own samples: a Monte-Carlo entropy estimate per chunk
+            entropy_est=float(-logp_old.mean()),
+            **self._weight_stats(),
+        )
+        return stats
+
+    def _weight_stats(self) -> dict[str, float]:
+        return {
+            "weight_drift": self.reference.drift(),
+            "updates": float(self.updates),
+            "lr": self.cfg.lr,
+        }
+
+    # -- checkpointing -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: policy, optimizer, reference, RNG, counters, config."""
+        return {
+            "algorithm": "grpo",
+            "config": asdict(self.cfg),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "reference": self.reference.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("algorithm") != "grpo":
+            raise ValueError(f"checkpoint is for {state.get('algorithm')!r}, not grpo")
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.reference.load_state_dict(state["reference"])
+        self.generator.set_state(state["generator"])
+        self.updates = int(state["updates"])

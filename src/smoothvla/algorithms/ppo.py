@@ -1,0 +1,215 @@
+"""PPO with a value head on the policy's shared backbone (seed 003 §4.2, App. A.1).
+
+The MDP is taken at the chunk level: a state is the observation a chunk was sampled from,
+an action is the whole chunk (its log-prob is summed over k steps and 7 dimensions, as
+seed 003's product over action tokens), the trajectory's reward arrives with its last
+chunk, and the episode ends there (no bootstrap: the reward is of the whole trajectory).
+
+One `update(trajectories)` reads top to bottom:
+
+1. rollout statistics;
+2. old values V(s_c) of every chunk with the current critic (no grad);
+3. GAE(gamma, lambda) per trajectory -> advantages and returns; ORZ (seed 003 §4.1) is
+   gamma = lambda = 1 (`PPOConfig.orz()`), i.e. advantage = R - V(s_c);
+4. `epochs` (default 1, seed 003 §4.2) passes of minibatches: clipped surrogate + vf_coef *
+   clipped value loss, one AdamW step each (value head at its own learning rate);
+5. diagnostics as GRPO's, plus value loss and explained variance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from smoothvla.algorithms.common import (
+    ChunkBatch,
+    Reference,
+    mean_of,
+    minibatches,
+    optimizer_step,
+    policy_value,
+    require_chunks,
+    rollout_stats,
+    trainable_parameters,
+)
+from smoothvla.algorithms.grpo import check_clip_range, check_positive
+from smoothvla.algorithms.losses import approx_kl, clipped_surrogate, compute_gae, value_loss
+from smoothvla.rollout.trajectory import Trajectory
+
+VALUE_HEAD_PREFIX = "value_head."
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters."""
+
+    lr: float = 2e-5
+    """AdamW learning rate of the policy (backbone and action head)."""
+    value_lr: float = 1e-4
+    """Learning rate of the value head's own parameters (it starts from scratch)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    gamma: float = 0.99
+    """Discount per chunk."""
+    lam: float = 0.95
+    """GAE lambda."""
+    eps_low: float = 0.2
+    """Lower clip range of the ratio."""
+    eps_high: float = 0.2
+    """Upper clip range of the ratio."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in the total loss."""
+    value_clip: float | None = 0.2
+    """Clip range of the value update around the old value; None disables value clipping."""
+    normalize_advantages: bool = True
+    """Normalize advantages over the batch (zero mean, unit std)."""
+    epochs: int = 1
+    """Passes over each batch (seed 003 §4.2: more than one costs time, gains nothing)."""
+    minibatch_chunks: int = 64
+    """Chunks per gradient step."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (<= 0: no clipping)."""
+    seed: int = 0
+    """Seed of the minibatch shuffling."""
+
+    def __post_init__(self) -> None:
+        check_clip_range(self.eps_low, self.eps_high)
+        check_positive(
+            lr=self.lr,
+            value_lr=self.value_lr,
+            minibatch_chunks=self.minibatch_chunks,
+            epochs=self.epochs,
+        )
+        for name in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.value_clip is not None and self.value_clip <= 0:
+            raise ValueError(f"value_clip must be > 0 or None, got {self.value_clip}")
+
+    @classmethod
+    def orz(cls, **overrides: Any) -> "PPOConfig":
+        """The Open-Reasoner-Zero variant of seed 003: gamma = lambda = 1."""
+        return replace(cls(**overrides), gamma=1.0, lam=1.0)
+
+
+class PPO:
+    """Owns the optimizer (policy + value head) and the drift reference."""
+
+    def __init__(self, policy: Any, cfg: PPOConfig) -> None:
+        if getattr(policy, "value_head", None) is None and hasattr(policy, "attach_value_head"):
+            policy.attach_value_head()
+        if not hasattr(policy, "value"):
+            raise ValueError("PPO needs a policy with a value head (policy.value)")
+        self.policy = policy
+        self.cfg = cfg
+        self.params = trainable_parameters(policy)
+        named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
+        critic = [p for n, p in named if n.startswith(VALUE_HEAD_PREFIX)]
+        actor = [p for n, p in named if not n.startswith(VALUE_HEAD_PREFIX)]
+        groups = [{"params": actor, "lr": cfg.lr}]
+        if critic:
+            groups.append({"params": critic, "lr": cfg.value_lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        self.reference = Reference(actor)  # drift of the actor only
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.updates = 0
+
+    def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
+        cfg = self.cfg
+        require_chunks(trajectories)
+        stats = rollout_stats(trajectories)
+        batch = ChunkBatch.from_trajectories(trajectories)
+
+        # -- old values, then GAE per trajectory at the chunk level ----------------------
+        with torch.no_grad():
+            values_old = torch.cat(
+                [
+                    policy_value(self.policy, *batch.select(index)).float()
+                    for index in torch.arange(len(batch)).split(cfg.minibatch_chunks)
+                ]
+            )
+        advantages = torch.zeros(len(batch))
+        returns = torch.zeros(len(batch))
+        for i, t in enumerate(trajectories):
+            rows = torch.nonzero(batch.traj_index == i).squeeze(1)
+            rewards = torch.zeros(len(rows))
+            rewards[-1] = float(t.reward)
+            dones = torch.zeros(len(rows))
+            dones[-1] = 1.0
+            values = torch.cat([values_old[rows], torch.zeros(1)])
+            advantages[rows], returns[rows] = compute_gae(
+                rewards, values, dones, cfg.gamma, cfg.lam
+            )
+        adv_raw = advantages.clone()
+        if cfg.normalize_advantages and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        logp_old = batch.logp_old
+
+        # -- clipped policy loss + clipped value loss over minibatches -------------------
+        log: dict[str, list[float]] = {
+            k: [] for k in ("loss", "pg_loss", "value_loss", "clip_frac", "approx_kl", "grad_norm")
+        }
+        for _ in range(cfg.epochs):
+            for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
+                obs, chunk = batch.select(index)
+                logp = self.policy.log_prob(obs, chunk).float()
+                values = policy_value(self.policy, obs, chunk).float()
+                pg_loss, clip_frac = clipped_surrogate(
+                    logp, logp_old[index], advantages[index], cfg.eps_low, cfg.eps_high
+                )
+                v_loss = value_loss(values, values_old[index], returns[index], cfg.value_clip)
+                loss = pg_loss + cfg.vf_coef * v_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                log["grad_norm"].append(
+                    optimizer_step(self.optimizer, self.params, cfg.max_grad_norm)
+                )
+                log["loss"].append(float(loss.detach()))
+                log["pg_loss"].append(float(pg_loss.detach()))
+                log["value_loss"].append(float(v_loss.detach()))
+                log["clip_frac"].append(float(clip_frac))
+                log["approx_kl"].append(float(approx_kl(logp.detach(), logp_old[index])))
+        self.updates += 1
+
+        # -- diagnostics ---------------------------------------------------------------
+        var_returns = float(returns.var()) if len(returns) > 1 else 0.0
+        stats.update({k: mean_of(v) for k, v in log.items()})
+        stats.update(
+            grad_norm_max=float(np.max(log["grad_norm"])),
+            chunks=float(len(batch)),
+            adv_mean=float(adv_raw.mean()),
+            value_mean=float(values_old.mean()),
+            explained_variance=(1.0 - float((returns - values_old).var()) / var_returns)
+            if var_returns > 0
+            else float("nan"),
+            logp_mean=float(logp_old.mean()),
+            entropy_est=float(-logp_old.mean()),
+            weight_drift=self.reference.drift(),
+            updates=float(self.updates),
+            lr=cfg.lr,
+        )
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: policy (with value head), optimizer, reference, RNG."""
+        return {
+            "algorithm": "ppo",
+            "config": asdict(self.cfg),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "reference": self.reference.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("algorithm") != "ppo":
+            raise ValueError(f"checkpoint is for {state.get('algorithm')!r}, not ppo")
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.reference.load_state_dict(state["reference"])
+        self.generator.set_state(state["generator"])
+        self.updates = int(state["updates"])

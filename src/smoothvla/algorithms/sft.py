@@ -1,0 +1,532 @@
+"""Supervised fine-tuning (behaviour cloning with action chunks) of the compact VLA.
+
+Read top to bottom: config -> demonstrations -> frozen features -> batches -> one step ->
+the loop (logging, checkpoints, evaluation, resume).
+
+Each training sample is one demonstration frame t: its observation and the next k actions
+a_t .. a_{t+k-1} as the target chunk; near the episode end the chunk is padded with the last
+action and a mask (0 on padded steps) removes them from the loss.
+
+Frozen encoders (the default) make SFT cheap: the vision trunk's features for every frame
+are computed once and cached on disk next to the run, keyed by the file's hash
+(`policies/features.py`), and the language embedding once per instruction string; a step
+then runs only the fusion transformer and the head.
+
+Determinism: the batch and the head's noise at step s depend only on (seed, s), so a run
+resumed from a checkpoint reproduces the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
+from smoothvla.policies.encoders import random_shift
+from smoothvla.policies.features import camera_key, trunk_features
+from smoothvla.policies.normalizer import Normalizer
+from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy
+
+PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning of the compact VLA on LIBERO-layout HDF5 demonstrations."""
+
+    data: tuple[str, ...] = ()
+    """HDF5 demonstration files (LIBERO layout)."""
+    run_dir: str = "runs/sft"
+    """Output folder: checkpoints/, feature cache, log.jsonl, TensorBoard events."""
+    policy: VLAConfig = field(default_factory=VLAConfig)
+    """Architecture (head, chunk size, LoRA, ...) of a new policy; ignored with init_from/resume."""
+    init_from: str = ""
+    """Start from this policy checkpoint instead of a fresh policy (keeps its normalizer)."""
+    steps: int = 5000
+    """Optimizer steps."""
+    batch_size: int = 16
+    lr: float = 3e-4
+    """Peak AdamW learning rate. The 4e-5 of seed 000 §4.1 fine-tunes a pretrained 7B VLA; the
+    compact fusion transformer and heads here start from scratch and need ~10x more
+    (3e-4 is the usual transformer-from-scratch rate; see docs/policies.md)."""
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    """Linear warm-up from 0, then cosine decay to min_lr_ratio * lr."""
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    """Max global gradient norm (0 = off)."""
+    smooth_weight: float = 0.0
+    """Weight of the smoothness term on the predicted chunk (0 = off): mean squared jerk of
+    the commanded position, i.e. the third difference of cumsum(position deltas)."""
+    augment: bool = False
+    """Random-shift image augmentation."""
+    shift_pad: int = 4
+    """Random shift in pixels (each side) when augment is on."""
+    aug_views: int = 4
+    """With cached features and augment: shifted views encoded per frame (view 0 unshifted)."""
+    cache_features: bool = True
+    """Pre-compute frozen vision features once per frame (disk cache). Off: encode every batch."""
+    feature_cache_dir: str = ""
+    """Where the feature cache lives; empty = run_dir/features. Entries are keyed by file hash
+    and encoder, so several runs on the same data can share one folder."""
+    max_demos: int = 0
+    """Use at most this many demos per file (0 = all)."""
+    eval_every: int = 1000
+    """Evaluation rollouts every this many steps (0 = never); skipped with a message when the
+    demos' suite cannot be built here."""
+    eval_episodes: int = 5
+    """Rollouts per evaluation, from the initial states of demos (held-in), round-robin over tasks."""
+    log_every: int = 10
+    checkpoint_every: int = 500
+    resume: bool = False
+    """Continue from run_dir's latest checkpoint (model, optimizer, scheduler, step, RNG)."""
+    seed: int = 0
+    num_threads: int = 1
+    """torch intra-op threads."""
+    tensorboard: bool = True
+    """Also write TensorBoard events (if tensorboard is installed)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        self.data = tuple(self.data)
+        if isinstance(self.policy, dict):
+            self.policy = VLAConfig.from_dict(self.policy)
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Demonstrations
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Frames:
+    """All frames of all demos, concatenated. N frames, E episodes.
+
+    actions (N, 7), proprio (N, 8), episode_end (N,) exclusive end index of the frame's
+    episode, instruction_id (N,), instructions (list), images {camera: (N, H, W, 3)} (only
+    when features are not cached), vis (N, V, cams, C, h, w) cached features or None,
+    episodes: per-episode attrs (task_id, init_id, seed, instruction).
+    """
+
+    actions: np.ndarray
+    proprio: np.ndarray
+    episode_end: np.ndarray
+    instruction_id: np.ndarray
+    instructions: list[str]
+    episodes: list[dict[str, Any]]
+    images: dict[str, np.ndarray] | None = None
+    vis: list[np.ndarray] | None = None
+    vis_offsets: np.ndarray | None = None
+
+
+def _instruction(path: str, attrs: dict) -> str:
+    text = attrs.get("instruction")
+    if text is None:
+        text = file_attrs(path).get("problem_info", {}).get("language_instruction")
+    if text is None:
+        raise KeyError(f"{path}: demo has no 'instruction' attribute (nor problem_info.language_instruction)")
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
+def load_frames(paths: tuple[str, ...], cameras: tuple[str, ...], with_images: bool,
+                max_demos: int = 0) -> Frames:
+    """Read actions, proprio (ee_pos ++ ee_ori ++ gripper_states, as the env builds it, gripper
+    values made positive by `canonical_proprio`) and instructions of every demo; images too
+    when `with_images`."""
+    if not paths:
+        raise ValueError("no demonstration files given (--data)")
+    acts, props, ends, instr_ids, episodes = [], [], [], [], []
+    images: dict[str, list] = {c: [] for c in cameras}
+    instructions: list[str] = []
+    n = 0
+    for path in paths:
+        names = demo_names(path)
+        names = names[:max_demos] if max_demos else names
+        if not names:
+            raise ValueError(f"{path}: no demos")
+        keys = PROPRIO_KEYS + (tuple(camera_key(c) for c in cameras) if with_images else ())
+        for name in names:
+            demo = read_demo(path, name, obs_keys=keys)
+            a = np.asarray(demo.actions, np.float32)
+            if a.ndim != 2 or a.shape[1] != 7 or len(a) == 0:
+                raise ValueError(f"{path}/{name}: actions must be (T, 7) with T > 0, got {a.shape}")
+            p = np.concatenate([np.asarray(demo.obs[k], np.float32) for k in PROPRIO_KEYS], 1)
+            text = _instruction(path, demo.attrs)
+            if text not in instructions:
+                instructions.append(text)
+            acts.append(a)
+            props.append(p)
+            n += len(a)
+            ends.append(np.full(len(a), n))
+            instr_ids.append(np.full(len(a), instructions.index(text)))
+            episodes.append({"file": str(path), "demo": name, "instruction": text,
+                             **{k: _plain(demo.attrs[k]) for k in ("task_id", "init_id", "seed")
+                                if k in demo.attrs}})
+            for c in cameras if with_images else ():
+                images[c].append(demo.obs[camera_key(c)])
+    frames = Frames(np.concatenate(acts), canonical_proprio(np.concatenate(props)), np.concatenate(ends),
+                    np.concatenate(instr_ids), instructions, episodes)
+    if with_images:
+        frames.images = {c: np.concatenate(v) for c, v in images.items()}
+    return frames
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if hasattr(value, "item") else value
+
+
+def chunk_targets(frames: Frames, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Target chunks for frames idx (B,): actions t..t+k-1 of the same episode, padded with the
+    episode's last action; returns actions (B, k, 7) and mask (B, k) (1 = real step)."""
+    steps = idx[:, None] + np.arange(k)[None]
+    last = frames.episode_end[idx][:, None] - 1
+    mask = (steps <= last).astype(np.float32)
+    return frames.actions[np.minimum(steps, last)], mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+# ---------------------------------------------------------------------------------------------
+def attach_features(policy: CompactVLA, frames: Frames, cfg: SFTConfig, run_dir: Path) -> None:
+    """Fill frames.vis from the disk cache (computing missing entries)."""
+    views = cfg.aug_views if cfg.augment else 1
+    frames.vis, offsets = [], [0]
+    for path in cfg.data:
+        cache_dir = Path(cfg.feature_cache_dir) if cfg.feature_cache_dir else run_dir / "features"
+        feats = trunk_features(policy, path, cache_dir, views, cfg.shift_pad,
+                               cfg.seed, progress=cfg.progress)
+        if cfg.max_demos:
+            feats = feats[:_frames_in_first_demos(path, cfg.max_demos)]
+        frames.vis.append(feats)
+        offsets.append(offsets[-1] + len(feats))
+    frames.vis_offsets = np.asarray(offsets)
+    if offsets[-1] != len(frames.actions):
+        raise ValueError(f"feature cache has {offsets[-1]} frames, the data {len(frames.actions)}")
+
+
+def _frames_in_first_demos(path: str, count: int) -> int:
+    return sum(len(read_demo(path, n, obs_keys=()).actions) for n in demo_names(path)[:count])
+
+
+def make_batch(policy: CompactVLA, frames: Frames, lang: torch.Tensor, cfg: SFTConfig,
+               step: int) -> dict[str, Any]:
+    """The batch of step `step`: features, target chunks (B, k, 7), mask (B, k)."""
+    rng = np.random.default_rng([cfg.seed, step])
+    idx = np.sort(rng.integers(0, len(frames.actions), cfg.batch_size))
+    actions, mask = chunk_targets(frames, idx, policy.chunk_size)
+    proprio = torch.as_tensor(frames.proprio[idx])
+    lang_emb = lang[frames.instruction_id[idx]]
+    if frames.vis is not None:
+        views = frames.vis[0].shape[1]
+        view = rng.integers(0, views, cfg.batch_size) if cfg.augment else np.zeros(cfg.batch_size, int)
+        file_of = np.searchsorted(frames.vis_offsets, idx, side="right") - 1
+        vis = np.stack([frames.vis[f][i - frames.vis_offsets[f], v]
+                        for f, i, v in zip(file_of, idx, view)])
+        vis = torch.as_tensor(vis.astype(np.float32))
+    else:
+        images = np.stack([frames.images[c][idx] for c in policy.cfg.cameras], 1)
+        if cfg.augment:
+            b, c = images.shape[:2]
+            images = random_shift(images.reshape(b * c, *images.shape[2:]), cfg.shift_pad,
+                                  rng).reshape(images.shape)
+        vis = policy.encode_images(images)
+    features = {"vis_feat": vis, "lang_emb": lang_emb, "proprio": proprio}
+    return {"features": features, "actions": torch.as_tensor(actions), "mask": torch.as_tensor(mask)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss and one optimizer step
+# ---------------------------------------------------------------------------------------------
+def chunk_jerk(actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared jerk of the position a chunk commands.
+
+    actions (B, k, 7) env units, mask (B, k) -> scalar. Positions p = cumsum of the position
+    deltas a[..., :3]; jerk = third difference of p (k - 3 values per chunk, each needing
+    steps t..t+3 unpadded). Units are action units per step^3 (not m/s^3).
+    """
+    if actions.shape[1] < 4:
+        raise ValueError(f"the smoothness term needs chunk_size >= 4, got {actions.shape[1]}")
+    p = torch.cumsum(actions[..., :3], dim=1)
+    j = p[:, 3:] - 3 * p[:, 2:-1] + 3 * p[:, 1:-2] - p[:, :-3]
+    valid = mask[:, 3:]
+    return ((j ** 2).sum(-1) * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def lr_lambda(cfg: SFTConfig):
+    """Multiplier of the peak lr at step s: linear warm-up, then cosine to min_lr_ratio."""
+    def f(s: int) -> float:
+        if s < cfg.warmup_steps:
+            return (s + 1) / cfg.warmup_steps
+        progress = (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+    return f
+
+
+def train_step(policy: CompactVLA, optimizer, scheduler, batch: dict, cfg: SFTConfig,
+               step: int) -> dict[str, float]:
+    """One optimizer step on one batch; returns named metrics."""
+    torch.manual_seed(cfg.seed * 1_000_003 + step)  # the head's noise (flow tau, z)
+    policy.train()
+    sft_loss, metrics, predicted = policy.sft_outputs(batch)
+    loss = sft_loss
+    if cfg.smooth_weight > 0:
+        smooth = chunk_jerk(predicted, batch["mask"])
+        loss = loss + cfg.smooth_weight * smooth
+        metrics["smooth"] = float(smooth.detach())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    optimizer.step()
+    scheduler.step()
+    metrics.update(total_loss=float(loss.detach()), grad_norm=float(grad_norm),
+                   lr=optimizer.param_groups[0]["lr"])
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+def save_checkpoint(run_dir: Path, policy: CompactVLA, optimizer, scheduler, step: int,
+                    cfg: SFTConfig) -> Path:
+    """checkpoints/step_NNNNNNN/: the policy files + trainer_state.pt + sft_config.json, written
+    in a temporary folder and renamed; then `latest` (a text file) points to it."""
+    ckpt_root = run_dir / "checkpoints"
+    target = ckpt_root / f"step_{step:07d}"
+    tmp = ckpt_root / f".step_{step:07d}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save(tmp)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                     "python": random.getstate()}}
+    torch.save(state, tmp / "trainer_state.pt")
+    (tmp / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    _write_atomic(run_dir / "latest", target.name)
+    return target
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "latest"
+    if not pointer.exists():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{pointer} points to {path}, which does not exist")
+    return path
+
+
+def restore_trainer(path: Path, optimizer, scheduler) -> int:
+    """Load optimizer, scheduler and RNG states; returns the number of steps done."""
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    np.random.set_state(state["rng"]["numpy"])
+    random.setstate(state["rng"]["python"])
+    return int(state["step"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation rollouts
+# ---------------------------------------------------------------------------------------------
+def held_in_episodes(episodes: list[dict], count: int) -> list[dict]:
+    """`count` demo episodes taken round-robin over tasks (the first demo of every task, then
+    the second, ...), so an evaluation covers every task of a multi-task file."""
+    by_task: dict[str, list[dict]] = {}
+    for e in episodes:
+        if "task_id" in e:
+            by_task.setdefault(e["task_id"], []).append(e)
+    queues = list(by_task.values())
+    out: list[dict] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out += [q[i] for q in queues if i < len(q)]
+    return out[:count]
+
+
+def _make_env(task_id: str, policy: CompactVLA):
+    from smoothvla.envs import base as envs
+
+    cameras = tuple(c.removesuffix("_rgb") for c in policy.cfg.cameras)
+    try:
+        return envs.make(task_id, cameras=cameras, image_size=policy.cfg.image_size)
+    except TypeError:  # a suite without these options
+        return envs.make(task_id)
+
+
+def evaluate(policy: CompactVLA, frames: Frames, cfg: SFTConfig) -> dict[str, float] | None:
+    """Greedy rollouts from the initial states (task, init_id, seed) of the first demos,
+    executing whole chunks. None (with a message) when the demos carry no task id or their
+    suite cannot be built here."""
+    episodes = held_in_episodes(frames.episodes, cfg.eval_episodes)
+    if not episodes:
+        print("sft: evaluation skipped: demos carry no task_id attribute", file=sys.stderr)
+        return None
+    envs: dict[str, Any] = {}
+    try:
+        for e in episodes:
+            if e["task_id"] not in envs:
+                envs[e["task_id"]] = _make_env(e["task_id"], policy)
+    except (ImportError, ValueError, KeyError) as err:
+        print(f"sft: evaluation skipped: cannot build the demos' tasks here ({err})", file=sys.stderr)
+        return None
+    successes, lengths, jerks = [], [], []
+    policy.eval()
+    try:
+        for e in episodes:
+            env = envs[e["task_id"]]
+            obs, info = env.reset(seed=int(e.get("seed", 0)), init_id=int(e.get("init_id", 0)))
+            positions = [np.asarray(info["ee_pos"])] if "ee_pos" in info else []
+            done, success = False, False
+            while not done:
+                for action in policy.act([obs], sample=False).actions[0].numpy():
+                    obs, _, terminated, truncated, info = env.step(action)
+                    if "ee_pos" in info:
+                        positions.append(np.asarray(info["ee_pos"]))
+                    success = success or bool(info.get("success", False))
+                    done = terminated or truncated or len(positions) > env.max_steps
+                    if done:
+                        break
+            successes.append(success)
+            lengths.append(len(positions) - 1)
+            if len(positions) > 4:
+                jerks.append(_mean_jerk(np.stack(positions), env.control_dt))
+    finally:
+        for env in envs.values():
+            env.close()
+    out = {"eval_success": float(np.mean(successes)), "eval_length": float(np.mean(lengths)),
+           "eval_episodes": len(successes)}
+    if jerks and all(j is not None for j in jerks):
+        out["eval_mean_jerk"] = float(np.mean(jerks))
+    return out
+
+
+def _mean_jerk(positions: np.ndarray, dt: float) -> float | None:
+    try:
+        from smoothvla.metrics import mean_jerk
+    except ImportError:
+        return None
+    return float(mean_jerk(positions, dt))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+def _open_tensorboard(cfg: SFTConfig, run_dir: Path):
+    if not cfg.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def train(cfg: SFTConfig) -> Path:
+    """Run SFT; returns the final checkpoint folder (loadable with `load_policy`)."""
+    torch.set_num_threads(cfg.num_threads)
+    if not cfg.data:
+        raise ValueError("no demonstration files given (--data)")
+    for path in cfg.data:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such demonstration file")
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # Policy: resumed, initialized from a checkpoint, or fresh.
+    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        print(f"sft: --resume: no checkpoint in {run_dir}; starting fresh", file=sys.stderr)
+    if resume_from is not None:
+        policy = load_policy(resume_from)
+    elif cfg.init_from:
+        policy = load_policy(cfg.init_from)
+    else:
+        policy = CompactVLA(cfg.policy)
+    policy_cfg = policy.cfg
+
+    # Data and normalizer statistics (a fresh policy takes them from this data).
+    frames = load_frames(cfg.data, policy_cfg.cameras, with_images=not cfg.cache_features,
+                         max_demos=cfg.max_demos)
+    if policy.normalizer is None:
+        policy.set_normalizer(Normalizer.from_arrays(frames.actions, frames.proprio))
+    if cfg.cache_features:
+        attach_features(policy, frames, cfg, run_dir)
+    lang = policy.text.encode(frames.instructions)
+    print(f"sft: {len(frames.episodes)} demos, {len(frames.actions)} frames, "
+          f"{len(frames.instructions)} instructions; head={policy_cfg.head} k={policy.chunk_size}; "
+          f"trainable parameters {policy.parameter_counts()['trainable']:,}", file=sys.stderr)
+
+    # Optimizer and schedule.
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    start = restore_trainer(resume_from, optimizer, scheduler) if resume_from is not None else 0
+    (run_dir / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+
+    log = open(run_dir / "log.jsonl", "a")
+    tb = _open_tensorboard(cfg, run_dir)
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc="sft", unit="step", dynamic_ncols=True)
+    final = resume_from
+    eval_every = cfg.eval_every
+    t0 = time.time()
+    try:
+        for step in range(start, cfg.steps):
+            batch = make_batch(policy, frames, lang, cfg, step)
+            metrics = train_step(policy, optimizer, scheduler, batch, cfg, step)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                record = {"step": done, "time_s": round(time.time() - t0, 3), **metrics}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if tb is not None:
+                    for k, v in metrics.items():
+                        tb.add_scalar(f"sft/{k}", v, done)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['total_loss']:.4f}")
+            if eval_every and done % eval_every == 0:
+                result = evaluate(policy, frames, cfg)
+                if result is None:
+                    eval_every = 0  # said why once; do not retry every time
+                else:
+                    log.write(json.dumps({"step": done, **result}) + "\n")
+                    log.flush()
+                    print(f"sft: step {done}: {result}", file=sys.stderr)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                final = save_checkpoint(run_dir, policy, optimizer, scheduler, done, cfg)
+    finally:
+        log.close()
+        if bar is not None:
+            bar.close()
+        if tb is not None:
+            tb.close()
+    return final

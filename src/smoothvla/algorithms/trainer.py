@@ -1,0 +1,321 @@
+"""The RL training loop: collect -> reward -> update -> log -> checkpoint, nothing else.
+
+The algorithm (GRPO, PPO, DPO) owns optimizer, reference and critic (STYLE.md #5); the
+collector owns environments and batching; the reward is a plain function. The trainer
+only decides which groups to run each iteration and keeps the run resumable:
+
+- `out_dir/log.jsonl`: one line of statistics per iteration (rollout, timing, algorithm);
+- `out_dir/checkpoint/state.pt`: algorithm state + the trainer's RNG states + iteration,
+  written atomically (temporary file + os.replace) every `checkpoint_every` iterations;
+- `out_dir/config.json`: the resolved config; `out_dir/policy/`: `policy.save` export.
+
+`resume=True` continues from the checkpoint and truncates the log to it, so a run killed
+at any point and resumed gives the same weights and log as an uninterrupted run with the
+same seed (tests/algorithms/test_trainer.py kills one to check).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+
+from smoothvla.algorithms.dpo import DPO, DPOConfig
+from smoothvla.algorithms.grpo import GRPO, GRPOConfig
+from smoothvla.algorithms.ppo import PPO, PPOConfig
+from smoothvla.rewards import (
+    RewardConfig,
+    binary_reward,
+    random_reward,
+    smooth_reward,
+    staged_reward,
+)
+from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
+from smoothvla.rollout.trajectory import Trajectory
+
+ALGORITHMS = ("grpo", "ppo", "dpo")
+RewardFn = Callable[[Trajectory], tuple[float, dict[str, float]]]
+
+
+@dataclass
+class TrainConfig:
+    """What to train on, for how long, and where the run lives."""
+
+    tasks: tuple[str, ...] = ()
+    """Task ids to train on; each group picks one uniformly at random."""
+    algorithm: Literal["grpo", "ppo", "dpo"] = "grpo"
+    """RL algorithm."""
+    iterations: int = 100
+    """Collect-update iterations."""
+    groups_per_iteration: int = 4
+    """Groups collected per iteration (each a task and an init state)."""
+    group_size: int = 8
+    """Rollouts per group, G (seed 004 §7.2: 6 was too few; 8-64 is common)."""
+    init_ids: tuple[int, ...] = ()
+    """Init states to draw from; empty: all of the task's (TaskSpec.num_init_states)."""
+    seed: int = 0
+    """Seeds group choice, env resets and policy sampling."""
+    out_dir: str = "runs/train"
+    """Directory of the log, checkpoint and exported policy."""
+    checkpoint_every: int = 10
+    """Write the checkpoint every this many iterations (and after the last)."""
+    resume: bool = False
+    """Continue from out_dir/checkpoint if it exists."""
+    max_resample_rounds: int = 0
+    """Dynamic sampling's refill (DAPO): while fewer than groups_per_iteration groups have
+    any reward spread (all-fail groups carry no signal, seed 004 §7.3), collect that many
+    more groups, up to this many extra rounds per iteration (0: never)."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Reward function and its parameters."""
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    """GRPO hyperparameters (used when algorithm is grpo)."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO hyperparameters (used when algorithm is ppo)."""
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    """DPO hyperparameters (used when algorithm is dpo)."""
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+            )
+        if self.group_size < 2:
+            raise ValueError(
+                f"group_size must be >= 2 (group-relative advantages and preference pairs "
+                f"compare rollouts of a group), got {self.group_size}"
+            )
+        for name in ("iterations", "groups_per_iteration", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_resample_rounds < 0:
+            raise ValueError(f"max_resample_rounds must be >= 0, got {self.max_resample_rounds}")
+        if any(i < 0 for i in self.init_ids):
+            raise ValueError(f"init_ids must be >= 0, got {self.init_ids}")
+
+
+def make_algorithm(policy: Any, cfg: TrainConfig) -> GRPO | PPO | DPO:
+    """The configured algorithm around `policy`."""
+    if cfg.algorithm == "grpo":
+        return GRPO(policy, cfg.grpo)
+    if cfg.algorithm == "ppo":
+        return PPO(policy, cfg.ppo)
+    return DPO(policy, cfg.dpo)
+
+
+class Trainer:
+    """Loops collect -> reward -> update -> log -> checkpoint.
+
+    `num_init_states` maps a task id to its number of init states when `cfg.init_ids` is
+    empty; by default it is looked up in the suite registry. `reward_fn` replaces the
+    configured reward (tests); the random-reward ablation draws from the trainer's own
+    RNG, whose state is checkpointed.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        algorithm: GRPO | PPO | DPO,
+        collector: Collector,
+        *,
+        reward_fn: RewardFn | None = None,
+        num_init_states: dict[str, int] | None = None,
+        echo: Callable[[str], None] | None = print,
+    ) -> None:
+        if not cfg.tasks:
+            raise ValueError("TrainConfig.tasks is empty: name at least one task id")
+        self.cfg = cfg
+        self.algorithm = algorithm
+        self.collector = collector
+        self.echo = echo or (lambda _: None)
+        self.out = Path(cfg.out_dir)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.reward_rng = np.random.default_rng([cfg.seed, cfg.reward.seed])
+        self.reward_fn = reward_fn or self._configured_reward
+        self.init_choices = {task: self._init_choices(task, num_init_states) for task in cfg.tasks}
+        self.iteration = 0
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> list[dict[str, float]]:
+        """Train to `cfg.iterations`; returns the statistics of the iterations run now."""
+        self._start()
+        history = []
+        while self.iteration < self.cfg.iterations:
+            result = self._collect_and_score()
+            if result.trajectories:
+                stats = self.algorithm.update(result.trajectories)
+            else:
+                stats = {"skipped": 1.0}
+            stats = {"iteration": float(self.iteration), **stats}
+            stats.update({f"rollout/{k}": v for k, v in result.stats.items()})
+            self._log(stats, result.errors)
+            history.append(stats)
+            self.iteration += 1
+            if (
+                self.iteration % self.cfg.checkpoint_every == 0
+                or self.iteration == self.cfg.iterations
+            ):
+                self.save_checkpoint()
+        return history
+
+    def _collect_and_score(self) -> CollectResult:
+        """Collect this iteration's groups and score them; refill (max_resample_rounds)
+        while too few groups have reward spread. Extra groups get group ids after the
+        earlier ones; rollout statistics are summed over the rounds."""
+        seed = self.cfg.seed * 1_000_003 + self.iteration
+        result = self.collector.collect(
+            self._sample_groups(self.cfg.groups_per_iteration), seed=seed
+        )
+        num_groups = self.cfg.groups_per_iteration
+        self._score(result.trajectories)
+        for round_ in range(1, self.cfg.max_resample_rounds + 1):
+            missing = self.cfg.groups_per_iteration - _informative_groups(result.trajectories)
+            if missing <= 0:
+                break
+            more = self.collector.collect(self._sample_groups(missing), seed=seed + 7919 * round_)
+            for traj in more.trajectories:
+                traj.group_id += num_groups
+            num_groups += missing
+            self._score(more.trajectories)
+            stats = {
+                k: result.stats.get(k, 0.0) + more.stats.get(k, 0.0)
+                for k in sorted({*result.stats, *more.stats})
+            }
+            stats["resampled_groups"] = stats.get("resampled_groups", 0.0) + missing
+            result = CollectResult(
+                result.trajectories + more.trajectories, stats, result.errors + more.errors
+            )
+        return result
+
+    def _score(self, trajectories: list[Trajectory]) -> None:
+        for traj in trajectories:
+            traj.reward, traj.reward_terms = self.reward_fn(traj)
+
+    def _sample_groups(self, count: int) -> list[GroupRequest]:
+        groups = []
+        for _ in range(count):
+            task = self.cfg.tasks[int(self.rng.integers(len(self.cfg.tasks)))]
+            choices = self.init_choices[task]
+            init_id = int(choices[int(self.rng.integers(len(choices)))])
+            groups.append(
+                GroupRequest(task, init_id, int(self.rng.integers(2**31 - 1)), self.cfg.group_size)
+            )
+        return groups
+
+    def _configured_reward(self, traj: Trajectory) -> tuple[float, dict[str, float]]:
+        r = self.cfg.reward
+        if r.name == "binary":
+            return binary_reward(traj)
+        if r.name == "staged":
+            return staged_reward(traj, grasp_bonus=r.grasp_bonus)
+        if r.name == "smooth":
+            return smooth_reward(traj, lam=r.lam, jerk_scale=r.jerk_scale)
+        return random_reward(traj, self.reward_rng, noise_std=r.noise_std)
+
+    def _init_choices(self, task: str, num_init_states: dict[str, int] | None) -> list[int]:
+        if self.cfg.init_ids:
+            return list(self.cfg.init_ids)
+        if num_init_states is not None and task in num_init_states:
+            count = num_init_states[task]
+        else:
+            from smoothvla.envs import get_task
+
+            count = get_task(task).num_init_states
+        if count < 1:
+            raise ValueError(f"task {task!r} has no init states")
+        return list(range(count))
+
+    # -- files -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint" / "state.pt"
+
+    def _start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.checkpoint_path.exists():
+            if not self.cfg.resume:
+                raise ValueError(
+                    f"{self.out} already holds a checkpoint; pass --resume to continue it "
+                    "or choose another out_dir"
+                )
+            self.load_checkpoint()
+            self.echo(f"resumed {self.out} at iteration {self.iteration}")
+        else:
+            _atomic_write_text(self.out / "log.jsonl", "")
+        _atomic_write_text(
+            self.out / "config.json", json.dumps(asdict(self.cfg), indent=1, default=str)
+        )
+
+    def _log(self, stats: dict[str, float], errors: list[str]) -> None:
+        line = json.dumps({**stats, "errors": errors} if errors else stats)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(line + "\n")
+        keys = (
+            "success_rate",
+            "reward_mean",
+            "mean_jerk",
+            "frac_all_fail",
+            "clip_frac",
+            "weight_drift",
+        )
+        shown = " ".join(f"{k}={stats[k]:.3g}" for k in keys if k in stats)
+        self.echo(f"[{self.cfg.algorithm} {self.iteration + 1}/{self.cfg.iterations}] {shown}")
+
+    def save_checkpoint(self) -> None:
+        """Algorithm state, RNG states and iteration, atomically; then the policy export."""
+        state = {
+            "iteration": self.iteration,
+            "algorithm": self.algorithm.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "reward_rng": self.reward_rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(self.cfg),
+        }
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_name(f".state.pt.tmp-{os.getpid()}")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        if hasattr(self.algorithm.policy, "save"):
+            try:
+                self.algorithm.policy.save(self.out / "policy")
+            except ValueError as err:  # e.g. a policy without normalizer statistics
+                self.echo(f"policy export skipped: {err}")
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.rng.bit_generator.state = state["rng"]
+        self.reward_rng.bit_generator.state = state["reward_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.iteration = int(state["iteration"])
+        # drop log lines of iterations after the checkpoint: they are about to be redone
+        log_path = self.out / "log.jsonl"
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        kept = [ln for ln in lines if _logged_iteration(ln) < self.iteration]
+        _atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
+
+
+def _logged_iteration(line: str) -> float:
+    """Iteration of a log line; infinity for a line cut short by a kill (it gets dropped)."""
+    try:
+        return float(json.loads(line)["iteration"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
+
+
+def _informative_groups(trajectories: list[Trajectory]) -> int:
+    """Groups with at least two members whose rewards are not all equal."""
+    rewards: dict[int, list[float]] = {}
+    for traj in trajectories:
+        rewards.setdefault(traj.group_id, []).append(float(traj.reward))
+    return sum(len(r) >= 2 and max(r) - min(r) > 1e-8 for r in rewards.values())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,85 @@
+"""`smoothvla eval`: checkpoints x suite tasks x init states x perturbations x seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from smoothvla.eval.results import ResultsFile, read_results
+from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
+from smoothvla.eval.summary import summarize
+from smoothvla.report.study_tables import cell_table
+from smoothvla.report.tables import format_table
+
+
+@dataclass
+class Config:
+    checkpoints: tuple[str, ...]
+    """Policies to evaluate: DIR, LABEL=DIR or LABEL@TRAIN_SEED=DIR."""
+    suite: str = "tabletop-object"
+    """Suite whose tasks are evaluated."""
+    tasks: tuple[str, ...] = ()
+    """Task ids or names within the suite (default: all)."""
+    num_init_states: int = 10
+    """Init states per task, starting at --first-init."""
+    first_init: int = 0
+    """First init state id."""
+    seeds: tuple[int, ...] = (0,)
+    """Env seeds (they drive perturbation randomness)."""
+    perturbations: tuple[str, ...] = ("none",)
+    """'none' (in distribution) and/or KIND or KIND@STRENGTH (see docs/envs.md)."""
+    out: Path = Path("runs/eval/results.jsonl")
+    """Results file (JSONL); re-running skips the episodes it already holds."""
+    workers: int = 2
+    """Env worker processes (0: run the envs in this process)."""
+    envs_per_worker: int = 2
+    """Envs per worker; the policy is batched over all of them."""
+    record_paths: int = 1
+    """Keep the end-effector path of the first N init states (path figures)."""
+
+    def __post_init__(self) -> None:
+        if not self.checkpoints:
+            raise ValueError("give at least one checkpoint")
+        if self.num_init_states < 1 or self.first_init < 0:
+            raise ValueError("--num-init-states must be >= 1 and --first-init >= 0")
+        if self.workers < 0 or self.envs_per_worker < 1:
+            raise ValueError("--workers must be >= 0 and --envs-per-worker >= 1")
+
+
+def _task_ids(cfg: Config) -> list[str]:
+    from smoothvla.envs import list_tasks
+
+    specs = list_tasks(cfg.suite)
+    if not cfg.tasks:
+        return [s.task_id for s in specs]
+    by_name = {s.name: s.task_id for s in specs} | {s.task_id: s.task_id for s in specs}
+    missing = [t for t in cfg.tasks if t not in by_name]
+    if missing:
+        raise ValueError(f"unknown tasks in {cfg.suite}: {missing}")
+    return [by_name[t] for t in cfg.tasks]
+
+
+def run(cfg: Config) -> int:
+    from smoothvla.policies import load_policy
+
+    torch.set_num_threads(1)
+    plan = EvalPlan(
+        task_ids=_task_ids(cfg),
+        init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
+        seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
+    )
+    results = ResultsFile(cfg.out)
+    for ref in map(PolicyRef.parse, cfg.checkpoints):
+        policy = load_policy(ref.path)
+        policy.eval()
+        with torch.no_grad():
+            evaluate(policy, ref, plan, results, workers=cfg.workers,
+                     envs_per_worker=cfg.envs_per_worker)
+    header, rows = cell_table(summarize(read_results([cfg.out])))
+    keep = [header.index(h) for h in ("policy", "suite", "perturbation", "episodes", "success %",
+                                      "95% CI", "drop", "mean jerk", "LDLJ", "SPARC")]
+    print(format_table([[r[i] for i in keep] for r in rows], [header[i] for i in keep]))
+    print(f"\nresults: {cfg.out}")
+    return 0

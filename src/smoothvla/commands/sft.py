@@ -1,0 +1,17 @@
+"""`smoothvla sft --data FILE.hdf5 ...`: supervised fine-tuning (see algorithms/sft.py)."""
+
+from __future__ import annotations
+
+import sys
+
+from smoothvla.algorithms.sft import SFTConfig as Config
+from smoothvla.algorithms.sft import train
+
+__all__ = ["Config", "run"]
+
+
+def run(cfg: Config) -> int:
+    final = train(cfg)
+    print(f"sft: final checkpoint {final}", file=sys.stderr)
+    print(final)
+    return 0

@@ -1,0 +1,110 @@
+"""`smoothvla train --policy runs/sft/final --tasks TASK ... --algorithm grpo --reward.name smooth`:
+RL fine-tuning of an SFT checkpoint (algorithms/trainer.py runs the loop).
+
+The flags are `TrainConfig`'s (tasks, algorithm, iterations, group size, reward, the
+algorithms' hyperparameters, out_dir, --resume) plus where the policy comes from and how
+the environments run. The run directory gets `log.jsonl`, `config.json`,
+`checkpoint/state.pt` (resumable) and `policy/` (a checkpoint `smoothvla eval` reads).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from smoothvla.algorithms.trainer import TrainConfig
+
+
+@dataclass
+class Config(TrainConfig):
+    policy: str = ""
+    """Checkpoint directory to fine-tune (written by `smoothvla sft`)."""
+    workers: int = 2
+    """Env worker processes (0: run the envs in this process)."""
+    envs_per_worker: int = 4
+    """Envs per worker; the policy is batched over all envs."""
+    lanes: int = 1
+    """Env blocks that take turns, so the policy runs while other blocks simulate (1: off;
+    2 helps when spare cores exist, see docs)."""
+    max_steps: int = 0
+    """Cap on episode length in control steps (0: each task's own limit)."""
+    worker_timeout_s: float = 300.0
+    """A worker that does not answer one chunk within this is restarted (its episodes dropped)."""
+    device: str = "cpu"
+    """Torch device of the policy ('cpu', 'cuda')."""
+    backend: Literal["process", "ray"] = "process"
+    """Where the env workers run: local processes, or Ray actors (docs/scaling.md)."""
+    ray_address: str | None = None
+    """Ray cluster to attach to ('auto', 'HEAD_IP:6379'); unset: a local Ray (backend ray only)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.policy:
+            raise ValueError("--policy is required: the checkpoint directory to fine-tune")
+        if not self.tasks:
+            raise ValueError(
+                "--tasks is required: one or more task ids, e.g. tabletop-goal/open-drawer-v1"
+            )
+        if self.workers < 0 or self.envs_per_worker < 1 or self.max_steps < 0:
+            raise ValueError("--workers and --max-steps must be >= 0, --envs-per-worker >= 1")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ValueError("--ray-address needs --backend ray")
+
+
+def run(cfg: Config) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+
+    from smoothvla.algorithms.trainer import Trainer, make_algorithm
+    from smoothvla.envs import get_task
+    from smoothvla.policies import load_policy
+    from smoothvla.rollout.collector import Collector
+    from smoothvla.rollout.pool import make_pool
+
+    torch.set_num_threads(1)
+    for task in cfg.tasks:
+        get_task(task)  # unknown ids fail here, before workers start
+    # under torchrun (WORLD_SIZE > 1): one learner per process, gradients summed over ranks
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        from smoothvla.algorithms import distributed as ddp
+
+        ddp.init_distributed()
+    policy = load_policy(cfg.policy).to(cfg.device)
+    policy.eval()  # no dropout: sampling and recomputed log-probs must agree
+    env_options = {"cameras": tuple(policy.cfg.cameras), "image_size": policy.cfg.image_size}
+    num_envs = max(cfg.workers, 1) * cfg.envs_per_worker
+    if cfg.backend == "ray":
+        from smoothvla.rollout.ray_pool import make_pool as make_any_pool
+
+        pool_cm = make_any_pool("ray", num_envs, num_workers=cfg.workers or None, env_options=env_options,
+                                timeout_s=cfg.worker_timeout_s, ray_address=cfg.ray_address)
+    else:
+        pool_cm = make_pool(
+            num_envs,
+            backend="process" if cfg.workers > 0 else "inprocess",
+            num_workers=cfg.workers or None,
+            env_options=env_options,
+            timeout_s=cfg.worker_timeout_s,
+        )
+    with pool_cm as pool:
+        collector = Collector(policy, pool, max_steps=cfg.max_steps or None, lanes=cfg.lanes)
+        if distributed:
+            ddp.broadcast_module(policy)
+            trainer = ddp.DistributedTrainer(
+                cfg, make_algorithm(ddp.ShardedPolicy(policy), cfg), collector,
+                echo=lambda line: print(line, file=sys.stderr),
+            )
+        else:
+            trainer = Trainer(
+                cfg,
+                make_algorithm(policy, cfg),
+                collector,
+                echo=lambda line: print(line, file=sys.stderr),
+            )
+        trainer.run()
+    print(f"train: policy {cfg.out_dir}/policy, log {cfg.out_dir}/log.jsonl", file=sys.stderr)
+    print(f"{cfg.out_dir}/policy")
+    return 0

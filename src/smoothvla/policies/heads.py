@@ -1,0 +1,259 @@
+"""Transformer block, the three action heads and the value head.
+
+Every action head works on the backbone's hidden states at the k action-query positions,
+h (B, k, d), and on actions in the normalizer's space (x in [-1, 1] between the 1st and 99th
+percentile). Each implements:
+
+    loss(h, target (B,k,A), mask (B,k)) -> (loss, metrics, predicted chunk (B,k,A))
+    sample(h, sample, generator)        -> (x (B,k,A), log_prob (B,), extras)
+    log_prob(h, x (B,k,A), extras)      -> (B,) differentiable
+
+Log-probabilities are densities (or probabilities) in normalized action space; the map to
+env units is a fixed affine one, so ratios between two policies are unaffected.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float,
+                         dims: int) -> torch.Tensor:
+    """Sum over the last `dims` dimensions of log N(x; mean, std^2)."""
+    std = torch.as_tensor(std, dtype=x.dtype)
+    logp = -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * _LOG_2PI
+    return logp.flatten(-dims).sum(-1) if dims else logp
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x (B, k) over entries where mask (B, k) is 1."""
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with plain Linear layers (qkv, proj, fc1, fc2), so LoRA
+    can target them by name."""
+
+    def __init__(self, d: int, heads: int, ff: int):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"d_model {d} must be divisible by n_heads {heads}")
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2 = nn.Linear(d, ff), nn.Linear(ff, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class TokenHead(nn.Module):
+    """OpenVLA-style discretization (seed 003 §3.2): each action dimension in one of `n_bins`
+    uniform bins over [-1, 1] (= the 1st..99th percentile in env units); cross-entropy for SFT.
+    Sampling draws every (step, dim) token independently from softmax(logits / temperature);
+    the reported log-probability is under that same tempered distribution."""
+
+    def __init__(self, d: int, action_dim: int, n_bins: int = 256, temperature: float = 1.0):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.action_dim, self.n_bins, self.temperature = action_dim, n_bins, temperature
+        self.out = nn.Linear(d, action_dim * n_bins)
+        edges = torch.linspace(-1, 1, n_bins + 1)
+        self.register_buffer("edges", edges, persistent=False)
+        self.register_buffer("centers", (edges[1:] + edges[:-1]) / 2, persistent=False)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, k, d) -> (B, k, A, n_bins)."""
+        return self.out(h).view(*h.shape[:2], self.action_dim, self.n_bins)
+
+    def bins_of(self, x: torch.Tensor) -> torch.Tensor:
+        """Bin index (long, same shape) of normalized actions: bin i is [edge_i, edge_{i+1});
+        values outside [-1, 1] go to the end bins."""
+        return torch.bucketize(x.contiguous(), self.edges[1:-1], right=True)
+
+    def loss(self, h, target, mask):
+        logits = self.logits(h)
+        bins = self.bins_of(target)
+        ce = F.cross_entropy(logits.flatten(0, 2), bins.flatten(), reduction="none")
+        ce = ce.view(bins.shape).mean(-1)
+        pred = logits.softmax(-1) @ self.centers
+        acc = masked_mean((logits.argmax(-1) == bins).float().mean(-1), mask)
+        return masked_mean(ce, mask), {"token_accuracy": float(acc)}, pred
+
+    def sample(self, h, sample: bool, generator=None):
+        logits = self.logits(h) / self.temperature
+        if not sample:
+            bins = logits.argmax(-1)
+            return self.centers[bins], torch.zeros(h.shape[0]), {"token_bins": bins}
+        probs = logits.softmax(-1)
+        bins = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(probs.shape[:-1])
+        logp = logits.log_softmax(-1).gather(-1, bins.unsqueeze(-1)).squeeze(-1).sum((1, 2))
+        return self.centers[bins], logp, {"token_bins": bins}
+
+    def log_prob(self, h, x, extras):
+        bins = extras.get("token_bins")
+        bins = self.bins_of(x) if bins is None else bins.long()
+        logp = (self.logits(h) / self.temperature).log_softmax(-1)
+        return logp.gather(-1, bins.unsqueeze(-1)).squeeze(-1).sum((1, 2))
+
+
+def _time_features(tau: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of flow time tau (B,) in [0, 1] -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=tau.dtype) * (-math.log(1000.0) / max(half - 1, 1)))
+    ang = tau[:, None] * freqs[None] * 2 * math.pi
+    return torch.cat([ang.sin(), ang.cos()], -1)
+
+
+class FlowHead(nn.Module):
+    """Flow-matching action expert (pi0 / SmolVLA, seed 004 §2.3), conditioned on h.
+
+    Path x_tau = tau * a + (1 - tau) * z, z ~ N(0, I), target velocity a - z; the expert is a
+    small transformer over the k chunk positions with input h + W x_tau + time embedding.
+
+    Deterministic acting (`sample=False`): z = 0 and N Euler steps of the ODE.
+    Stochastic acting (for RL): the Flow-SDE with the same marginals as the ODE (the
+    reverse-time SDE dx = [v + g^2/2 * score] dtau + g dW, with score = -(x - tau v)/(1 - tau)
+    for this path), discretized with Euler-Maruyama, so step i is Gaussian:
+        x_{i+1} ~ N(x_i + dt [v_i - g^2 (x_i - tau_i v_i) / (2 (1 - tau_i))], g^2 dt).
+    The chunk's log-probability is log N(x_0; 0, I) + sum_i log N(x_{i+1}; mean_i, g^2 dt),
+    summed over (k, A); the whole path (B, N+1, k, A) goes in extras["flow_path"].
+    """
+
+    def __init__(self, d: int, action_dim: int, heads: int, ff: int, steps: int = 10,
+                 sde_sigma: float = 0.5, layers: int = 2):
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {steps}")
+        if sde_sigma <= 0:
+            raise ValueError(f"flow_sde_sigma must be > 0 (the SDE needs noise for a density), got {sde_sigma}")
+        self.d, self.steps, self.sigma = d, steps, sde_sigma
+        self.in_proj = nn.Linear(action_dim, d)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList(Block(d, heads, ff) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, action_dim)
+
+    def velocity(self, h: torch.Tensor, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """h (B,k,d), x (B,k,A), tau (B,) -> v (B,k,A)."""
+        z = h + self.in_proj(x) + self.time_mlp(_time_features(tau, self.d))[:, None]
+        for block in self.blocks:
+            z = block(z)
+        return self.out(self.norm(z))
+
+    def loss(self, h, target, mask):
+        b = h.shape[0]
+        noise = torch.randn_like(target)
+        tau = torch.rand(b)
+        t = tau[:, None, None]
+        x_tau = t * target + (1 - t) * noise
+        v = self.velocity(h, x_tau, tau)
+        mse = ((v - (target - noise)) ** 2).mean(-1)
+        pred = x_tau + (1 - t) * v  # one-step estimate of the clean chunk
+        return masked_mean(mse, mask), {"flow_mse": float(masked_mean(mse, mask).detach())}, pred
+
+    def _step(self, h, x, i: int):
+        """Mean and std of step i of the SDE from x."""
+        dt = 1.0 / self.steps
+        tau = torch.full((x.shape[0],), i * dt)
+        v = self.velocity(h, x, tau)
+        drift = v - self.sigma ** 2 * (x - i * dt * v) / (2 * (1 - i * dt))
+        return x + dt * drift, self.sigma * math.sqrt(dt)
+
+    def sample(self, h, sample: bool, generator=None):
+        b = h.shape[0]
+        shape = (b, h.shape[1], self.out.out_features)
+        if not sample:
+            x = torch.zeros(shape)
+            for i in range(self.steps):
+                x = x + self.velocity(h, x, torch.full((b,), i / self.steps)) / self.steps
+            return x, torch.zeros(b), {}
+        x = torch.randn(shape, generator=generator)
+        path = [x]
+        logp = gaussian_log_density(x, torch.zeros_like(x), 1.0, 2)
+        for i in range(self.steps):
+            mean, std = self._step(h, x, i)
+            x = mean + std * torch.randn(shape, generator=generator)
+            logp = logp + gaussian_log_density(x, mean, std, 2)
+            path.append(x)
+        return x, logp, {"flow_path": torch.stack(path, 1)}
+
+    def log_prob(self, h, x, extras):
+        path = extras.get("flow_path")
+        if path is None:
+            raise ValueError("flow head: log_prob needs chunk.extras['flow_path'] (the denoising "
+                             "path recorded by act(sample=True)); a deterministic chunk has no density")
+        if path.shape[1] != self.steps + 1:
+            raise ValueError(f"flow_path has {path.shape[1] - 1} steps, the head uses {self.steps}")
+        logp = gaussian_log_density(path[:, 0], torch.zeros_like(path[:, 0]), 1.0, 2)
+        for i in range(self.steps):
+            mean, std = self._step(h, path[:, i], i)
+            logp = logp + gaussian_log_density(path[:, i + 1], mean, std, 2)
+        return logp
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian over the chunk: mean from h, log-std either a learned
+    state-independent vector (A,) or a linear function of h. SFT minimizes the NLL."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, d: int, action_dim: int, state_dependent: bool = False,
+                 init_log_std: float = -1.0):
+        super().__init__()
+        self.mean = nn.Linear(d, action_dim)
+        self.state_dependent = state_dependent
+        if state_dependent:
+            self.log_std_layer = nn.Linear(d, action_dim)
+            nn.init.zeros_(self.log_std_layer.weight)
+            nn.init.constant_(self.log_std_layer.bias, init_log_std)
+        else:
+            self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
+
+    def dist(self, h):
+        mean = self.mean(h)
+        log_std = self.log_std_layer(h) if self.state_dependent else self.log_std.expand_as(mean)
+        return mean, log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX).exp()
+
+    def loss(self, h, target, mask):
+        mean, std = self.dist(h)
+        nll = -gaussian_log_density(target, mean, std, 0).mean(-1)
+        mse = ((mean - target) ** 2).mean(-1)
+        return masked_mean(nll, mask), {"mse": float(masked_mean(mse, mask).detach()),
+                                        "std": float(std.mean().detach())}, mean
+
+    def sample(self, h, sample: bool, generator=None):
+        mean, std = self.dist(h)
+        if not sample:
+            return mean, torch.zeros(h.shape[0]), {}
+        x = mean + std * torch.randn(mean.shape, generator=generator)
+        return x, gaussian_log_density(x, mean, std, 2), {"gaussian_sample": x}
+
+    def log_prob(self, h, x, extras):
+        x = extras.get("gaussian_sample", x)
+        mean, std = self.dist(h)
+        return gaussian_log_density(x, mean, std, 2)
+
+
+class ValueHead(nn.Module):
+    """Three-layer MLP on the hidden state at the first action position (seed 003 §4.2)."""
+
+    def __init__(self, d: int, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                 nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, h0: torch.Tensor) -> torch.Tensor:
+        """(B, d) -> (B,)."""
+        return self.net(h0).squeeze(-1)

@@ -1,0 +1,453 @@
+"""The compact VLA: frozen pretrained encoders, a small fusion transformer, an action head.
+
+Tokens, in order: per camera grid*grid vision tokens (EfficientNet-Lite0 final feature map,
++ camera and position embeddings), one language token (MiniLM sentence embedding), one
+proprio token, then k learned action queries. A bidirectional transformer mixes them; the
+hidden states at the k query positions, h (B, k, d), feed the action head, and h[:, 0] (the
+first action position, seed 003 §4.2) feeds the optional value head.
+
+Frozen-encoder features ("vis_feat": the vision trunk's output, "lang_emb", raw "proprio")
+are returned by `encode` and stored in `ActionChunk.extras` by `act`, so `log_prob` during
+RL updates starts from them and never re-runs the CNN or the sentence encoder (pass the
+chunk; `obs` may then be None). SFT passes the same dict, pre-computed from a disk cache,
+as `batch["features"]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from smoothvla.envs.base import Observation
+from smoothvla.policies.base import ActionChunk
+from smoothvla.policies.encoders import TextEncoder, VisionEncoder
+from smoothvla.policies.heads import Block, FlowHead, GaussianHead, TokenHead, ValueHead
+from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
+
+FORMAT = "smoothvla-compact-vla"
+FORMAT_VERSION = 1
+HEADS = ("token", "flow", "gaussian")
+FEATURE_KEYS = ("vis_feat", "lang_emb", "proprio")
+# LoRA targets: name -> regex over module names (peft full-matches it).
+LORA_TARGETS = {
+    "fusion": r"fusion\.\d+\.(qkv|proj|fc1|fc2)",
+    "expert": r"head\.blocks\.\d+\.(qkv|proj|fc1|fc2)",
+    "vision": r"vision\.tail_net\.\d+\.(_expand_conv|_project_conv|conv)",
+}
+
+
+@dataclass
+class VLAConfig:
+    """Architecture of the compact VLA (saved as JSON next to the weights)."""
+
+    cameras: tuple[str, ...] = ("agentview", "eye_in_hand")
+    """Camera names, looked up in obs['rgb'] as NAME or NAME_rgb (HDF5: obs/NAME_rgb)."""
+    image_size: int = 128
+    """Images are resized to this square size before the vision encoder."""
+    vision_encoder: str = "efficientnet-lite0"
+    """'efficientnet-lite0' (ImageNet weights, offline) or 'tiny' (random, for tests)."""
+    vision_trainable_blocks: int = 0
+    """How many of the last MBConv blocks run after the cache point (tuned in full fine-tuning,
+    LoRA targets with 'vision'); 0 = encoder frozen."""
+    vision_grid: int = 4
+    """Vision tokens per camera = grid * grid (the final feature map average-pooled)."""
+    text_encoder: str = "minilm"
+    """'minilm' (all-MiniLM-L6-v2, offline) or 'hash' (random embedding per string, for tests)."""
+    proprio_dim: int = 8
+    proprio_rot6d: bool = True
+    """Feed the orientation (proprio[3:6], axis-angle) as the first two columns of its rotation
+    matrix: axis-angle flips sign near angle pi, where a downward-pointing gripper sits."""
+    action_dim: int = 7
+    chunk_size: int = 8
+    """Actions predicted per observation (k)."""
+    d_model: int = 128
+    n_layers: int = 3
+    n_heads: int = 4
+    ff_dim: int = 256
+    head: str = "flow"
+    """Action head: 'token' (256 bins), 'flow' (flow matching + Flow-SDE), 'gaussian'."""
+    n_bins: int = 256
+    temperature: float = 1.0
+    """Token head: sampling temperature (log-probs are under the tempered distribution)."""
+    flow_steps: int = 10
+    """Flow head: Euler steps N."""
+    flow_sde_sigma: float = 0.5
+    """Flow head: diffusion coefficient g of the sampling SDE (normalized action units)."""
+    flow_layers: int = 2
+    gaussian_state_std: bool = False
+    """Gaussian head: log-std from h (True) or a learned state-independent vector."""
+    gaussian_init_log_std: float = -1.0
+    value_head: bool = False
+    """Attach the value head (PPO)."""
+    lora_rank: int = 0
+    """0 = full fine-tuning of the fusion transformer; > 0 = LoRA adapters of this rank."""
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ("fusion",)
+    """Where LoRA goes: any of 'fusion', 'expert' (flow head blocks), 'vision' (tail convs)."""
+    seed: int = 0
+    """Seed of the initial weights."""
+
+    def __post_init__(self) -> None:
+        self.cameras = tuple(self.cameras)
+        self.lora_targets = tuple(self.lora_targets)
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
+        if not self.cameras:
+            raise ValueError("need at least one camera")
+        if self.proprio_rot6d and self.proprio_dim < 6:
+            raise ValueError("proprio_rot6d needs proprio[3:6] to be an axis-angle orientation")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
+        if bad:
+            raise ValueError(f"unknown lora_targets {bad}; choose from {list(LORA_TARGETS)}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VLAConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"policy config has unknown fields {unknown} (written by a newer version?)")
+        return cls(**d)
+
+
+_TEXT_ENCODERS: dict[str, TextEncoder] = {}
+
+
+def _text_encoder(name: str) -> TextEncoder:
+    """One instance per process: the policy, its reference copy and the critic share it."""
+    if name not in _TEXT_ENCODERS:
+        _TEXT_ENCODERS[name] = TextEncoder(name)
+    return _TEXT_ENCODERS[name]
+
+
+def camera_image(rgb: dict[str, np.ndarray], camera: str) -> np.ndarray:
+    """The image of `camera` in an observation's rgb dict, accepting NAME and NAME_rgb."""
+    base = camera.removesuffix("_rgb")
+    for key in (camera, base, base + "_rgb"):
+        if key in rgb:
+            return rgb[key]
+    raise ValueError(f"observation has no image for camera {camera!r} (it has {sorted(rgb)})")
+
+
+class CompactVLA(nn.Module):
+    """Implements `smoothvla.policies.Policy`."""
+
+    def __init__(self, cfg: VLAConfig, normalizer: Normalizer | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.chunk_size = cfg.chunk_size
+        self.normalizer = normalizer
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self._build(cfg)
+        if cfg.lora_rank > 0:
+            self._inject_lora()
+        self._set_trainable()
+        self.vision.train(False)  # again: adapters injected above start in training mode
+
+    def _build(self, cfg: VLAConfig) -> None:
+        d = cfg.d_model
+        self.vision = VisionEncoder(cfg.vision_encoder, cfg.image_size,
+                                    cfg.vision_trainable_blocks, cfg.vision_grid, cfg.seed)
+        self.text = _text_encoder(cfg.text_encoder)
+        n_vis = len(cfg.cameras) * cfg.vision_grid ** 2
+        self.vis_proj = nn.Linear(self.vision.out_dim, d)
+        self.vis_pos = nn.Parameter(torch.randn(len(cfg.cameras), cfg.vision_grid ** 2, d) * 0.02)
+        self.lang_proj = nn.Linear(self.text.dim, d)
+        n_prop = cfg.proprio_dim + (3 if cfg.proprio_rot6d else 0)
+        self.proprio_proj = nn.Sequential(nn.Linear(n_prop, d), nn.GELU(), nn.Linear(d, d))
+        self.type_embed = nn.Parameter(torch.randn(3, d) * 0.02)  # vision, language, proprio
+        self.queries = nn.Parameter(torch.randn(cfg.chunk_size, d) * 0.02)
+        self.fusion = nn.ModuleList(Block(d, cfg.n_heads, cfg.ff_dim) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(d)
+        self.n_tokens = n_vis + 2 + cfg.chunk_size
+        if cfg.head == "token":
+            self.head = TokenHead(d, cfg.action_dim, cfg.n_bins, cfg.temperature)
+        elif cfg.head == "flow":
+            self.head = FlowHead(d, cfg.action_dim, cfg.n_heads, cfg.ff_dim, cfg.flow_steps,
+                                 cfg.flow_sde_sigma, cfg.flow_layers)
+        else:
+            self.head = GaussianHead(d, cfg.action_dim, cfg.gaussian_state_std,
+                                     cfg.gaussian_init_log_std)
+        self.value_head = ValueHead(d) if cfg.value_head else None
+
+    # -- construction helpers ---------------------------------------------------------------
+    def _inject_lora(self) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        pattern = "|".join(f"(?:{LORA_TARGETS[t]})" for t in self.cfg.lora_targets)
+        lcfg = LoraConfig(r=self.cfg.lora_rank, lora_alpha=self.cfg.lora_alpha,
+                          target_modules=pattern, lora_dropout=0.0)
+        inject_adapter_in_model(lcfg, self)
+
+    def _set_trainable(self) -> None:
+        """Full fine-tuning: everything but the vision trunk (and the tail unless
+        vision_trainable_blocks > 0). LoRA: adapters + action head + value head only."""
+        lora = self.cfg.lora_rank > 0
+        for name, p in self.named_parameters():
+            if name.startswith("vision.trunk_net."):
+                train = False
+            elif lora:
+                train = "lora_" in name or (name.startswith(("head.", "value_head."))
+                                            and "base_layer" not in name)
+                if name.startswith("vision.tail_net.") and "lora_" not in name:
+                    train = False
+            elif name.startswith("vision.tail_net."):
+                train = self.cfg.vision_trainable_blocks > 0
+            else:
+                train = True
+            p.requires_grad_(train)
+
+    def attach_value_head(self) -> ValueHead:
+        """Add a fresh value head (PPO); it is then saved with the policy."""
+        if self.value_head is None:
+            self.value_head = ValueHead(self.cfg.d_model)
+            self.cfg.value_head = True
+        return self.value_head
+
+    def set_normalizer(self, normalizer: Normalizer) -> None:
+        self.normalizer = normalizer
+
+    def _norm(self) -> Normalizer:
+        if self.normalizer is None:
+            raise MissingStatisticsError(
+                "policy has no normalizer statistics: compute them from the training data "
+                "(Normalizer.from_arrays) and call set_normalizer, or load a checkpoint that has them")
+        return self.normalizer
+
+    def reset(self) -> None:
+        """No per-episode state."""
+
+    # -- encoding ---------------------------------------------------------------------------
+    def encode_images(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (B, n_cams, H, W, 3) -> vision trunk features (B, n_cams, *trunk_shape)."""
+        b, c = images.shape[:2]
+        feats = self.vision.trunk(images.reshape(b * c, *images.shape[2:]))
+        return feats.view(b, c, *feats.shape[1:])
+
+    @torch.no_grad()
+    def encode(self, obs: list[Observation]) -> dict[str, torch.Tensor]:
+        """Frozen features of a batch of observations: vis_feat (B, n_cams, C, h, w),
+        lang_emb (B, L), proprio (B, P) raw."""
+        if not obs:
+            raise ValueError("empty observation batch")
+        for o in obs:
+            for key in ("rgb", "proprio", "instruction"):
+                if key not in o:
+                    raise ValueError(f"observation lacks {key!r} (has {sorted(o)})")
+        images = np.stack([np.stack([camera_image(o["rgb"], c) for c in self.cfg.cameras])
+                           for o in obs])
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {images.dtype}")
+        proprio = torch.as_tensor(np.stack([np.asarray(o["proprio"], np.float32) for o in obs]))
+        if proprio.shape[1] != self.cfg.proprio_dim:
+            raise ValueError(f"proprio must have {self.cfg.proprio_dim} values, got {proprio.shape[1]}")
+        return {
+            "vis_feat": self.encode_images(images),
+            "lang_emb": self.text.encode([o["instruction"] for o in obs]),
+            "proprio": proprio,
+        }
+
+    def _features(self, obs: list[Observation] | None, extras: dict | None) -> dict:
+        if extras is not None and all(k in extras for k in FEATURE_KEYS):
+            return {k: extras[k] for k in FEATURE_KEYS}
+        if obs is None:
+            raise ValueError(f"need observations or cached features {FEATURE_KEYS} in extras")
+        return self.encode(obs)
+
+    # -- backbone ---------------------------------------------------------------------------
+    def proprio_features(self, raw: torch.Tensor) -> torch.Tensor:
+        """(B, P) raw proprio -> standardized (B, P), or with proprio_rot6d (B, P + 3):
+        standardized position, rot6d(orientation), standardized rest. Gripper values go
+        through `canonical_proprio` first."""
+        raw = canonical_proprio(raw)
+        z = self._norm().normalize_proprio(raw)
+        if not self.cfg.proprio_rot6d:
+            return z
+        return torch.cat([z[:, :3], axis_angle_to_rot6d(raw[:, 3:6]), z[:, 6:]], -1)
+
+    def backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Features -> hidden states at the action queries, (B, k, d)."""
+        vis = feats["vis_feat"]
+        b, c = vis.shape[:2]
+        tokens = self.vision.tail(vis.flatten(0, 1))  # (B*c, g*g, C)
+        vis = self.vis_proj(tokens).view(b, c, -1, self.cfg.d_model) + self.vis_pos
+        vis = vis.flatten(1, 2) + self.type_embed[0]
+        lang = self.lang_proj(feats["lang_emb"].float())[:, None] + self.type_embed[1]
+        prop = self.proprio_proj(self.proprio_features(feats["proprio"].float()))[:, None]
+        prop = prop + self.type_embed[2]
+        x = torch.cat([vis, lang, prop, self.queries.expand(b, -1, -1)], 1)
+        for block in self.fusion:
+            x = block(x)
+        return self.norm(x[:, -self.chunk_size:])
+
+    # -- Policy interface -------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: list[Observation], *, sample: bool = True,
+            generator: torch.Generator | None = None) -> ActionChunk:
+        """A chunk per observation: actions (B, k, 7) in env units clipped to [-1, 1], the
+        log-probability of the sampled chunk (zeros when greedy), extras = frozen features +
+        what the head needs to recompute the log-probability."""
+        norm = self._norm()
+        feats = self.encode(obs)
+        x, logp, head_extras = self.head.sample(self.backbone(feats), sample, generator)
+        actions = norm.denormalize_actions(x).clamp(-1.0, 1.0)
+        return ActionChunk(actions, logp, {**feats, **head_extras})
+
+    def log_prob(self, obs: list[Observation] | None, chunk: ActionChunk) -> torch.Tensor:
+        """(B,) differentiable log-probability of `chunk` (uses its cached features if present)."""
+        norm = self._norm()
+        h = self.backbone(self._features(obs, chunk.extras))
+        return self.head.log_prob(h, norm.normalize_actions(chunk.actions.float()), chunk.extras)
+
+    def value(self, obs: list[Observation] | None, extras: dict | None = None) -> torch.Tensor:
+        """(B,) value from the head on h at the first action position."""
+        if self.value_head is None:
+            raise ValueError("no value head attached (VLAConfig.value_head or attach_value_head())")
+        return self.value_head(self.backbone(self._features(obs, extras))[:, 0])
+
+    def sft_outputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        """Like `forward_sft`, plus the predicted chunk (B, k, 7) in env units (unclipped)."""
+        norm = self._norm()
+        feats = batch["features"] if "features" in batch else self.encode(batch["obs"])
+        actions = torch.as_tensor(batch["actions"], dtype=torch.float32)
+        if actions.ndim != 3 or actions.shape[1:] != (self.chunk_size, self.cfg.action_dim):
+            raise ValueError(f"batch actions must be (B, {self.chunk_size}, {self.cfg.action_dim}), "
+                             f"got {tuple(actions.shape)}")
+        mask = batch.get("mask")
+        mask = torch.ones(actions.shape[:2]) if mask is None else torch.as_tensor(mask, dtype=torch.float32)
+        loss, metrics, pred = self.head.loss(self.backbone(feats), norm.normalize_actions(actions), mask)
+        return loss, {"loss": float(loss.detach()), **metrics}, norm.denormalize_actions(pred)
+
+    def forward_sft(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """batch: "features" (dict as `encode`) or "obs" (list), "actions" (B, k, 7) env units,
+        optional "mask" (B, k) (0 past the episode end)."""
+        loss, metrics, _ = self.sft_outputs(batch)
+        return loss, metrics
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per component (text encoder included, though it lives outside the module)."""
+        groups: dict[str, int] = {}
+        for name, p in self.named_parameters():
+            if name.startswith("vision."):
+                key = "vision_trunk" if name.startswith("vision.trunk_net.") else "vision_tail"
+            elif name.startswith(("fusion.", "norm.", "queries", "vis_", "lang_", "proprio_", "type_")):
+                key = "fusion"
+            else:
+                key = name.split(".")[0]
+            if "lora_" in name:
+                key = "lora"
+            groups[key] = groups.get(key, 0) + p.numel()
+        groups["text_encoder"] = self.text.num_parameters()
+        groups["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return groups
+
+    def save(self, directory: str | Path) -> None:
+        """Write model.safetensors, config.json and normalizer.json atomically (a temporary
+        directory renamed into place)."""
+        from safetensors.torch import save_file
+
+        norm = self._norm()
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        state = {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "normalizer.json").write_text(norm.to_json())
+        _replace_dir(tmp, directory)
+
+
+def canonical_proprio(raw):
+    """Proprio (..., 8) with the two gripper values (6:8) replaced by their absolute values
+    (numpy or torch). LIBERO-layout `gripper_states` store the second finger with a negative
+    sign (the demos: [0.04, -0.04]) while the tabletop env's proprio has both positive
+    ([0.04, 0.04]) at the same state; the finger opening is what matters. The SFT data path
+    and the policy both apply this, so statistics and inputs agree."""
+    out = raw.clone() if isinstance(raw, torch.Tensor) else np.array(raw, copy=True)
+    out[..., 6:8] = abs(out[..., 6:8])
+    return out
+
+
+def axis_angle_to_rot6d(r: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (B, 3) -> first two columns of the rotation matrix (B, 6) (Rodrigues).
+
+    Continuous where axis-angle is not: (pi, 0, 0) and (-pi, 0, 0) give the same output.
+    """
+    theta = r.norm(dim=-1, keepdim=True)
+    k = r / theta.clamp(min=1e-12)
+    zero = torch.zeros_like(k[:, 0])
+    skew = torch.stack([zero, -k[:, 2], k[:, 1], k[:, 2], zero, -k[:, 0],
+                        -k[:, 1], k[:, 0], zero], -1).view(-1, 3, 3)
+    s, c = theta.sin()[..., None], theta.cos()[..., None]
+    rot = torch.eye(3, dtype=r.dtype) + s * skew + (1 - c) * (skew @ skew)
+    return rot[:, :, :2].transpose(1, 2).reshape(-1, 6)
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished directory into place; the old one is removed only after the swap."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
+    """Load a policy saved by `CompactVLA.save`; `overrides` replace config fields that do not
+    change the weights' shapes (e.g. temperature, flow_sde_sigma). Clear errors for a missing,
+    corrupt or mismatched checkpoint and for missing normalizer statistics."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such checkpoint directory")
+    for name in ("config.json", "model.safetensors"):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory}: checkpoint lacks {name}")
+    try:
+        meta = json.loads((directory / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{directory}/config.json is corrupt: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{directory}: not a {FORMAT} checkpoint (format={meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{directory}: checkpoint format version {meta.get('version')}, "
+                         f"this code reads {FORMAT_VERSION}")
+    cfg = VLAConfig.from_dict({**meta["config"], **overrides})
+    if not (directory / "normalizer.json").is_file():
+        raise MissingStatisticsError(f"{directory}: checkpoint lacks normalizer.json (action and "
+                                     "proprio statistics); refusing to run without them")
+    try:
+        normalizer = Normalizer.from_dict(json.loads((directory / "normalizer.json").read_text()))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{directory}/normalizer.json is corrupt: {err}") from None
+    try:
+        state = load_file(str(directory / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{directory}/model.safetensors is corrupt or truncated: {err}") from None
+    policy = CompactVLA(cfg, normalizer)
+    expected = policy.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"{directory}: weights do not match the config: missing={missing[:5]}, "
+                         f"unexpected={unexpected[:5]}, shape mismatches={shapes[:5]}")
+    policy.load_state_dict(state)
+    return policy

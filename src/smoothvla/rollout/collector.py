@@ -1,0 +1,276 @@
+"""The batched rollout collector: groups of G episodes that share a task and initial state.
+
+Every env of the pool runs one episode at a time. The collector works in rounds:
+
+1. free envs start the next pending episode (`pool.reset`),
+2. ONE `policy.act` call for all live envs (they all need a new chunk: episodes advance in
+   lockstep, one chunk per round),
+3. each env executes its whole chunk (`pool.run`); finished episodes become `Trajectory`s.
+
+An episode lost to a crashed, hung or failing env is dropped and counted; the rest of its
+group is kept (GRPO needs >= 2 members per group and skips smaller ones).
+
+Determinism: the collector seeds torch's RNG with `seed` at the start of `collect`, and the
+order of everything is fixed, so the same policy weights, requests, seed and `num_envs`
+give the same trajectories with either pool backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from smoothvla.policies.base import ActionChunk
+from smoothvla.rollout.pool import EnvPool, EnvResult, Failure, ResetRequest
+from smoothvla.rollout.trajectory import Trajectory
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """G rollouts of one task from one initial state (GRPO(s) of seed 003 §4.1).
+
+    All members reset with the same env `seed` and `init_id`, so their initial states are
+    identical; they differ only through the policy's sampling.
+    """
+
+    task_id: str
+    init_id: int
+    seed: int
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"group size must be >= 1, got {self.size}")
+
+
+@dataclass
+class CollectResult:
+    """Trajectories of one `collect` call and how the time went.
+
+    Attributes:
+        trajectories: finished episodes, ordered by (group, member); `group_id` is the
+            index of the request in the `groups` list given to `collect`.
+        stats: counts (episodes, env steps, chunks, dropped episodes in total and by
+            kind: dropped_crash, dropped_timeout, dropped_error; worker_restarts) and seconds
+            (policy_s: inside `policy.act`; sim_s: inside envs, summed over envs;
+            sim_critical_s: env time on the critical path, the slowest worker of each
+            call; transfer_s: pool wall time minus that critical path, i.e. pickling,
+            pipes and scheduling; wall_s: the whole call).
+        errors: messages of the first few failures, for the log.
+    """
+
+    trajectories: list[Trajectory]
+    stats: dict[str, float]
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Episode:
+    group_id: int
+    member: int
+    request: GroupRequest
+    obs: dict[str, Any]
+    records: list[dict[str, Any]]
+    actions: list[np.ndarray] = field(default_factory=list)
+    chunk_starts: list[bool] = field(default_factory=list)
+    chunk_obs: list[dict[str, Any]] = field(default_factory=list)
+    chunks: list[ActionChunk] = field(default_factory=list)
+    env_rewards: list[float] = field(default_factory=list)
+
+
+class Collector:
+    """Runs groups of rollouts of `policy` on the envs of `pool`."""
+
+    def __init__(
+        self,
+        policy: Any,
+        pool: EnvPool,
+        *,
+        sample: bool = True,
+        max_steps: int | None = None,
+        lanes: int = 1,
+        max_errors: int = 5,
+    ) -> None:
+        """`sample=False` acts greedily; `max_steps` truncates episodes below the env's
+        limit; `lanes` > 1 splits the envs into that many contiguous blocks that take turns,
+        so the policy computes one block's chunks while the others simulate."""
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+        if not 1 <= lanes <= pool.num_envs:
+            raise ValueError(f"lanes must be in [1, num_envs={pool.num_envs}], got {lanes}")
+        self.policy = policy
+        self.pool = pool
+        self.sample = sample
+        self.max_steps = max_steps
+        self.lanes = [
+            list(range(i * pool.num_envs // lanes, (i + 1) * pool.num_envs // lanes))
+            for i in range(lanes)
+        ]
+        self.max_errors = max_errors
+
+    def collect(self, groups: list[GroupRequest], seed: int) -> CollectResult:
+        """Run every group to completion; returns trajectories and timing statistics."""
+        if not groups:
+            raise ValueError("collect needs at least one GroupRequest")
+        wall_start = time.perf_counter()
+        torch.manual_seed(seed)
+        self.policy.reset()
+        pending = deque(
+            (g, m, request) for g, request in enumerate(groups) for m in range(request.size)
+        )
+        live: dict[int, _Episode] = {}
+        in_flight: dict[int, tuple[Any, list[int], ActionChunk, np.ndarray]] = {}
+        done: list[Trajectory] = []
+        stats: Counter = Counter(
+            {k: 0 for k in ("dropped", "dropped_crash", "dropped_timeout", "dropped_error")}
+        )
+        errors: list[str] = []
+        restarts_before = getattr(self.pool, "restarts", 0)
+
+        def drop(episode: _Episode | None, failure: Failure) -> None:
+            stats[f"dropped_{failure.kind}"] += 1
+            stats["dropped"] += 1
+            if len(errors) < self.max_errors:
+                where = (
+                    ""
+                    if episode is None
+                    else f" ({episode.request.task_id}, group {episode.group_id})"
+                )
+                errors.append(f"{failure.kind}{where}: {failure.message}")
+
+        def account_pool_call() -> None:
+            call = self.pool.last_call
+            stats["pool_s"] += call.wall_s
+            stats["sim_s"] += call.sim_s
+            stats["sim_critical_s"] += call.critical_sim_s
+
+        while pending or live:
+            for lane, lane_envs in enumerate(self.lanes):
+                # 1. the chunks this lane sent last turn: record them, finish episodes
+                if lane in in_flight:
+                    ticket, envs, chunk, actions = in_flight.pop(lane)
+                    wait_start = time.perf_counter()
+                    replies = self._result(ticket)
+                    stats["wait_s"] += time.perf_counter() - wait_start
+                    account_pool_call()
+                    for i, env in enumerate(envs):
+                        episode, reply = live[env], replies[env]
+                        if isinstance(reply, Failure):
+                            drop(episode, reply)
+                            del live[env]
+                            continue
+                        executed = len(reply.records)
+                        episode.chunk_obs.append(episode.obs)
+                        episode.chunks.append(chunk.select(i))
+                        episode.actions.extend(actions[i, :executed])
+                        episode.chunk_starts.extend([True] + [False] * (executed - 1))
+                        episode.records.extend(reply.records)
+                        episode.env_rewards.extend(reply.rewards)
+                        episode.obs = reply.obs
+                        stats["env_steps"] += executed
+                        stats["chunks"] += 1
+                        if reply.terminated or reply.truncated:
+                            done.append(_to_trajectory(episode, reply))
+                            del live[env]
+
+                # 2. free envs of this lane start the next pending episodes
+                starting: dict[int, tuple[int, int, GroupRequest]] = {}
+                for env in lane_envs:
+                    if not pending:
+                        break
+                    if env not in live:
+                        starting[env] = pending.popleft()
+                if starting:
+                    requests = {
+                        env: ResetRequest(req.task_id, req.seed, req.init_id, self.max_steps)
+                        for env, (_, _, req) in starting.items()
+                    }
+                    replies = self.pool.reset(requests)
+                    account_pool_call()
+                    for env, (g, m, req) in starting.items():
+                        reply = replies[env]
+                        if isinstance(reply, Failure):
+                            drop(None, reply)
+                            continue
+                        live[env] = _Episode(g, m, req, reply.obs, list(reply.records))
+
+                # 3. one batched act for the lane's live envs, chunks sent off without waiting
+                envs = [e for e in lane_envs if e in live]
+                if not envs:
+                    continue
+                act_start = time.perf_counter()
+                with torch.no_grad():
+                    chunk = self.policy.act([live[e].obs for e in envs], sample=self.sample)
+                stats["policy_s"] += time.perf_counter() - act_start
+                stats["policy_calls"] += 1
+                _check_chunk(chunk, len(envs))
+                actions = chunk.actions.detach().cpu().numpy().astype(np.float64)
+                ticket = self._submit({e: actions[i] for i, e in enumerate(envs)})
+                in_flight[lane] = (ticket, envs, chunk, actions)
+
+        done.sort(key=lambda t: (t.group_id, t.extras["member"]))
+        stats["episodes"] = len(done)
+        stats["worker_restarts"] = getattr(self.pool, "restarts", 0) - restarts_before
+        stats["wall_s"] = time.perf_counter() - wall_start
+        stats["transfer_s"] = max(stats["pool_s"] - stats["sim_critical_s"], 0.0)
+        return CollectResult(done, {k: float(v) for k, v in stats.items()}, errors)
+
+    def _submit(self, actions: dict[int, np.ndarray]) -> Any:
+        """Send chunks off; pools without `submit` (e.g. RayPool) run them right away."""
+        if hasattr(self.pool, "submit"):
+            return self.pool.submit("run", actions)
+        return self.pool.run(actions)
+
+    def _result(self, ticket: Any) -> dict[int, EnvResult | Failure]:
+        if hasattr(self.pool, "submit"):
+            return self.pool.result(ticket)
+        return ticket
+
+
+def _check_chunk(chunk: ActionChunk, batch: int) -> None:
+    if chunk.actions.ndim != 3 or chunk.actions.shape[0] != batch:
+        raise ValueError(
+            f"policy.act returned actions of shape {tuple(chunk.actions.shape)}, "
+            f"expected ({batch}, k, 7)"
+        )
+    if chunk.log_prob.shape != (batch,):
+        raise ValueError(
+            f"policy.act returned log_prob of shape {tuple(chunk.log_prob.shape)}, "
+            f"expected ({batch},)"
+        )
+
+
+def _to_trajectory(episode: _Episode, last: EnvResult) -> Trajectory:
+    rec = episode.records
+    chunks = ActionChunk.cat(episode.chunks)
+    req = episode.request
+    return Trajectory(
+        ee_pos=np.array([r["ee_pos"] for r in rec], dtype=np.float64),
+        actions=np.array(episode.actions, dtype=np.float64),
+        control_dt=float(last.control_dt),
+        success=bool(rec[-1]["success"]),
+        joint_pos=np.array([r["joint_pos"] for r in rec], dtype=np.float64),
+        ee_quat=np.array([r["ee_quat"] for r in rec], dtype=np.float64),
+        gripper=np.array([float(np.sum(r["gripper"])) for r in rec]),
+        is_grasping=np.array([bool(r["is_grasping"]) for r in rec]),
+        chunk_starts=np.array(episode.chunk_starts, dtype=bool),
+        log_probs=chunks.log_prob.detach().cpu().numpy().astype(np.float64),
+        task_id=req.task_id,
+        init_id=req.init_id,
+        seed=req.seed,
+        extras={
+            "member": episode.member,
+            "instruction": episode.chunk_obs[0].get("instruction", ""),
+            "env_return": float(np.sum(episode.env_rewards)),
+            "terminated": last.terminated,
+            "truncated": last.truncated,
+        },
+        group_id=episode.group_id,
+        chunk_obs=episode.chunk_obs,
+        chunks=chunks,
+    )

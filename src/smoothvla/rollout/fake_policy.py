@@ -1,0 +1,110 @@
+"""A tiny Gaussian chunk policy implementing `Policy`, for tests and benchmarks of algorithms.
+
+It reads the privileged `state` of `fake_env.PointMassEnv` observations (position, goal
+offset), passes it through a frozen random encoder (stands in for a frozen VLA backbone
+part) and a trainable trunk, and outputs a diagonal Gaussian over a chunk of k 7-D actions
+with a trainable state-independent log-std. A value head on the trunk serves PPO.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from smoothvla.envs.base import ACTION_DIM, Observation
+from smoothvla.policies.base import ActionChunk
+
+STATE_DIM = 6
+
+
+class GaussianChunkPolicy(nn.Module):
+    """Diagonal Gaussian over (k, 7) action chunks; `encoder` is frozen, the rest trains."""
+
+    def __init__(
+        self, chunk_size: int = 4, hidden: int = 32, init_std: float = 0.5, seed: int = 0
+    ) -> None:
+        super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.config = {
+            "chunk_size": chunk_size,
+            "hidden": hidden,
+            "init_std": init_std,
+            "seed": seed,
+        }
+        self.chunk_size = chunk_size
+        generator = torch.Generator().manual_seed(seed)
+        self.encoder = nn.Linear(STATE_DIM, hidden)
+        self.trunk = nn.Linear(hidden, hidden)
+        self.mean_head = nn.Linear(hidden, chunk_size * ACTION_DIM)
+        self.value_head = nn.Linear(hidden, 1)
+        with torch.no_grad():
+            for layer in (self.encoder, self.trunk, self.mean_head, self.value_head):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.3)
+                layer.bias.zero_()
+            self.mean_head.weight.mul_(0.1)
+        self.log_std = nn.Parameter(torch.full((chunk_size * ACTION_DIM,), math.log(init_std)))
+        self.encoder.requires_grad_(False)
+
+    def reset(self) -> None:
+        pass
+
+    def _features(self, obs: list[Observation]) -> torch.Tensor:
+        if not obs:
+            raise ValueError("empty observation batch")
+        state = torch.as_tensor(np.stack([o["state"] for o in obs]), dtype=torch.float32)
+        return torch.tanh(self.trunk(torch.tanh(self.encoder(state * 4.0))))
+
+    def _distribution(self, obs: list[Observation]) -> torch.distributions.Normal:
+        mean = self.mean_head(self._features(obs)).view(-1, self.chunk_size, ACTION_DIM)
+        std = self.log_std.exp().view(self.chunk_size, ACTION_DIM).expand_as(mean)
+        return torch.distributions.Normal(mean, std)
+
+    def act(self, obs: list[Observation], *, sample: bool) -> ActionChunk:
+        dist = self._distribution(obs)
+        if sample:
+            noise = torch.randn(dist.mean.shape)
+            actions = dist.mean + dist.stddev * noise
+            log_prob = dist.log_prob(actions).sum(dim=(1, 2))
+        else:
+            noise = torch.zeros_like(dist.mean)
+            actions = dist.mean
+            log_prob = torch.zeros(len(obs))
+        return ActionChunk(actions.detach(), log_prob.detach(), {"noise": noise})
+
+    def log_prob(self, obs: list[Observation], chunk: ActionChunk) -> torch.Tensor:
+        return self._distribution(obs).log_prob(chunk.actions).sum(dim=(1, 2))
+
+    def value(self, obs: list[Observation]) -> torch.Tensor:
+        return self.value_head(self._features(obs)).squeeze(-1)
+
+    def forward_sft(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        mean = self._distribution(batch["obs"]).mean
+        loss = (mean - torch.as_tensor(batch["actions"], dtype=torch.float32)).pow(2).mean()
+        return loss, {"mse": float(loss)}
+
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {k: v.contiguous() for k, v in self.state_dict().items()},
+            directory / "model.safetensors",
+        )
+        (directory / "config.json").write_text(json.dumps(self.config))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "GaussianChunkPolicy":
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        policy = cls(**json.loads((directory / "config.json").read_text()))
+        policy.load_state_dict(load_file(directory / "model.safetensors"))
+        return policy

@@ -1,0 +1,206 @@
+"""SFT: chunk targets, the smoothness term and schedule by hand; overfitting one batch; the
+feature cache; resume after a kill reproduces the uninterrupted run; the CLI verb."""
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from smoothvla.algorithms import sft
+from smoothvla.cli import main as cli_main
+from smoothvla.data.hdf5 import Demo, DemoWriter
+from smoothvla.policies import CompactVLA, Normalizer, VLAConfig, load_policy
+
+torch.set_num_threads(1)
+
+TINY = VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                 n_layers=1, n_heads=2, ff_dim=64, flow_layers=1, flow_steps=4, chunk_size=4,
+                 n_bins=16)
+
+
+def write_demos(path, n_demos=3, steps=12, size=32, task_id="nosuch-suite/task-v1"):
+    """Synthetic LIBERO-layout demos: actions are a smooth function of time and the instruction."""
+    rng = np.random.default_rng(0)
+    with DemoWriter(path) as writer:
+        for i in range(n_demos):
+            t = np.arange(steps)[:, None] / steps
+            sign = 1.0 if i % 2 == 0 else -1.0
+            actions = np.concatenate([sign * np.sin(3 * t + np.arange(6)), -np.ones((steps, 1))], 1) * 0.5
+            obs = {
+                "agentview_rgb": rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8),
+                "eye_in_hand_rgb": rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8),
+                "ee_pos": np.cumsum(actions[:, :3], 0) * 0.01,
+                "ee_ori": np.zeros((steps, 3)), "gripper_states": np.full((steps, 2), 0.04),
+                "joint_states": np.zeros((steps, 7)),
+            }
+            writer.add(Demo(actions=actions, obs=obs, attrs={
+                "instruction": ("push left", "push right")[i % 2], "task_id": task_id,
+                "init_id": i, "seed": i}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    return write_demos(tmp_path_factory.mktemp("data") / "demos.hdf5")
+
+
+def config(tmp_path, demos, **kw):
+    base = dict(data=(str(demos),), run_dir=str(tmp_path / "run"), policy=TINY, steps=6,
+                batch_size=8, lr=3e-3, warmup_steps=2, log_every=1, checkpoint_every=3,
+                eval_every=0, progress=False, tensorboard=False)
+    return sft.SFTConfig(**{**base, **kw})
+
+
+def test_chunk_targets_pad_with_last_action_and_mask():
+    actions = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)
+    frames = sft.Frames(actions, np.zeros((5, 8)), np.array([3, 3, 3, 5, 5]), np.zeros(5, int),
+                        ["x"], [{}, {}])
+    a, mask = sft.chunk_targets(frames, np.array([0, 1, 3, 4]), 3)
+    assert mask.tolist() == [[1, 1, 1], [1, 1, 0], [1, 1, 0], [1, 0, 0]]
+    assert a[1, :, 0].tolist() == [7, 14, 14]  # frames 1, 2 then frame 2 repeated
+    assert a[3, :, 0].tolist() == [28, 28, 28]  # never crosses into another episode
+
+
+def test_chunk_jerk_by_hand():
+    # Position deltas 0, 0, 0, 1 (x only): positions 0, 0, 0, 1 -> one jerk value of 1.
+    a = torch.zeros(1, 4, 7)
+    a[0, 3, 0] = 1.0
+    assert sft.chunk_jerk(a, torch.ones(1, 4)).item() == pytest.approx(1.0)
+    # Constant velocity has zero jerk; a padded last step removes the only jerk term.
+    assert sft.chunk_jerk(torch.ones(1, 5, 7), torch.ones(1, 5)).item() == 0.0
+    assert sft.chunk_jerk(a, torch.tensor([[1.0, 1, 1, 0]])).item() == 0.0
+    with pytest.raises(ValueError, match="chunk_size >= 4"):
+        sft.chunk_jerk(torch.zeros(1, 3, 7), torch.ones(1, 3))
+
+
+def test_lr_schedule_by_hand(tmp_path, demos):
+    f = sft.lr_lambda(config(tmp_path, demos, steps=12, warmup_steps=2, min_lr_ratio=0.1))
+    assert [f(0), f(1)] == pytest.approx([0.5, 1.0])
+    assert f(2) == pytest.approx(1.0)
+    assert f(7) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f(12) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("head,metric,factor", [("token", "loss", 4), ("gaussian", "mse", 10),
+                                                ("flow", "loss", 4)])
+def test_overfits_one_batch(head, metric, factor):
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-0.8, 0.8, (6, 4, 7)).astype(np.float32)
+    policy = CompactVLA(replace(TINY, head=head),
+                        Normalizer.from_arrays(actions.reshape(-1, 7), rng.normal(size=(24, 8))))
+    obs = [{"rgb": {c: rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                    for c in ("agentview", "eye_in_hand")},
+            "proprio": rng.normal(size=8).astype(np.float32), "instruction": f"task {i}"}
+           for i in range(6)]
+    batch = {"features": policy.encode(obs), "actions": torch.as_tensor(actions)}
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=3e-3)
+
+    def measure():
+        torch.manual_seed(123)  # the flow loss draws tau and noise: use the same draws
+        with torch.no_grad():
+            return policy.forward_sft(batch)[1][metric]
+
+    first = measure()
+    for step in range(150):
+        torch.manual_seed(step)
+        loss, _ = policy.forward_sft(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert measure() < first / factor
+
+
+def test_train_writes_checkpoints_logs_and_cache(tmp_path, demos, capsys):
+    cfg = config(tmp_path, demos, steps=4, checkpoint_every=2, eval_every=2, smooth_weight=0.1)
+    final = sft.train(cfg)
+    run = tmp_path / "run"
+    assert final == run / "checkpoints" / "step_0000004"
+    assert (run / "latest").read_text() == "step_0000004"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002", "step_0000004"]
+    assert json.loads((final / "sft_config.json").read_text())["steps"] == 4
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["total_loss"]) and "smooth" in r for r in records)
+    assert "evaluation skipped" in capsys.readouterr().err  # the suite does not exist here
+    policy = load_policy(final)
+    assert policy.normalizer is not None and len(list((run / "features").glob("*.npy"))) == 1
+
+    # A second run on the same file reads the cache instead of re-encoding.
+    def refuse(*args, **kwargs):
+        raise AssertionError("re-encoded images despite the cache")
+    cfg2 = replace(cfg, run_dir=str(run), steps=5, resume=True)
+    original = CompactVLA.encode_images
+    CompactVLA.encode_images = refuse
+    try:
+        sft.train(cfg2)
+    finally:
+        CompactVLA.encode_images = original
+
+
+def _weights(path):
+    return {k: v for k, v in load_policy(path).state_dict().items()}
+
+
+@pytest.mark.parametrize("head,augment", [("flow", False), ("token", True)])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, demos, monkeypatch, head, augment):
+    policy_cfg = replace(TINY, head=head)
+    full = sft.train(config(tmp_path / "a", demos, policy=policy_cfg, augment=augment, aug_views=2))
+
+    killed = config(tmp_path / "b", demos, policy=policy_cfg, augment=augment, aug_views=2)
+    real_step = sft.train_step
+
+    def dying_step(policy, optimizer, scheduler, batch, cfg, step):
+        if step == 4:  # after the checkpoint at step 3, mid-way to the next one
+            raise KeyboardInterrupt
+        return real_step(policy, optimizer, scheduler, batch, cfg, step)
+
+    monkeypatch.setattr(sft, "train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(killed)
+    monkeypatch.setattr(sft, "train_step", real_step)
+    assert (tmp_path / "b" / "run" / "latest").read_text() == "step_0000003"
+    resumed = sft.train(replace(killed, resume=True))
+
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 4, 5, 6]  # step 4 logged by the killed run, then redone
+
+
+def test_uncached_path_trains(tmp_path, demos):
+    final = sft.train(config(tmp_path, demos, steps=2, cache_features=False, augment=True,
+                             checkpoint_every=2))
+    assert not (tmp_path / "run" / "features").exists()
+    assert load_policy(final).chunk_size == 4
+
+
+def test_bad_inputs(tmp_path, demos):
+    with pytest.raises(ValueError, match="no demonstration files"):
+        sft.train(config(tmp_path, demos, data=()))
+    with pytest.raises(FileNotFoundError):
+        sft.train(config(tmp_path, demos, data=(str(tmp_path / "missing.hdf5"),)))
+    with pytest.raises(ValueError, match="steps and batch_size"):
+        config(tmp_path, demos, steps=0)
+
+
+def test_cli_verb(tmp_path, demos, capsys):
+    code = cli_main(["sft", "--data", str(demos), "--run-dir", str(tmp_path / "cli"),
+                     "--steps", "2", "--batch-size", "4", "--no-progress", "--no-tensorboard",
+                     "--eval-every", "0", "--policy.vision-encoder", "tiny",
+                     "--policy.text-encoder", "hash", "--policy.image-size", "32",
+                     "--policy.d-model", "32", "--policy.n-layers", "1", "--policy.head", "gaussian"])
+    assert code == 0
+    assert "step_0000002" in capsys.readouterr().out
+    assert cli_main(["sft", "--data", str(tmp_path / "nope.hdf5"), "--run-dir",
+                     str(tmp_path / "x"), "--no-progress"]) == 1
+
+
+def test_held_in_episodes_round_robin_over_tasks():
+    eps = [{"task_id": t, "init_id": i} for t in ("a", "b") for i in range(3)] + [{"demo": "no id"}]
+    picked = sft.held_in_episodes(eps, 4)
+    assert [(e["task_id"], e["init_id"]) for e in picked] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]

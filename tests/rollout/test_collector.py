@@ -1,0 +1,91 @@
+"""The batched collector: trajectory contents, batching, recomputable log-probs."""
+
+import numpy as np
+import pytest
+import torch
+
+from smoothvla.rollout.collector import Collector, GroupRequest
+from smoothvla.rollout.fake_env import make_point_mass
+from smoothvla.rollout.fake_policy import GaussianChunkPolicy
+from smoothvla.rollout.pool import InProcessPool
+
+torch.set_num_threads(1)
+TASK = "fake-reach/point-mass-v1"
+
+
+class CountingPolicy(GaussianChunkPolicy):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.batch_sizes = []
+
+    def act(self, obs, *, sample):
+        self.batch_sizes.append(len(obs))
+        return super().act(obs, sample=sample)
+
+
+def test_trajectories_record_physics_chunks_and_log_probs():
+    policy = CountingPolicy(chunk_size=5)
+    groups = [GroupRequest(TASK, 3, 11, 4), GroupRequest(TASK, 5, 12, 4)]
+    with InProcessPool(8, env_factory=make_point_mass, env_options={"max_steps": 12}) as pool:
+        result = Collector(policy, pool).collect(groups, seed=0)
+    trajs = result.trajectories
+    assert len(trajs) == 8 and [t.group_id for t in trajs] == [0] * 4 + [1] * 4
+    # one act call per round for all 8 envs: ceil(12 / 5) = 3 rounds
+    assert policy.batch_sizes == [8, 8, 8]
+    for t in trajs:
+        T = t.num_steps + 1
+        assert t.num_steps == 12 and not t.success  # the random policy does not reach the goal
+        assert t.ee_pos.shape == (T, 3) and t.joint_pos.shape == (T, 7) and t.gripper.shape == (T,)
+        assert t.actions.shape == (12, 7) and t.control_dt == 0.05
+        assert np.flatnonzero(t.chunk_starts).tolist() == [0, 5, 10]
+        assert t.log_probs.shape == (3,) and len(t.chunk_obs) == 3
+        assert t.chunks.actions.shape == (3, 5, 7) and t.chunks.extras["noise"].shape == (3, 5, 7)
+        # executed actions are the chunk's actions, the last chunk cut at the episode end
+        np.testing.assert_allclose(t.actions[10:], t.chunks.actions[2, :2].numpy())
+        # the recorded observations and chunks reproduce the sampling log-probs
+        with torch.no_grad():
+            again = policy.log_prob(t.chunk_obs, t.chunks)
+        np.testing.assert_allclose(again.numpy(), t.log_probs, rtol=1e-5, atol=1e-4)
+    # a group shares its initial state; its members differ through sampling
+    assert all(np.array_equal(t.ee_pos[0], trajs[0].ee_pos[0]) for t in trajs[:4])
+    assert trajs[0].chunk_obs[0]["state"].tolist() == trajs[1].chunk_obs[0]["state"].tolist()
+    assert not np.array_equal(trajs[0].actions, trajs[1].actions)
+    assert result.stats["env_steps"] == 96 and result.stats["chunks"] == 24
+
+
+def test_lanes_split_the_policy_batch():
+    policy = CountingPolicy(chunk_size=4)
+    groups = [GroupRequest(TASK, 1, 7, 6)]
+    with InProcessPool(6, env_factory=make_point_mass) as pool:
+        one = Collector(policy, pool).collect(groups, seed=0)
+        assert policy.batch_sizes == [6] * 4
+        policy.batch_sizes.clear()
+        three = Collector(policy, pool, lanes=3).collect(groups, seed=0)
+        assert policy.batch_sizes == [2] * 12
+    assert len(one.trajectories) == len(three.trajectories) == 6
+    with pytest.raises(ValueError, match="lanes"):
+        Collector(policy, pool, lanes=7)
+
+
+def test_more_rollouts_than_envs_and_early_termination():
+    # a policy that always pushes towards +x reaches the init-0 goal at (0.3, 0, 0) early
+    policy = GaussianChunkPolicy(chunk_size=2, init_std=1e-3)
+    with torch.no_grad():
+        policy.mean_head.weight.zero_()
+        policy.mean_head.bias.zero_()
+        policy.mean_head.bias[0::7] = 1.0
+    groups = [GroupRequest(TASK, 0, s, 3) for s in range(3)]
+    with InProcessPool(2, env_factory=make_point_mass) as pool:
+        result = Collector(policy, pool).collect(groups, seed=0)
+    assert len(result.trajectories) == 9
+    for t in result.trajectories:
+        assert t.success and t.extras["terminated"] and t.num_steps < 16
+        assert t.is_grasping[-1]
+
+
+def test_empty_request_and_bad_group():
+    with InProcessPool(1, env_factory=make_point_mass) as pool:
+        with pytest.raises(ValueError, match="at least one"):
+            Collector(GaussianChunkPolicy(), pool).collect([], seed=0)
+    with pytest.raises(ValueError, match="group size"):
+        GroupRequest(TASK, 0, 0, 0)
