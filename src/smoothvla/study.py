@@ -1,0 +1,303 @@
+"""The study: demonstrations -> SFT -> RL variants -> evaluation -> report, resumable.
+
+Every stage writes into `out/` and leaves a `.done` marker when it has finished; a re-run
+skips finished stages and resumes the unfinished one (SFT and RL from their checkpoints,
+evaluation from its results file), so interrupting `smoothvla demo` and running it again
+continues rather than restarting.
+
+    out/demos.hdf5                 expert demonstrations (LIBERO layout)
+    out/jerk_scale.json            the experts' mean jerk: the unit of the smooth reward
+    out/sft-s{seed}/               SFT run; its final policy is the start of every RL run
+    out/{method}-s{seed}/          RL run: log.jsonl, checkpoint/, policy/
+    out/results.jsonl              evaluation episodes
+    out/report/                    report.md, report.tex, report.html, figures/
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smoothvla.io import atomic_write_json
+
+# Method label -> (algorithm, reward). "sft" is the starting checkpoint itself.
+METHODS: dict[str, tuple[str, str]] = {
+    "grpo-binary": ("grpo", "binary"),
+    "smoothvla-grpo": ("grpo", "smooth"),
+    "grpo-random": ("grpo", "random"),
+    "grpo-staged": ("grpo", "staged"),
+    "ppo": ("ppo", "binary"),
+    "smoothvla-ppo": ("ppo", "smooth"),
+    "dpo": ("dpo", "binary"),
+    "smoothvla-dpo": ("dpo", "smooth"),
+}
+
+
+@dataclass
+class StudyConfig:
+    """One study: what to train, how long, and how to evaluate it."""
+
+    name: str = "demo"
+    """Name shown in the report."""
+    out: str = "runs/demo"
+    """Folder of every artefact of the study (see the module docstring)."""
+    suite: str = "tabletop-object"
+    """Suite of the tasks."""
+    tasks: tuple[str, ...] = ()
+    """Task names or ids within the suite (empty: all of the suite's tasks)."""
+    demos_per_task: int = 20
+    """Expert demonstrations per task for SFT (init states 0..N-1)."""
+    cameras: tuple[str, ...] = ("agentview", "eye_in_hand")
+    """Cameras the policy sees."""
+    image_size: int = 128
+    """Camera resolution in pixels."""
+    head: str = "token"
+    """Action head of the policy: token, flow or gaussian."""
+    chunk_size: int = 8
+    """Actions per policy call."""
+    sft_steps: int = 2000
+    """SFT optimizer steps."""
+    sft_batch_size: int = 16
+    """SFT batch size."""
+    sft_lr: float = 3e-4
+    """SFT peak learning rate."""
+    methods: tuple[str, ...] = ("grpo-binary", "smoothvla-grpo")
+    """RL variants: grpo-binary, smoothvla-grpo, grpo-random, grpo-staged, ppo, smoothvla-ppo,
+    dpo, smoothvla-dpo (smoothvla-* use the hybrid smooth reward)."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds: every method (and SFT) is trained once per seed."""
+    rl_iterations: int = 10
+    """RL collect-update iterations per run."""
+    group_size: int = 8
+    """G, rollouts per group."""
+    groups_per_iteration: int = 2
+    """Groups per RL iteration."""
+    rl_lr: float = 2e-5
+    """RL learning rate (GRPO, PPO, DPO)."""
+    lam: float = 0.2
+    """Smoothness weight of the hybrid reward (seed 000 eq. 5)."""
+    rl_max_steps: int = 0
+    """Cap on RL/eval episode length in control steps (0: the task's limit)."""
+    eval_init_states: int = 10
+    """Evaluation init states per task (0..N-1)."""
+    eval_seeds: tuple[int, ...] = (0,)
+    """Env seeds of evaluation episodes."""
+    perturbations: tuple[str, ...] = ("language", "light")
+    """Perturbations evaluated besides in-distribution (KIND or KIND@STRENGTH)."""
+    workers: int = 2
+    """Env worker processes."""
+    envs_per_worker: int = 4
+    """Envs per worker (the policy is batched over all of them)."""
+
+    def __post_init__(self) -> None:
+        self.tasks, self.cameras = tuple(self.tasks), tuple(self.cameras)
+        self.methods, self.seeds = tuple(self.methods), tuple(self.seeds)
+        self.eval_seeds, self.perturbations = tuple(self.eval_seeds), tuple(self.perturbations)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+        if not self.seeds:
+            raise ValueError("seeds is empty: give at least one training seed")
+        for name in ("demos_per_task", "sft_steps", "rl_iterations", "eval_init_states",
+                     "groups_per_iteration", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "StudyConfig":
+        """Load a preset; unknown keys are an error naming them."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such study config")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: not valid TOML ({err})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}")
+        return cls(**data)
+
+
+def _log(message: str) -> None:
+    print(f"[study {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Study:
+    """Runs the stages of a `StudyConfig`; each stage is skipped once done."""
+
+    def __init__(self, cfg: StudyConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = {}
+        atomic_write_json(self.out / "study.json", asdict(cfg))
+
+    # -- stage bookkeeping -------------------------------------------------------------
+    def _stage(self, name: str, fn, *args) -> Any:
+        marker = self.out / f".{name}.done"
+        if marker.exists():
+            _log(f"{name}: done earlier, skipped")
+            return json.loads(marker.read_text() or "null")
+        _log(f"{name}: start")
+        start = time.perf_counter()
+        result = fn(*args)
+        self.timings[name] = time.perf_counter() - start
+        atomic_write_json(marker, result)
+        _log(f"{name}: done in {self.timings[name]:.0f} s")
+        return result
+
+    def task_ids(self) -> list[str]:
+        from smoothvla.envs import list_tasks
+
+        specs = list_tasks(self.cfg.suite)
+        if not self.cfg.tasks:
+            return [s.task_id for s in specs]
+        out = []
+        for t in self.cfg.tasks:
+            match = [s.task_id for s in specs if t in (s.name, s.task_id)]
+            if not match:
+                raise ValueError(f"unknown task {t!r} in {self.cfg.suite}")
+            out.append(match[0])
+        return out
+
+    # -- stages ------------------------------------------------------------------------
+    def collect(self) -> str:
+        from smoothvla.commands import collect
+
+        path = self.out / "demos.hdf5"
+        if not path.exists():
+            collect.run(collect.Config(
+                out=path, suite=self.cfg.suite, tasks=tuple(self.task_ids()),
+                episodes_per_task=self.cfg.demos_per_task, workers=self.cfg.workers,
+                cameras=self.cfg.cameras, image_size=self.cfg.image_size,
+            ))
+        return str(path)
+
+    def jerk_scale(self, demos: str) -> float:
+        from smoothvla.data.hdf5 import iter_demos
+        from smoothvla.rewards import jerk_scale_from_trajectories
+
+        dt = 1.0 / 20.0
+        paths = [d.obs["ee_pos"] for _, d in iter_demos(demos, obs_keys=("ee_pos",))]
+        return jerk_scale_from_trajectories(paths, dt)
+
+    def sft(self, demos: str, seed: int) -> str:
+        from smoothvla.algorithms.sft import SFTConfig, train
+        from smoothvla.policies.vla import VLAConfig
+
+        final = train(SFTConfig(
+            data=(demos,), run_dir=str(self.out / f"sft-s{seed}"),
+            policy=VLAConfig(cameras=self.cfg.cameras, image_size=self.cfg.image_size,
+                             head=self.cfg.head, chunk_size=self.cfg.chunk_size, seed=seed),
+            steps=self.cfg.sft_steps, batch_size=self.cfg.sft_batch_size, lr=self.cfg.sft_lr,
+            eval_every=0, resume=True, seed=seed, tensorboard=False,
+        ))
+        return str(final)
+
+    def rl(self, method: str, seed: int, init: str, jerk_scale: float) -> str:
+        from smoothvla.algorithms.dpo import DPOConfig
+        from smoothvla.algorithms.grpo import GRPOConfig
+        from smoothvla.algorithms.ppo import PPOConfig
+        from smoothvla.commands import train
+        from smoothvla.rewards import RewardConfig
+
+        algorithm, reward = METHODS[method]
+        out_dir = self.out / f"{method}-s{seed}"
+        train.run(train.Config(
+            policy=init, tasks=tuple(self.task_ids()), algorithm=algorithm,
+            iterations=self.cfg.rl_iterations, group_size=self.cfg.group_size,
+            groups_per_iteration=self.cfg.groups_per_iteration, seed=seed,
+            out_dir=str(out_dir), resume=True, checkpoint_every=1,
+            reward=RewardConfig(name=reward, lam=self.cfg.lam, jerk_scale=jerk_scale, seed=seed),
+            grpo=GRPOConfig(lr=self.cfg.rl_lr, seed=seed), ppo=PPOConfig(lr=self.cfg.rl_lr, seed=seed),
+            dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
+            workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
+            max_steps=self.cfg.rl_max_steps,
+        ))
+        return str(out_dir / "policy")
+
+    def evaluate(self, checkpoints: dict[tuple[str, int], str]) -> str:
+        import torch
+
+        from smoothvla.eval.results import ResultsFile
+        from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
+        from smoothvla.policies import load_policy
+
+        torch.set_num_threads(1)
+        results = ResultsFile(self.out / "results.jsonl")
+        plan = EvalPlan(
+            task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
+            seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
+            env_options={"cameras": self.cfg.cameras, "image_size": self.cfg.image_size},
+        )
+        for (label, seed), path in checkpoints.items():
+            policy = load_policy(path)
+            policy.eval()
+            with torch.no_grad():
+                evaluate(policy, PolicyRef(label, path, seed), plan, results,
+                         workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker)
+        return str(results.path)
+
+    def report(self, results: str) -> str:
+        from smoothvla.report.build import build_report
+
+        logs = sorted(str(p) for p in self.out.glob("*-s*/log.jsonl") if not p.parent.name.startswith("sft"))
+        files = build_report([results], self.out / "report", logs, title=f"smoothvla study: {self.cfg.name}")
+        return str(files.html)
+
+    # -- everything ----------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        demos = self._stage("collect", self.collect)
+        scale = self._stage("jerk_scale", self.jerk_scale, demos)
+        _log(f"jerk_scale = {scale:.4g} m/s^3 (experts' mean jerk; the smooth reward's unit)")
+        checkpoints: dict[tuple[str, int], str] = {}
+        for seed in self.cfg.seeds:
+            sft = self._stage(f"sft-s{seed}", self.sft, demos, seed)
+            checkpoints[("sft", seed)] = sft
+            for method in self.cfg.methods:
+                checkpoints[(method, seed)] = self._stage(f"{method}-s{seed}", self.rl, method, seed, sft, scale)
+        results = self._stage("eval", self.evaluate, checkpoints)
+        html = self._stage("report", self.report, results)
+        return {"results": results, "report": html, "jerk_scale": scale}
+
+
+def summary_rows(results_path: str | Path, methods: tuple[str, ...]) -> tuple[list[str], list[list]]:
+    """The printed summary: per policy, success in distribution and under each perturbation,
+    and mean jerk of successes."""
+    from smoothvla.eval.results import read_results
+    from smoothvla.eval.summary import IND, summarize
+
+    cells = summarize(read_results([results_path]), by_suite=False)
+    perts = sorted({c.perturbation for c in cells if c.perturbation != IND})
+    header = (["policy", "success IND %"] + [f"{p} %" for p in perts]
+              + ["jerk of successes m/s^3", "jerk of all m/s^3", "episodes"])
+    idx = {(c.policy, c.perturbation): c for c in cells}
+    rows = []
+    for policy in ("sft",) + tuple(methods):
+        if (policy, IND) not in idx:
+            continue
+        ind = idx[(policy, IND)]
+        rows.append([policy, 100 * ind.success]
+                    + [100 * idx[(policy, p)].success if (policy, p) in idx else float("nan") for p in perts]
+                    + [ind.mean_jerk, _mean_jerk_all(results_path, policy),
+                       sum(c.episodes for k, c in idx.items() if k[0] == policy)])
+    return header, rows
+
+
+def _mean_jerk_all(results_path: str | Path, policy: str) -> float:
+    from smoothvla.eval.results import read_results
+
+    values = [r.mean_jerk for r in read_results([results_path])
+              if r.policy == policy and r.perturbation == "none" and np.isfinite(r.mean_jerk)]
+    return float(np.mean(values)) if values else float("nan")
