@@ -7,7 +7,7 @@ processes, and the reference: the same model replaying the env's actuator target
 are interleaved and the best of `repeats` is kept, both per wall-clock second and per CPU
 second of this process (steadier on a shared machine). Writes a markdown table.
 
-    python benchmarks/bench_envs.py --out docs/_bench_envs.md
+    python benchmarks/bench_envs.py --out /tmp/bench_envs.md
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def run(cfg: Config) -> str:
          "running. "
          f"Task `{cfg.task}`, {cfg.image_size}x{cfg.image_size} images, random actions, "
          f"best of {cfg.repeats} runs of {cfg.steps} control steps."),
-        "Command: `python benchmarks/bench_envs.py --out docs/_bench_envs.md`.",
+        "Command: `python benchmarks/bench_envs.py --out /tmp/bench_envs.md`.",
         "",
         ("| configuration | env steps/s | bare MuJoCo loop steps/s | env / bare "
          "| env steps per CPU-s | bare steps per CPU-s | env / bare (CPU) |"),

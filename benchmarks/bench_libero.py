@@ -11,7 +11,7 @@ action sequence from the same official init state, and prints steps/s and the ra
 stock. It also checks that every setting gives the same end-effector path as stock
 (physics untouched) and prints the largest deviation. `expert` runs the scripted expert
 (`smoothvla.experts.libero`) without cameras and prints per-task success. Both print a
-markdown table; `--out FILE` also appends it to FILE (docs/_bench_libero.md).
+markdown table; `--out FILE` also appends it to FILE (then merged into docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -223,3 +223,28 @@ def optimizer_step(
 
 def mean_of(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
+
+
+def algorithm_state(name: str, algo: Any) -> dict[str, Any]:
+    """Everything an algorithm needs to resume: policy (with any value head), optimizer,
+    reference, RNG, update count and config. `algo` has those as attributes."""
+    return {
+        "algorithm": name,
+        "config": asdict(algo.cfg),
+        "policy": algo.policy.state_dict(),
+        "optimizer": algo.optimizer.state_dict(),
+        "reference": algo.reference.state_dict(),
+        "generator": algo.generator.get_state(),
+        "updates": algo.updates,
+    }
+
+
+def load_algorithm_state(name: str, algo: Any, state: dict[str, Any]) -> None:
+    """Inverse of `algorithm_state`; a checkpoint of another algorithm is a clear error."""
+    if state.get("algorithm") != name:
+        raise ValueError(f"checkpoint is for {state.get('algorithm')!r}, not {name}")
+    algo.policy.load_state_dict(state["policy"])
+    algo.optimizer.load_state_dict(state["optimizer"])
+    algo.reference.load_state_dict(state["reference"])
+    algo.generator.set_state(state["generator"])
+    algo.updates = int(state["updates"])

@@ -18,7 +18,7 @@ One `update(trajectories)` reads top to bottom:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,8 @@ import torch
 from smoothvla.algorithms.common import (
     ChunkBatch,
     Reference,
+    algorithm_state,
+    load_algorithm_state,
     mean_of,
     minibatches,
     optimizer_step,
@@ -194,22 +196,8 @@ class PPO:
         return stats
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: policy (with value head), optimizer, reference, RNG."""
-        return {
-            "algorithm": "ppo",
-            "config": asdict(self.cfg),
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "reference": self.reference.state_dict(),
-            "generator": self.generator.get_state(),
-            "updates": self.updates,
-        }
+        """Everything needed to resume (see `common.algorithm_state`)."""
+        return algorithm_state("ppo", self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("algorithm") != "ppo":
-            raise ValueError(f"checkpoint is for {state.get('algorithm')!r}, not ppo")
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.reference.load_state_dict(state["reference"])
-        self.generator.set_state(state["generator"])
-        self.updates = int(state["updates"])
+        load_algorithm_state("ppo", self, state)

@@ -28,13 +28,7 @@ import torch
 from smoothvla.algorithms.dpo import DPO, DPOConfig
 from smoothvla.algorithms.grpo import GRPO, GRPOConfig
 from smoothvla.algorithms.ppo import PPO, PPOConfig
-from smoothvla.rewards import (
-    RewardConfig,
-    binary_reward,
-    random_reward,
-    smooth_reward,
-    staged_reward,
-)
+from smoothvla.rewards import RewardConfig, make_reward
 from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
 from smoothvla.rollout.trajectory import Trajectory
 
@@ -135,7 +129,7 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.rng = np.random.default_rng(cfg.seed)
         self.reward_rng = np.random.default_rng([cfg.seed, cfg.reward.seed])
-        self.reward_fn = reward_fn or self._configured_reward
+        self.reward_fn = reward_fn or make_reward(cfg.reward, rng=self.reward_rng)
         self.init_choices = {task: self._init_choices(task, num_init_states) for task in cfg.tasks}
         self.iteration = 0
 
@@ -205,16 +199,6 @@ class Trainer:
                 GroupRequest(task, init_id, int(self.rng.integers(2**31 - 1)), self.cfg.group_size)
             )
         return groups
-
-    def _configured_reward(self, traj: Trajectory) -> tuple[float, dict[str, float]]:
-        r = self.cfg.reward
-        if r.name == "binary":
-            return binary_reward(traj)
-        if r.name == "staged":
-            return staged_reward(traj, grasp_bonus=r.grasp_bonus)
-        if r.name == "smooth":
-            return smooth_reward(traj, lam=r.lam, jerk_scale=r.jerk_scale)
-        return random_reward(traj, self.reward_rng, noise_std=r.noise_std)
 
     def _init_choices(self, task: str, num_init_states: dict[str, int] | None) -> list[int]:
         if self.cfg.init_ids:
