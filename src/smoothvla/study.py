@@ -185,12 +185,14 @@ class Study:
         return str(path)
 
     def jerk_scale(self, demos: str) -> float:
+        """The experts' mean jerk, measured by `collect` on the unfiltered motion."""
         from smoothvla.data.hdf5 import iter_demos
-        from smoothvla.rewards import jerk_scale_from_trajectories
 
-        dt = 1.0 / 20.0
-        paths = [d.obs["ee_pos"] for _, d in iter_demos(demos, obs_keys=("ee_pos",))]
-        return jerk_scale_from_trajectories(paths, dt)
+        values = [float(d.attrs["expert_mean_jerk"]) for _, d in iter_demos(demos, obs_keys=())]
+        values = [v for v in values if np.isfinite(v)]
+        if not values:
+            raise ValueError(f"{demos}: no demo records expert_mean_jerk; re-collect it")
+        return float(np.mean(values))
 
     def sft(self, demos: str, seed: int) -> str:
         from smoothvla.algorithms.sft import SFTConfig, train

@@ -42,6 +42,8 @@ def test_collect_writes_libero_layout(tmp_path):
         assert demo.rewards.shape == (t,) and demo.dones.shape == (t,) and demo.dones[-1] == 1
         assert demo.attrs["task_id"] == spec.task_id
         assert demo.attrs["init_id"] == i and demo.attrs["seed"] == 3 + i
+        # the unfiltered motion's jerk, the smooth reward's scale: a few m/s^3 for the expert
+        assert 0.5 < demo.attrs["expert_mean_jerk"] < 20
         assert demo.attrs["instruction"] == spec.instruction
         assert bool(demo.attrs["success"])
 

@@ -142,8 +142,13 @@ def _to_demo(result: dict[str, Any], cfg: Config):
     from smoothvla.data.hdf5 import Demo
     from smoothvla.experts.idle import filter_idle
 
+    from smoothvla.metrics import mean_jerk
+
     actions, obs = result["actions"], result["obs"]
     rewards = result["rewards"]
+    # Jerk of the unfiltered motion: dropping idle steps breaks the 0.05 s spacing and
+    # inflates jerk measured on the written file. This is the reward's jerk_scale source.
+    expert_jerk = mean_jerk(obs["ee_pos"], result["control_dt"]) if len(obs["ee_pos"]) >= 4 else float("nan")
     dropped = 0
     if cfg.idle_filter:
         scale = result["action_scale"]
@@ -157,7 +162,8 @@ def _to_demo(result: dict[str, Any], cfg: Config):
     job: Job = result["job"]
     attrs = dict(instruction=result["instruction"], task_id=job.task_id, init_id=job.init_id,
                  seed=job.seed, success=bool(result["success"]),
-                 control_dt=result["control_dt"], idle_dropped=dropped)
+                 control_dt=result["control_dt"], idle_dropped=dropped,
+                 expert_mean_jerk=float(expert_jerk))
     return Demo(actions=actions, obs=obs, rewards=rewards, dones=dones, attrs=attrs), dropped
 
 
