@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--ray-address", default=None, help="attach to a Ray cluster instead of a local one")
     parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray (ignored with --ray-address)")
     parser.add_argument("--no-ray", action="store_true", help="ProcessPool cases only")
-    parser.add_argument("--out", default="docs/_bench_scaling.md")
+    parser.add_argument("--out", default="/tmp/bench_scaling.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
