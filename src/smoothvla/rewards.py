@@ -122,6 +122,10 @@ class RewardConfig:
     """Smoothness weight lambda of the hybrid reward (seed 000 §4.1 picks 0.2)."""
     jerk_scale: float = 1.0
     """Mean jerk (m/s^3) that counts as 1: set it to the expert demonstrations' mean jerk."""
+    jerk_scale_from_policy: bool = False
+    """Replace jerk_scale by the mean jerk of the starting policy's first-iteration rollouts.
+    For policies much jerkier than the experts, where the expert scale would clip every
+    success to 0 and leave the smooth reward with no signal (docs/rl.md)."""
     grasp_bonus: float = 0.1
     """Staged reward for holding the right object at the end of a failed episode."""
     noise_std: float = 0.05

@@ -83,6 +83,11 @@ class StudyConfig:
     """RL learning rate (GRPO, PPO, DPO)."""
     lam: float = 0.2
     """Smoothness weight of the hybrid reward (seed 000 eq. 5)."""
+    jerk_scale_source: str = "policy"
+    """Unit of jerk in the hybrid reward: 'expert' (the demonstrations' mean jerk) or
+    'policy' (the SFT policy's mean jerk in the first RL iteration). Compact SFT policies
+    here move ~30x jerkier than the experts, so with 'expert' and lam = 0.2 every success
+    is clipped to 0 and the smooth reward degenerates to no signal (docs/rl.md)."""
     rl_max_steps: int = 0
     """Cap on RL/eval episode length in control steps (0: the task's limit)."""
     eval_init_states: int = 10
@@ -111,6 +116,8 @@ class StudyConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+        if self.jerk_scale_source not in ("expert", "policy"):
+            raise ValueError(f"jerk_scale_source must be 'expert' or 'policy', got {self.jerk_scale_source!r}")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "StudyConfig":
@@ -221,7 +228,8 @@ class Study:
             iterations=self.cfg.rl_iterations, group_size=self.cfg.group_size,
             groups_per_iteration=self.cfg.groups_per_iteration, seed=seed,
             out_dir=str(out_dir), resume=True, checkpoint_every=1,
-            reward=RewardConfig(name=reward, lam=self.cfg.lam, jerk_scale=jerk_scale, seed=seed),
+            reward=RewardConfig(name=reward, lam=self.cfg.lam, jerk_scale=jerk_scale, seed=seed,
+                                jerk_scale_from_policy=self.cfg.jerk_scale_source == "policy"),
             grpo=GRPOConfig(lr=self.cfg.rl_lr, seed=seed), ppo=PPOConfig(lr=self.cfg.rl_lr, seed=seed),
             dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,

@@ -27,6 +27,7 @@ def build(
     reward="smooth",
     step_sleep_s=0.0,
     max_resample_rounds=0,
+    jerk_scale_from_policy=False,
     **grpo,
 ):
     torch.set_num_threads(1)
@@ -41,7 +42,8 @@ def build(
         checkpoint_every=1,
         resume=resume,
         max_resample_rounds=max_resample_rounds,
-        reward=RewardConfig(name=reward, jerk_scale=JERK_SCALE),
+        reward=RewardConfig(name=reward, jerk_scale=JERK_SCALE,
+                            jerk_scale_from_policy=jerk_scale_from_policy),
         grpo=GRPOConfig(**{"lr": 3e-3, **grpo}),
     )
     policy = GaussianChunkPolicy(init_std=0.5)

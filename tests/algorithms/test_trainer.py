@@ -77,6 +77,22 @@ def test_resume_restores_the_random_reward_noise(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(policy_a.parameters(), policy_b.parameters()))
 
 
+def test_jerk_scale_from_the_starting_policy_is_measured_once_and_resumed(tmp_path):
+    straight, policy_a = build(tmp_path / "a", 3, jerk_scale_from_policy=True)
+    straight.run()
+    first_log = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[0])
+    # the first iteration's rollouts set the scale: their mean jerk becomes 1
+    assert straight.measured_jerk_scale == pytest.approx(first_log["mean_jerk"], rel=1e-6)
+    assert straight.measured_jerk_scale != pytest.approx(800.0)  # not the configured one
+    first, _ = build(tmp_path / "b", 2, jerk_scale_from_policy=True)
+    first.run()
+    second, policy_b = build(tmp_path / "b", 3, jerk_scale_from_policy=True, resume=True)
+    second.run()
+    assert second.measured_jerk_scale == straight.measured_jerk_scale  # from the checkpoint
+    assert _log(tmp_path / "a") == _log(tmp_path / "b")
+    assert all(torch.equal(a, b) for a, b in zip(policy_a.parameters(), policy_b.parameters()))
+
+
 def test_resampling_refills_groups_without_signal(tmp_path):
     trainer, _ = build(tmp_path / "run", 1, max_resample_rounds=3)
     groups = []

@@ -335,6 +335,7 @@ class DistributedTrainer(Trainer):
         self.reward_rng.bit_generator.state = state["reward_rng"]
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
+        self._set_jerk_scale(state.get("jerk_scale"))
 
     def _log(self, stats: dict[str, float], errors: list[str]) -> None:
         if self.rank == 0:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -28,6 +28,7 @@ import torch
 from smoothvla.algorithms.dpo import DPO, DPOConfig
 from smoothvla.algorithms.grpo import GRPO, GRPOConfig
 from smoothvla.algorithms.ppo import PPO, PPOConfig
+from smoothvla.metrics import mean_jerk
 from smoothvla.rewards import RewardConfig, make_reward
 from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
 from smoothvla.rollout.trajectory import Trajectory
@@ -130,6 +131,9 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.reward_rng = np.random.default_rng([cfg.seed, cfg.reward.seed])
         self.reward_fn = reward_fn or make_reward(cfg.reward, rng=self.reward_rng)
+        # set on the first scored batch when cfg.reward.jerk_scale_from_policy (checkpointed)
+        self.measured_jerk_scale: float | None = None
+        self._measure_jerk_scale = reward_fn is None and cfg.reward.jerk_scale_from_policy
         self.init_choices = {task: self._init_choices(task, num_init_states) for task in cfg.tasks}
         self.iteration = 0
 
@@ -186,8 +190,20 @@ class Trainer:
         return result
 
     def _score(self, trajectories: list[Trajectory]) -> None:
+        if self._measure_jerk_scale and self.measured_jerk_scale is None:
+            jerks = [mean_jerk(t.ee_pos, t.control_dt) for t in trajectories if len(t.ee_pos) >= 4]
+            if jerks:
+                self._set_jerk_scale(float(np.mean(jerks)))
+                self.echo(f"jerk_scale = {self.measured_jerk_scale:.4g} m/s^3, the starting "
+                          f"policy's mean jerk over {len(jerks)} rollouts")
         for traj in trajectories:
             traj.reward, traj.reward_terms = self.reward_fn(traj)
+
+    def _set_jerk_scale(self, value: float | None) -> None:
+        if value is None:
+            return
+        self.measured_jerk_scale = value
+        self.reward_fn = make_reward(replace(self.cfg.reward, jerk_scale=value), rng=self.reward_rng)
 
     def _sample_groups(self, count: int) -> list[GroupRequest]:
         groups = []
@@ -257,6 +273,7 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "reward_rng": self.reward_rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
+            "jerk_scale": self.measured_jerk_scale,
             "config": asdict(self.cfg),
         }
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +293,7 @@ class Trainer:
         self.reward_rng.bit_generator.state = state["reward_rng"]
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
+        self._set_jerk_scale(state.get("jerk_scale"))
         # drop log lines of iterations after the checkpoint: they are about to be redone
         log_path = self.out / "log.jsonl"
         lines = log_path.read_text().splitlines() if log_path.exists() else []
