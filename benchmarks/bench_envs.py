@@ -180,6 +180,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def time_libero_stock(steps: int) -> tuple[str, float] | None:
+    """Stock LIBERO's control steps/s (two 128-px cameras), or None if it is not installed."""
+    try:
+        import libero  # noqa: F401
+    except ImportError:
+        return None
+    from bench_libero import _actions, _stock
+
+    task = "libero-object/pick_up_the_alphabet_soup_and_place_it_in_the_basket"
+    rate, _ = _stock(task, 0, _actions(min(steps, 60)))
+    return task, rate
+
+
 def run(cfg: Config) -> str:
     configs = [("state only", ()), ("1 camera (agentview)", ("agentview",)),
                ("2 cameras", ("agentview", "eye_in_hand"))]
@@ -204,6 +217,11 @@ def run(cfg: Config) -> str:
     multi_rate, single_rate = max(multi), max(single)
     print(f"{cfg.num_envs} envs / {cfg.workers} processes: {multi_rate:.1f} steps/s total; "
           f"one such process alone: {single_rate:.1f}", flush=True)
+
+    libero = time_libero_stock(cfg.steps)
+    if libero:
+        print(f"stock LIBERO ({libero[0]}): {libero[1]:.1f} steps/s; tabletop 1 camera is "
+              f"{rows[1][1] / libero[1]:.1f}x faster per step", flush=True)
 
     import mujoco
 
@@ -231,6 +249,14 @@ def run(cfg: Config) -> str:
     ]
     lines += [f"| {label} | {e:.1f} | {b:.1f} | {r:.2f} | {ec:.1f} | {bc:.1f} | {rc:.2f} |"
               for label, e, b, r, ec, bc, rc in rows]
+    if libero:
+        lines += [
+            "",
+            f"Stock LIBERO in the same script (`{libero[0]}`, its `OffScreenRenderEnv` with two "
+            f"128-px cameras, as LIBERO's evaluation builds it): {libero[1]:.1f} steps/s, so one "
+            f"tabletop env with one 128-px camera is {rows[1][1] / libero[1]:.1f}x faster per "
+            f"control step (with two cameras {rows[2][1] / libero[1]:.1f}x).",
+        ]
     lines += [
         "",
         "| multi-process (1 camera) | total steps/s |",

@@ -81,6 +81,9 @@ class StudyConfig:
     """Groups per RL iteration."""
     rl_lr: float = 2e-5
     """RL learning rate (GRPO, PPO, DPO)."""
+    rl_temperature: float = 0.2
+    """Token head: sampling temperature of RL rollouts. At 1.0 the demo's SFT policy never
+    succeeds when sampled (45% greedy), so every group fails and RL learns nothing."""
     lam: float = 0.2
     """Smoothness weight of the hybrid reward (seed 000 eq. 5)."""
     jerk_scale_source: str = "policy"
@@ -234,6 +237,7 @@ class Study:
             dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
             max_steps=self.cfg.rl_max_steps,
+            temperature=self.cfg.rl_temperature if self.cfg.head == "token" else 0.0,
         ))
         return str(out_dir / "policy")
 
