@@ -133,7 +133,8 @@ class Trainer:
         self.reward_fn = reward_fn or make_reward(cfg.reward, rng=self.reward_rng)
         # set on the first scored batch when cfg.reward.jerk_scale_from_policy (checkpointed)
         self.measured_jerk_scale: float | None = None
-        self._measure_jerk_scale = reward_fn is None and cfg.reward.jerk_scale_from_policy
+        self._measure_jerk_scale = (reward_fn is None and cfg.reward.jerk_scale_from_policy
+                                    and cfg.reward.name == "smooth")
         self.init_choices = {task: self._init_choices(task, num_init_states) for task in cfg.tasks}
         self.iteration = 0
 
