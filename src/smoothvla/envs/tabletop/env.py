@@ -237,7 +237,8 @@ class TabletopEnv:
         """Apply one 7-D action for one control step (0.05 s)."""
         if not self._reset_called:
             raise RuntimeError("call reset() before step()")
-        a = np.clip(check_action(action), -1.0, 1.0)
+        # np.minimum/np.maximum: np.clip's Python wrapper costs ~10 us, twice per step
+        a = np.minimum(np.maximum(check_action(action), -1.0), 1.0)
         m, d = self.model, self.data
         pos = d.site_xpos[self._site]
         mat = d.site_xmat[self._site].reshape(3, 3)
@@ -248,8 +249,8 @@ class TabletopEnv:
             self._target_pos = pos.copy()
             self._target_mat = mat.copy()
             self._q_cmd = d.qpos[self._arm_qadr].copy()
-        self._target_pos = np.clip(self._target_pos + a[:3] * ACTION_SCALE["pos"],
-                                   TARGET_LOW, TARGET_HIGH)
+        self._target_pos = np.minimum(
+            np.maximum(self._target_pos + a[:3] * ACTION_SCALE["pos"], TARGET_LOW), TARGET_HIGH)
         self._target_mat = axis_angle_to_mat(a[3:6] * ACTION_SCALE["rot"]) @ self._target_mat
         q_prev = self._q_cmd
         self._q_cmd = self._ik.solve(q_prev, self._target_pos, self._target_mat)
