@@ -204,3 +204,62 @@ def test_held_in_episodes_round_robin_over_tasks():
     eps = [{"task_id": t, "init_id": i} for t in ("a", "b") for i in range(3)] + [{"demo": "no id"}]
     picked = sft.held_in_episodes(eps, 4)
     assert [(e["task_id"], e["init_id"]) for e in picked] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+
+
+class _CountingEnv:
+    """Stand-in env: succeeds after `succeed_after` steps; records the actions it executed."""
+
+    max_steps, control_dt = 12, 0.05
+
+    def __init__(self, succeed_after):
+        self.succeed_after, self.executed = succeed_after, []
+
+    def _obs(self):
+        rng = np.random.default_rng(len(self.executed))
+        return {"rgb": {c: rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                        for c in ("agentview", "eye_in_hand")},
+                "proprio": np.zeros(8, np.float32), "instruction": "push left"}
+
+    def reset(self, seed=0, init_id=0):
+        self.t = 0
+        return self._obs(), {"ee_pos": np.zeros(3)}
+
+    def step(self, action):
+        self.t += 1
+        self.executed.append(np.asarray(action))
+        success = self.t >= self.succeed_after
+        return self._obs(), float(success), success, False, {"ee_pos": np.full(3, 0.01 * self.t),
+                                                             "success": success}
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("execute, acts", [(0, 2), (1, 7), (3, 3)])
+def test_evaluate_replans_after_execute_steps_and_reports_per_task(demos, monkeypatch,
+                                                                   execute, acts):
+    envs = {"suite/a-v1": _CountingEnv(7), "suite/b-v1": _CountingEnv(100)}
+    monkeypatch.setattr(sft, "_make_env", lambda task_id, policy: envs[task_id])
+    policy = CompactVLA(TINY, Normalizer.from_arrays(np.zeros((4, 7)) + 0.1, np.zeros((4, 8))))
+    calls = []
+    original = policy.act
+    monkeypatch.setattr(policy, "act", lambda obs, **kw: calls.append(1) or original(obs, **kw))
+    frames = sft.load_frames((str(demos),), TINY.cameras, with_images=False)
+    frames.episodes = [{"task_id": "suite/a-v1", "init_id": 0, "seed": 0},
+                       {"task_id": "suite/b-v1", "init_id": 0, "seed": 0}]
+    cfg = sft.SFTConfig(data=(str(demos),), policy=TINY, eval_episodes=2,
+                        eval_execute_steps=execute)
+    calls.clear()
+    envs["suite/b-v1"].max_steps = 4  # task b: never succeeds, stops at the step limit
+    out = sft.evaluate(policy, frames, cfg)
+    assert out["eval_success"] == 0.5
+    assert out["eval_success/a-v1"] == 1.0 and out["eval_success/b-v1"] == 0.0
+    assert len(envs["suite/a-v1"].executed) == 7  # stops at success, mid-chunk
+    # task a: 7 steps in chunks of m (k = 4 when execute = 0); task b: 4 steps (the limit)
+    m = execute or TINY.chunk_size
+    assert len(calls) == acts + -(-4 // m)
+
+
+def test_eval_execute_steps_must_be_non_negative(demos):
+    with pytest.raises(ValueError, match="eval_execute_steps"):
+        sft.SFTConfig(data=(str(demos),), eval_execute_steps=-1)

@@ -87,6 +87,9 @@ class SFTConfig:
     demos' suite cannot be built here."""
     eval_episodes: int = 5
     """Rollouts per evaluation, from the initial states of demos (held-in), round-robin over tasks."""
+    eval_execute_steps: int = 0
+    """Actions executed from each predicted chunk during evaluation before re-planning
+    (0 = the whole chunk of k)."""
     log_every: int = 10
     checkpoint_every: int = 500
     resume: bool = False
@@ -107,6 +110,8 @@ class SFTConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.eval_execute_steps < 0:
+            raise ValueError(f"eval_execute_steps must be >= 0, got {self.eval_execute_steps}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +386,8 @@ def _make_env(task_id: str, policy: CompactVLA):
 
 def evaluate(policy: CompactVLA, frames: Frames, cfg: SFTConfig) -> dict[str, float] | None:
     """Greedy rollouts from the initial states (task, init_id, seed) of the first demos,
-    executing whole chunks. None (with a message) when the demos carry no task id or their
+    executing the first `cfg.eval_execute_steps` actions of each chunk (all when 0). Returns
+    the overall success rate and one `eval_success/<task name>` per task. None (with a message) when the demos carry no task id or their
     suite cannot be built here."""
     episodes = held_in_episodes(frames.episodes, cfg.eval_episodes)
     if not episodes:
@@ -396,6 +402,8 @@ def evaluate(policy: CompactVLA, frames: Frames, cfg: SFTConfig) -> dict[str, fl
         print(f"sft: evaluation skipped: cannot build the demos' tasks here ({err})", file=sys.stderr)
         return None
     successes, lengths, jerks = [], [], []
+    per_task: dict[str, list[bool]] = {}
+    execute = cfg.eval_execute_steps or policy.chunk_size
     policy.eval()
     try:
         for e in episodes:
@@ -404,7 +412,7 @@ def evaluate(policy: CompactVLA, frames: Frames, cfg: SFTConfig) -> dict[str, fl
             positions = [np.asarray(info["ee_pos"])] if "ee_pos" in info else []
             done, success = False, False
             while not done:
-                for action in policy.act([obs], sample=False).actions[0].numpy():
+                for action in policy.act([obs], sample=False).actions[0, :execute].numpy():
                     obs, _, terminated, truncated, info = env.step(action)
                     if "ee_pos" in info:
                         positions.append(np.asarray(info["ee_pos"]))
@@ -413,6 +421,7 @@ def evaluate(policy: CompactVLA, frames: Frames, cfg: SFTConfig) -> dict[str, fl
                     if done:
                         break
             successes.append(success)
+            per_task.setdefault(str(e["task_id"]).split("/")[-1], []).append(success)
             lengths.append(len(positions) - 1)
             if len(positions) > 4:
                 jerks.append(_mean_jerk(np.stack(positions), env.control_dt))
@@ -421,6 +430,7 @@ def evaluate(policy: CompactVLA, frames: Frames, cfg: SFTConfig) -> dict[str, fl
             env.close()
     out = {"eval_success": float(np.mean(successes)), "eval_length": float(np.mean(lengths)),
            "eval_episodes": len(successes)}
+    out.update({f"eval_success/{name}": float(np.mean(v)) for name, v in sorted(per_task.items())})
     if jerks and all(j is not None for j in jerks):
         out["eval_mean_jerk"] = float(np.mean(jerks))
     return out

@@ -28,7 +28,7 @@ from torch import nn
 
 from smoothvla.envs.base import Observation
 from smoothvla.policies.base import ActionChunk
-from smoothvla.policies.encoders import TextEncoder, VisionEncoder
+from smoothvla.policies.encoders import SpatialSoftmax, TextEncoder, VisionEncoder
 from smoothvla.policies.heads import Block, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
 
@@ -59,6 +59,12 @@ class VLAConfig:
     LoRA targets with 'vision'); 0 = encoder frozen."""
     vision_grid: int = 4
     """Vision tokens per camera = grid * grid (the final feature map average-pooled)."""
+    vision_stride: int = 32
+    """32: EfficientNet's final map (4x4 at 128 px, 1280 channels); 16: stop before the last
+    stride-2 stage (8x8 at 128 px, 112 channels), finer but less semantic."""
+    vision_keypoints: int = 0
+    """> 0: also K spatial-softmax keypoints per camera from the final map (expected x, y of K
+    learned heat maps), fed as one extra token per camera; 0 = off."""
     text_encoder: str = "minilm"
     """'minilm' (all-MiniLM-L6-v2, offline) or 'hash' (random embedding per string, for tests)."""
     proprio_dim: int = 8
@@ -104,6 +110,8 @@ class VLAConfig:
             raise ValueError("need at least one camera")
         if self.proprio_rot6d and self.proprio_dim < 6:
             raise ValueError("proprio_rot6d needs proprio[3:6] to be an axis-angle orientation")
+        if self.vision_keypoints < 0:
+            raise ValueError(f"vision_keypoints must be >= 0, got {self.vision_keypoints}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
@@ -157,9 +165,18 @@ class CompactVLA(nn.Module):
     def _build(self, cfg: VLAConfig) -> None:
         d = cfg.d_model
         self.vision = VisionEncoder(cfg.vision_encoder, cfg.image_size,
-                                    cfg.vision_trainable_blocks, cfg.vision_grid, cfg.seed)
+                                    cfg.vision_trainable_blocks, cfg.vision_grid, cfg.seed,
+                                    cfg.vision_stride)
         self.text = _text_encoder(cfg.text_encoder)
         n_vis = len(cfg.cameras) * cfg.vision_grid ** 2
+        if cfg.vision_keypoints:
+            n_cams = len(cfg.cameras)
+            self.keypoints = nn.ModuleList(SpatialSoftmax(self.vision.out_dim, cfg.vision_keypoints)
+                                           for _ in range(n_cams))
+            self.kp_proj = nn.Sequential(nn.Linear(2 * cfg.vision_keypoints, d), nn.GELU(),
+                                         nn.Linear(d, d))
+            self.kp_pos = nn.Parameter(torch.randn(n_cams, d) * 0.02)
+            n_vis += n_cams
         self.vis_proj = nn.Linear(self.vision.out_dim, d)
         self.vis_pos = nn.Parameter(torch.randn(len(cfg.cameras), cfg.vision_grid ** 2, d) * 0.02)
         self.lang_proj = nn.Linear(self.text.dim, d)
@@ -279,9 +296,15 @@ class CompactVLA(nn.Module):
         """Features -> hidden states at the action queries, (B, k, d)."""
         vis = feats["vis_feat"]
         b, c = vis.shape[:2]
-        tokens = self.vision.tail(vis.flatten(0, 1))  # (B*c, g*g, C)
+        fmap = self.vision.tail_map(vis.flatten(0, 1))  # (B*c, C, h, w)
+        tokens = self.vision.pool_tokens(fmap)  # (B*c, g*g, C)
         vis = self.vis_proj(tokens).view(b, c, -1, self.cfg.d_model) + self.vis_pos
-        vis = vis.flatten(1, 2) + self.type_embed[0]
+        vis = vis.flatten(1, 2)
+        if self.cfg.vision_keypoints:
+            fmap = fmap.view(b, c, *fmap.shape[1:])
+            kps = torch.stack([kp(fmap[:, i]) for i, kp in enumerate(self.keypoints)], 1)
+            vis = torch.cat([vis, self.kp_proj(kps.flatten(2)) + self.kp_pos], 1)
+        vis = vis + self.type_embed[0]
         lang = self.lang_proj(feats["lang_emb"].float())[:, None] + self.type_embed[1]
         prop = self.proprio_proj(self.proprio_features(feats["proprio"].float()))[:, None]
         prop = prop + self.type_embed[2]
@@ -341,7 +364,8 @@ class CompactVLA(nn.Module):
         for name, p in self.named_parameters():
             if name.startswith("vision."):
                 key = "vision_trunk" if name.startswith("vision.trunk_net.") else "vision_tail"
-            elif name.startswith(("fusion.", "norm.", "queries", "vis_", "lang_", "proprio_", "type_")):
+            elif name.startswith(("fusion.", "norm.", "queries", "vis_", "lang_", "proprio_", "type_",
+                                  "keypoints.", "kp_")):
                 key = "fusion"
             else:
                 key = name.split(".")[0]
