@@ -27,7 +27,7 @@ def demo_study() -> StudyConfig:
     return StudyConfig(
         name="demo", out="runs/demo", suite="tabletop-object", tasks=DEMO_TASKS,
         demos_per_task=20, sft_steps=1500, methods=("grpo-binary", "smoothvla-grpo"),
-        rl_iterations=6, group_size=8, groups_per_iteration=2, rl_lr=1e-4, eval_init_states=10,
+        rl_iterations=6, group_size=8, groups_per_iteration=2, rl_lr=2e-5, eval_init_states=10,
         perturbations=("language", "light"),
     )
 
