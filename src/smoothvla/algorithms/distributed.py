@@ -325,17 +325,8 @@ class DistributedTrainer(Trainer):
             super()._start()
         dist.barrier()
         if self.rank != 0 and self.checkpoint_path.exists():
-            self._load_state()
+            self._restore_state()  # without touching the log: rank 0 owns it
 
-    def _load_state(self) -> None:
-        """`Trainer.load_checkpoint` without touching the log (rank 0 owns it)."""
-        state = torch.load(self.checkpoint_path, weights_only=False)
-        self.algorithm.load_state_dict(state["algorithm"])
-        self.rng.bit_generator.state = state["rng"]
-        self.reward_rng.bit_generator.state = state["reward_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        self.iteration = int(state["iteration"])
-        self._set_jerk_scale(state.get("jerk_scale"))
 
     def _log(self, stats: dict[str, float], errors: list[str]) -> None:
         if self.rank == 0:

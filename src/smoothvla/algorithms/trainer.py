@@ -287,7 +287,8 @@ class Trainer:
             except ValueError as err:  # e.g. a policy without normalizer statistics
                 self.echo(f"policy export skipped: {err}")
 
-    def load_checkpoint(self) -> None:
+    def _restore_state(self) -> None:
+        """Algorithm, RNG states, iteration and measured jerk scale from the checkpoint."""
         state = torch.load(self.checkpoint_path, weights_only=False)
         self.algorithm.load_state_dict(state["algorithm"])
         self.rng.bit_generator.state = state["rng"]
@@ -295,6 +296,9 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
         self._set_jerk_scale(state.get("jerk_scale"))
+
+    def load_checkpoint(self) -> None:
+        self._restore_state()
         # drop log lines of iterations after the checkpoint: they are about to be redone
         log_path = self.out / "log.jsonl"
         lines = log_path.read_text().splitlines() if log_path.exists() else []
