@@ -37,6 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import torch
 
+from bench_envs import cpu_model  # noqa: E402  (same folder: run as a script)
 from smoothvla.policies.base import ActionChunk
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.pool import InProcessPool, ProcessPool
@@ -75,16 +76,6 @@ def make_policy(kind: str, chunk_size: int, image_size: int):
 
 def load_average() -> float:
     return os.getloadavg()[0]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def version(name: str) -> str:
