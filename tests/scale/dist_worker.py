@@ -15,6 +15,7 @@ from smoothvla.algorithms.distributed import (
     broadcast_module,
     init_distributed,
     parameters_equal_across_ranks,
+    shutdown_distributed,
 )
 from smoothvla.algorithms.dpo import DPO, DPOConfig
 from smoothvla.algorithms.grpo import GRPO, GRPOConfig
@@ -68,7 +69,7 @@ def update_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             "equal_across_ranks": parameters_equal_across_ranks(policy),
         }
     torch.save(results, out / f"rank{rank}.pt")
-    torch.distributed.destroy_process_group()
+    shutdown_distributed()
 
 
 def _train(out_dir: Path, iterations: int, resume: bool) -> GaussianChunkPolicy:
@@ -105,4 +106,4 @@ def trainer_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         },
         out / f"trainer_rank{rank}.pt",
     )
-    torch.distributed.destroy_process_group()
+    shutdown_distributed()

@@ -89,6 +89,15 @@ def init_distributed(
     return rank, world_size
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group: wait for every rank first. A rank that tears down gloo while
+    a peer still holds connections to it can make that peer abort at exit ("terminate called
+    without an active exception"), which is how a 2-rank test once failed after its work."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def broadcast_module(module: nn.Module, src: int = 0) -> None:
     """Copy `src`'s parameters and buffers to every rank (call before building the algorithm,
     whose reference snapshot must hold the same weights everywhere)."""

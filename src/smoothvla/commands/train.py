@@ -115,6 +115,8 @@ def run(cfg: Config) -> int:
                 echo=lambda line: print(line, file=sys.stderr),
             )
         trainer.run()
+    if distributed:
+        ddp.shutdown_distributed()
     print(f"train: policy {cfg.out_dir}/policy, log {cfg.out_dir}/log.jsonl", file=sys.stderr)
     print(f"{cfg.out_dir}/policy")
     return 0
