@@ -246,7 +246,7 @@ class Study:
 
         from smoothvla.eval.results import ResultsFile
         from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
-        from smoothvla.policies import load_policy
+        from smoothvla.policies import load_policy, place
 
         torch.set_num_threads(1)
         results = ResultsFile(self.out / "results.jsonl")
@@ -256,7 +256,7 @@ class Study:
             env_options={"cameras": self.cfg.cameras, "image_size": self.cfg.image_size},
         )
         for (label, seed), path in checkpoints.items():
-            policy = load_policy(path)
+            policy = place(load_policy(path))
             policy.eval()
             with torch.no_grad():
                 evaluate(policy, PolicyRef(label, path, seed), plan, results,

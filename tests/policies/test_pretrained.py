@@ -57,3 +57,33 @@ def test_real_encoders_load_offline_and_run(no_network):
     gradient = np.tile(np.linspace(0, 255, 96).astype(np.uint8)[None, :, None], (96, 1, 3))
     feats = policy.encode_images(gradient[None, None])
     assert feats.shape == chunk.extras["vis_feat"][:1, :1].shape and torch.isfinite(feats).all()
+
+
+def test_text_embeddings_file_replaces_the_model(tmp_path, no_network):
+    from smoothvla.policies.encoders import TextEncoder, save_text_embeddings
+
+    texts = ["pick up the ketchup and place it in the basket", "open the drawer"]
+    path = save_text_embeddings(tmp_path / "emb.json", texts)
+    reference = TextEncoder("minilm").encode(texts)
+    from_file = TextEncoder("minilm", embeddings_file=path)
+    assert from_file.model is None  # nothing loaded for instructions the file has
+    torch.testing.assert_close(from_file.encode(texts[::-1]), reference.flip(0))
+    unseen = from_file.encode(["close the drawer"])  # falls back to the model
+    assert from_file.model is not None and unseen.shape == (1, 384)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt text-embedding file"):
+        TextEncoder("minilm", embeddings_file=tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="'hash' embeddings of dim 32"):
+        TextEncoder("minilm", embeddings_file=save_text_embeddings(tmp_path / "h.json", texts, "hash"))
+    with pytest.raises(FileNotFoundError, match="no such text-embedding file"):
+        TextEncoder("minilm", embeddings_file=tmp_path / "missing.json")
+
+
+def test_text_embeddings_from_the_environment_apply_to_their_encoder_only(tmp_path, monkeypatch):
+    from smoothvla.policies.encoders import TEXT_EMBEDDINGS_ENV, TextEncoder, save_text_embeddings
+
+    texts = ["open the drawer"]
+    monkeypatch.setenv(TEXT_EMBEDDINGS_ENV, str(save_text_embeddings(tmp_path / "e.json", texts)))
+    assert TextEncoder("hash").encode(texts).shape == (1, 32)  # a MiniLM file does not concern it
+    from_env = TextEncoder("minilm")
+    assert from_env.model is None and from_env.encode(texts).shape == (1, 384)

@@ -62,3 +62,18 @@ def test_efficientnet_stride16_cut():
     assert tuned.trunk_shape == (80, 8, 8)
     feats = tuned.trunk(torch.zeros(2, 128, 128, 3, dtype=torch.uint8))
     assert tuned.tail(feats).shape == (2, 64, 112)
+
+
+def test_film_starts_as_identity_trains_and_round_trips(tmp_path):
+    plain, film = tiny_policy(head="gaussian"), tiny_policy(head="gaussian", vision_film=True)
+    film.load_state_dict({**film.state_dict(), **plain.state_dict()})  # same weights, FiLM at zero
+    obs = make_obs(4)
+    torch.testing.assert_close(film.act(obs, sample=False).actions, plain.act(obs, sample=False).actions)
+    chunk = film.act(obs, generator=torch.Generator().manual_seed(0))
+    batch = {"features": {k: chunk.extras[k] for k in ("vis_feat", "lang_emb", "proprio")},
+             "actions": chunk.actions}
+    film.forward_sft(batch)[0].backward()
+    assert film.film.weight.grad.abs().sum() > 0  # the instruction reaches the vision tokens
+    assert film.parameter_counts()["fusion"] > plain.parameter_counts()["fusion"]
+    film.save(tmp_path / "ckpt")
+    torch.testing.assert_close(load_policy(tmp_path / "ckpt").log_prob(None, chunk), film.log_prob(None, chunk))

@@ -132,3 +132,29 @@ def test_bad_pool_arguments():
     with InProcessPool(1, env_factory=make_point_mass) as pool:
         with pytest.raises(ValueError, match="out of range"):
             pool.reset({3: ResetRequest(TASK, 0, 0)})
+
+
+def test_rendering_time_is_counted_apart_from_physics():
+    # the rollout time split (trainer's time/render_s) rests on envs counting their rendering
+    from smoothvla.algorithms.trainer import time_split
+    from smoothvla.policies.base import ActionChunk
+
+    class Zero:
+        chunk_size = 4
+
+        def reset(self):
+            pass
+
+        def act(self, obs, *, sample):
+            return ActionChunk(torch.zeros(len(obs), 4, 7), torch.zeros(len(obs)))
+
+    groups = [GroupRequest("tabletop-object/pick-ketchup-place-basket-v1", 0, 1, 2)]
+    for cameras, rendered in ((("agentview",), True), ((), False)):
+        opts = {"cameras": cameras, "image_size": 32}
+        with ProcessPool(2, num_workers=1, env_options=opts, timeout_s=60) as pool:
+            stats = Collector(Zero(), pool, max_steps=8).collect(groups, seed=0).stats
+        assert (stats["render_s"] > 0) == rendered
+        assert 0 <= stats["render_s"] <= stats["sim_s"]
+        split = time_split(stats, collect_s=stats["wall_s"], update_s=0.25)
+        assert split["time/iteration_s"] == pytest.approx(stats["wall_s"] + 0.25)
+        assert split["time/render_s"] + split["time/physics_s"] == pytest.approx(split["time/env_s"])

@@ -113,7 +113,7 @@ def batched_log_prob(policy: Any, batch: ChunkBatch, size: int) -> torch.Tensor:
     with torch.no_grad():
         for index in torch.arange(len(batch)).split(size):
             obs, chunk = batch.select(index)
-            out.append(policy.log_prob(obs, chunk).detach().float())
+            out.append(policy.log_prob(obs, chunk).detach().float().cpu())
     return torch.cat(out)
 
 

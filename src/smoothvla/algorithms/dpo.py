@@ -167,7 +167,7 @@ class DPO:
     ) -> dict[int, torch.Tensor]:
         """{trajectory index: log pi_theta(trajectory)} with gradient, summed over chunks."""
         batch = ChunkBatch.from_trajectories([trajectories[i] for i in which])
-        chunk_logp = self.policy.log_prob(batch.obs, batch.chunk).float()
+        chunk_logp = self.policy.log_prob(batch.obs, batch.chunk).float().cpu()
         sums = torch.zeros(len(which)).index_add(0, batch.traj_index, chunk_logp)
         return {i: sums[k] for k, i in enumerate(which)}
 

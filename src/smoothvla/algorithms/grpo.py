@@ -154,7 +154,7 @@ class GRPO:
         for _ in range(cfg.epochs):
             for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
                 obs, chunk = batch.select(index)
-                logp = self.policy.log_prob(obs, chunk).float()
+                logp = self.policy.log_prob(obs, chunk).float().cpu()
                 pg_loss, clip_frac = clipped_surrogate(
                     logp, logp_old[index], chunk_adv[index], cfg.eps_low, cfg.eps_high
                 )

@@ -129,7 +129,7 @@ class PPO:
         with torch.no_grad():
             values_old = torch.cat(
                 [
-                    policy_value(self.policy, *batch.select(index)).float()
+                    policy_value(self.policy, *batch.select(index)).float().cpu()
                     for index in torch.arange(len(batch)).split(cfg.minibatch_chunks)
                 ]
             )
@@ -157,8 +157,8 @@ class PPO:
         for _ in range(cfg.epochs):
             for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
                 obs, chunk = batch.select(index)
-                logp = self.policy.log_prob(obs, chunk).float()
-                values = policy_value(self.policy, obs, chunk).float()
+                logp = self.policy.log_prob(obs, chunk).float().cpu()
+                values = policy_value(self.policy, obs, chunk).float().cpu()
                 pg_loss, clip_frac = clipped_surrogate(
                     logp, logp_old[index], advantages[index], cfg.eps_low, cfg.eps_high
                 )

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.features import camera_key, trunk_features
 from smoothvla.policies.normalizer import Normalizer
-from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy
+from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy, place
 
 PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")
 
@@ -97,6 +97,10 @@ class SFTConfig:
     seed: int = 0
     num_threads: int = 1
     """torch intra-op threads."""
+    device: str = "auto"
+    """Where the policy trains: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: autocast for the vision encoder and fusion transformer on CUDA (heads float32)."""
     tensorboard: bool = True
     """Also write TensorBoard events (if tensorboard is installed)."""
     progress: bool = True
@@ -292,7 +296,7 @@ def train_step(policy: CompactVLA, optimizer, scheduler, batch: dict, cfg: SFTCo
     sft_loss, metrics, predicted = policy.sft_outputs(batch)
     loss = sft_loss
     if cfg.smooth_weight > 0:
-        smooth = chunk_jerk(predicted, batch["mask"])
+        smooth = chunk_jerk(predicted, batch["mask"].to(predicted.device))
         loss = loss + cfg.smooth_weight * smooth
         metrics["smooth"] = float(smooth.detach())
     optimizer.zero_grad(set_to_none=True)
@@ -348,7 +352,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def restore_trainer(path: Path, optimizer, scheduler) -> int:
     """Load optimizer, scheduler and RNG states; returns the number of steps done."""
-    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -478,6 +482,7 @@ def train(cfg: SFTConfig) -> Path:
         policy = load_policy(cfg.init_from)
     else:
         policy = CompactVLA(cfg.policy)
+    place(policy, cfg.device, cfg.precision)
     policy_cfg = policy.cfg
 
     # Data and normalizer statistics (a fresh policy takes them from this data).

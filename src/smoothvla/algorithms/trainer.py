@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -144,13 +145,16 @@ class Trainer:
         self._start()
         history = []
         while self.iteration < self.cfg.iterations:
+            start = time.perf_counter()
             result = self._collect_and_score()
+            collected = time.perf_counter()
             if result.trajectories:
                 stats = self.algorithm.update(result.trajectories)
             else:
                 stats = {"skipped": 1.0}
             stats = {"iteration": float(self.iteration), **stats}
             stats.update({f"rollout/{k}": v for k, v in result.stats.items()})
+            stats.update(time_split(result.stats, collected - start, time.perf_counter() - collected))
             self._log(stats, result.errors)
             history.append(stats)
             self.iteration += 1
@@ -289,7 +293,7 @@ class Trainer:
 
     def _restore_state(self) -> None:
         """Algorithm, RNG states, iteration and measured jerk scale from the checkpoint."""
-        state = torch.load(self.checkpoint_path, weights_only=False)
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         self.algorithm.load_state_dict(state["algorithm"])
         self.rng.bit_generator.state = state["rng"]
         self.reward_rng.bit_generator.state = state["reward_rng"]
@@ -304,6 +308,28 @@ class Trainer:
         lines = log_path.read_text().splitlines() if log_path.exists() else []
         kept = [ln for ln in lines if _logged_iteration(ln) < self.iteration]
         _atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
+
+
+def time_split(rollout: dict[str, float], collect_s: float, update_s: float) -> dict[str, float]:
+    """Where an iteration's wall time went (seconds): `time/collect_s` (rollouts + scoring)
+    and `time/update_s` (the algorithm's update); inside the collection, `time/policy_s`
+    (batched `policy.act`), `time/env_s` (env work on the critical path: physics, control,
+    rendering), of which `time/render_s` is rendering (scaled from all envs' share to the
+    critical path), and `time/other_s` (transfer, scoring, waiting)."""
+    sim = rollout.get("sim_s", 0.0)
+    env = rollout.get("sim_critical_s", 0.0)
+    render = env * rollout.get("render_s", 0.0) / sim if sim > 0 else 0.0
+    policy = rollout.get("policy_s", 0.0)
+    return {
+        "time/iteration_s": collect_s + update_s,
+        "time/collect_s": collect_s,
+        "time/update_s": update_s,
+        "time/policy_s": policy,
+        "time/env_s": env,
+        "time/render_s": render,
+        "time/physics_s": env - render,
+        "time/other_s": max(collect_s - policy - env, 0.0),
+    }
 
 
 def _logged_iteration(line: str) -> float:

@@ -34,6 +34,10 @@ class Config:
     """Results file (JSONL); re-running skips the episodes it already holds."""
     workers: int = 2
     """Env worker processes (0: run the envs in this process)."""
+    device: str = "auto"
+    """Where the policy runs: 'auto' (CUDA when available), 'cpu', 'cuda'."""
+    precision: str = "fp32"
+    """'fp32' or 'bf16' (CUDA only: vision encoder and fusion under bf16 autocast)."""
     envs_per_worker: int = 2
     """Envs per worker; the policy is batched over all of them."""
     record_paths: int = 1
@@ -62,7 +66,7 @@ def _task_ids(cfg: Config) -> list[str]:
 
 
 def run(cfg: Config) -> int:
-    from smoothvla.policies import load_policy
+    from smoothvla.policies import load_policy, place
 
     torch.set_num_threads(1)
     plan = EvalPlan(
@@ -72,7 +76,7 @@ def run(cfg: Config) -> int:
     )
     results = ResultsFile(cfg.out)
     for ref in map(PolicyRef.parse, cfg.checkpoints):
-        policy = load_policy(ref.path)
+        policy = place(load_policy(ref.path), cfg.device, cfg.precision)
         policy.eval()
         with torch.no_grad():
             evaluate(policy, ref, plan, results, workers=cfg.workers,

@@ -32,8 +32,11 @@ class Config(TrainConfig):
     """Cap on episode length in control steps (0: each task's own limit)."""
     worker_timeout_s: float = 300.0
     """A worker that does not answer one chunk within this is restarted (its episodes dropped)."""
-    device: str = "cpu"
-    """Torch device of the policy ('cpu', 'cuda')."""
+    device: str = "auto"
+    """Torch device of the learner's policy: 'auto' (CUDA when available), 'cpu', 'cuda'."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: autocast for the vision encoder and fusion transformer on CUDA; the heads, the
+    log-probabilities and the losses stay float32 (docs/scaling.md)."""
     temperature: float = 0.0
     """Token head: sampling temperature of the rollouts (0: the checkpoint's, 1.0 by default).
     Measured on the demo's SFT policy: 45% success greedy, 25% sampled at 0.2, 0% at 0.5
@@ -67,7 +70,7 @@ def run(cfg: Config) -> int:
 
     from smoothvla.algorithms.trainer import Trainer, make_algorithm
     from smoothvla.envs import get_task
-    from smoothvla.policies import load_policy
+    from smoothvla.policies import load_policy, place
     from smoothvla.rollout.collector import Collector
     from smoothvla.rollout.pool import make_pool
 
@@ -82,7 +85,7 @@ def run(cfg: Config) -> int:
         ddp.init_distributed()
     overrides = {k: v for k, v in (("temperature", cfg.temperature),
                                    ("flow_sde_sigma", cfg.flow_sde_sigma)) if v > 0}
-    policy = load_policy(cfg.policy, **overrides).to(cfg.device)
+    policy = place(load_policy(cfg.policy, **overrides), cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree
     env_options = {"cameras": tuple(policy.cfg.cameras), "image_size": policy.cfg.image_size}
     num_envs = max(cfg.workers, 1) * cfg.envs_per_worker

@@ -2,7 +2,7 @@
 
 from smoothvla.policies.base import ActionChunk, Policy
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
-from smoothvla.policies.vla import CompactVLA, VLAConfig, load_policy
+from smoothvla.policies.vla import CompactVLA, VLAConfig, load_policy, place, resolve_device
 
 __all__ = ["ActionChunk", "CompactVLA", "MissingStatisticsError", "Normalizer", "Policy",
-           "VLAConfig", "load_policy"]
+           "VLAConfig", "load_policy", "place", "resolve_device"]

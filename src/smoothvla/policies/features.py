@@ -56,7 +56,7 @@ def cache_key(policy, path: str | Path, views: int, shift_pad: int, seed: int) -
 def _trunk_fingerprint(policy) -> str:
     h = hashlib.sha256()
     for p in policy.vision.trunk_net.parameters():
-        h.update(p.detach().numpy().tobytes())
+        h.update(p.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -100,7 +100,7 @@ def trunk_features(policy, path: str | Path, cache_dir: str | Path, views: int =
                         chunk = flat.reshape(chunk.shape)
                     with torch.no_grad():
                         feats = policy.encode_images(chunk)
-                    out[row + s:row + s + len(chunk), v] = feats.numpy().astype(np.float16)
+                    out[row + s:row + s + len(chunk), v] = feats.cpu().numpy().astype(np.float16)
                     if bar is not None:
                         bar.update(len(chunk))
             row += n

@@ -26,9 +26,18 @@ _LOG_2PI = math.log(2 * math.pi)
 def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float,
                          dims: int) -> torch.Tensor:
     """Sum over the last `dims` dimensions of log N(x; mean, std^2)."""
-    std = torch.as_tensor(std, dtype=x.dtype)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)
     logp = -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * _LOG_2PI
     return logp.flatten(-dims).sum(-1) if dims else logp
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None,
+          device: torch.device) -> torch.Tensor:
+    """Standard normal noise on `device`; drawn from `generator` on its own device (a CPU
+    generator gives the same numbers whatever device the policy runs on)."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -95,9 +104,11 @@ class TokenHead(nn.Module):
         logits = self.logits(h) / self.temperature
         if not sample:
             bins = logits.argmax(-1)
-            return self.centers[bins], torch.zeros(h.shape[0]), {"token_bins": bins}
-        probs = logits.softmax(-1)
-        bins = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(probs.shape[:-1])
+            return self.centers[bins], torch.zeros(h.shape[0], device=h.device), {"token_bins": bins}
+        probs = logits.softmax(-1).flatten(0, 2)
+        if generator is not None and generator.device != probs.device:
+            probs = probs.to(generator.device)  # draw from the caller's generator
+        bins = torch.multinomial(probs, 1, generator=generator).to(h.device).view(logits.shape[:-1])
         logp = logits.log_softmax(-1).gather(-1, bins.unsqueeze(-1)).squeeze(-1).sum((1, 2))
         return self.centers[bins], logp, {"token_bins": bins}
 
@@ -111,7 +122,7 @@ class TokenHead(nn.Module):
 def _time_features(tau: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of flow time tau (B,) in [0, 1] -> (B, dim)."""
     half = dim // 2
-    freqs = torch.exp(torch.arange(half, dtype=tau.dtype) * (-math.log(1000.0) / max(half - 1, 1)))
+    freqs = torch.exp(torch.arange(half, dtype=tau.dtype, device=tau.device) * (-math.log(1000.0) / max(half - 1, 1)))
     ang = tau[:, None] * freqs[None] * 2 * math.pi
     return torch.cat([ang.sin(), ang.cos()], -1)
 
@@ -154,8 +165,8 @@ class FlowHead(nn.Module):
 
     def loss(self, h, target, mask):
         b = h.shape[0]
-        noise = torch.randn_like(target)
-        tau = torch.rand(b)
+        noise = torch.randn(target.shape).to(target.device)  # CPU stream, as tau
+        tau = torch.rand(b).to(h.device)  # CPU stream: the same draws on every device
         t = tau[:, None, None]
         x_tau = t * target + (1 - t) * noise
         v = self.velocity(h, x_tau, tau)
@@ -166,7 +177,7 @@ class FlowHead(nn.Module):
     def _step(self, h, x, i: int):
         """Mean and std of step i of the SDE from x."""
         dt = 1.0 / self.steps
-        tau = torch.full((x.shape[0],), i * dt)
+        tau = torch.full((x.shape[0],), i * dt, device=x.device)
         v = self.velocity(h, x, tau)
         drift = v - self.sigma ** 2 * (x - i * dt * v) / (2 * (1 - i * dt))
         return x + dt * drift, self.sigma * math.sqrt(dt)
@@ -175,16 +186,17 @@ class FlowHead(nn.Module):
         b = h.shape[0]
         shape = (b, h.shape[1], self.out.out_features)
         if not sample:
-            x = torch.zeros(shape)
+            x = torch.zeros(shape, device=h.device)
             for i in range(self.steps):
-                x = x + self.velocity(h, x, torch.full((b,), i / self.steps)) / self.steps
-            return x, torch.zeros(b), {}
-        x = torch.randn(shape, generator=generator)
+                tau = torch.full((b,), i / self.steps, device=h.device)
+                x = x + self.velocity(h, x, tau) / self.steps
+            return x, torch.zeros(b, device=h.device), {}
+        x = randn(shape, generator, h.device)
         path = [x]
         logp = gaussian_log_density(x, torch.zeros_like(x), 1.0, 2)
         for i in range(self.steps):
             mean, std = self._step(h, x, i)
-            x = mean + std * torch.randn(shape, generator=generator)
+            x = mean + std * randn(shape, generator, h.device)
             logp = logp + gaussian_log_density(x, mean, std, 2)
             path.append(x)
         return x, logp, {"flow_path": torch.stack(path, 1)}
@@ -236,8 +248,8 @@ class GaussianHead(nn.Module):
     def sample(self, h, sample: bool, generator=None):
         mean, std = self.dist(h)
         if not sample:
-            return mean, torch.zeros(h.shape[0]), {}
-        x = mean + std * torch.randn(mean.shape, generator=generator)
+            return mean, torch.zeros(h.shape[0], device=h.device), {}
+        x = mean + std * randn(mean.shape, generator, h.device)
         return x, gaussian_log_density(x, mean, std, 2), {"gaussian_sample": x}
 
     def log_prob(self, h, x, extras):

@@ -11,6 +11,14 @@ are returned by `encode` and stored in `ActionChunk.extras` by `act`, so `log_pr
 RL updates starts from them and never re-runs the CNN or the sentence encoder (pass the
 chunk; `obs` may then be None). SFT passes the same dict, pre-computed from a disk cache,
 as `batch["features"]`.
+
+Devices: the module runs where its parameters are (`policy.to("cuda")`). Inputs (numpy
+observations, cached features, chunks) are moved there on entry; `act` returns its chunk on
+the CPU (rollout workers, trajectories and checkpoints never hold device tensors), while
+`log_prob`, `value` and `sft_outputs` return tensors on the device with their gradient.
+`set_precision("bf16")` runs the vision encoder and the fusion transformer under bf16
+autocast on CUDA; the action and value heads always compute in float32, so sampled and
+recomputed log-probabilities stay float32 numbers (docs/scaling.md measures the gap).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ FORMAT = "smoothvla-compact-vla"
 FORMAT_VERSION = 1
 HEADS = ("token", "flow", "gaussian")
 FEATURE_KEYS = ("vis_feat", "lang_emb", "proprio")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 # LoRA targets: name -> regex over module names (peft full-matches it).
 LORA_TARGETS = {
     "fusion": r"fusion\.\d+\.(qkv|proj|fc1|fc2)",
@@ -65,6 +74,11 @@ class VLAConfig:
     vision_keypoints: int = 0
     """> 0: also K spatial-softmax keypoints per camera from the final map (expected x, y of K
     learned heat maps), fed as one extra token per camera; 0 = off."""
+    vision_film: bool = False
+    """FiLM the vision features with the instruction (as RT-1's FiLM-EfficientNet, after the
+    frozen trunk here): each of the out_dim channels of every vision token is scaled by
+    (1 + gamma) and shifted by beta, both linear in the sentence embedding and zero at
+    initialization, so the instruction can select the channels of the object it names."""
     text_encoder: str = "minilm"
     """'minilm' (all-MiniLM-L6-v2, offline) or 'hash' (random embedding per string, for tests)."""
     proprio_dim: int = 8
@@ -154,6 +168,7 @@ class CompactVLA(nn.Module):
         self.cfg = cfg
         self.chunk_size = cfg.chunk_size
         self.normalizer = normalizer
+        self.autocast_dtype: torch.dtype | None = None  # runtime option, see set_precision
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self._build(cfg)
@@ -178,6 +193,10 @@ class CompactVLA(nn.Module):
             self.kp_pos = nn.Parameter(torch.randn(n_cams, d) * 0.02)
             n_vis += n_cams
         self.vis_proj = nn.Linear(self.vision.out_dim, d)
+        if cfg.vision_film:
+            self.film = nn.Linear(self.text.dim, 2 * self.vision.out_dim)
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.vis_pos = nn.Parameter(torch.randn(len(cfg.cameras), cfg.vision_grid ** 2, d) * 0.02)
         self.lang_proj = nn.Linear(self.text.dim, d)
         n_prop = cfg.proprio_dim + (3 if cfg.proprio_rot6d else 0)
@@ -227,12 +246,36 @@ class CompactVLA(nn.Module):
     def attach_value_head(self) -> ValueHead:
         """Add a fresh value head (PPO); it is then saved with the policy."""
         if self.value_head is None:
-            self.value_head = ValueHead(self.cfg.d_model)
+            self.value_head = ValueHead(self.cfg.d_model).to(self.device)
             self.cfg.value_head = True
         return self.value_head
 
     def set_normalizer(self, normalizer: Normalizer) -> None:
         self.normalizer = normalizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def set_precision(self, precision: str) -> "CompactVLA":
+        """'fp32' (default) or 'bf16': bf16 autocast for the vision encoder and the fusion
+        transformer on CUDA (heads stay float32). A runtime choice, not saved with the weights."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision {precision!r} needs the policy on a CUDA device "
+                             f"(it is on {self.device}); use fp32 on the CPU")
+        self.autocast_dtype = PRECISIONS[precision]
+        return self
+
+    def _autocast(self):
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32,
+                              enabled=dtype is not None)
+
+    def _to_device(self, tensors: dict[str, Any]) -> dict[str, Any]:
+        device = self.device
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in tensors.items()}
 
     def _norm(self) -> Normalizer:
         if self.normalizer is None:
@@ -248,7 +291,9 @@ class CompactVLA(nn.Module):
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (B, n_cams, H, W, 3) -> vision trunk features (B, n_cams, *trunk_shape)."""
         b, c = images.shape[:2]
-        feats = self.vision.trunk(images.reshape(b * c, *images.shape[2:]))
+        pixels = torch.as_tensor(images).reshape(b * c, *images.shape[2:]).to(self.device)
+        with self._autocast():
+            feats = self.vision.trunk(pixels).float()
         return feats.view(b, c, *feats.shape[1:])
 
     @torch.no_grad()
@@ -266,17 +311,18 @@ class CompactVLA(nn.Module):
         if images.dtype != np.uint8:
             raise ValueError(f"images must be uint8, got {images.dtype}")
         proprio = torch.as_tensor(np.stack([np.asarray(o["proprio"], np.float32) for o in obs]))
+        proprio = proprio.to(self.device)
         if proprio.shape[1] != self.cfg.proprio_dim:
             raise ValueError(f"proprio must have {self.cfg.proprio_dim} values, got {proprio.shape[1]}")
         return {
             "vis_feat": self.encode_images(images),
-            "lang_emb": self.text.encode([o["instruction"] for o in obs]),
+            "lang_emb": self.text.encode([o["instruction"] for o in obs]).to(self.device),
             "proprio": proprio,
         }
 
     def _features(self, obs: list[Observation] | None, extras: dict | None) -> dict:
         if extras is not None and all(k in extras for k in FEATURE_KEYS):
-            return {k: extras[k] for k in FEATURE_KEYS}
+            return self._to_device({k: extras[k] for k in FEATURE_KEYS})
         if obs is None:
             raise ValueError(f"need observations or cached features {FEATURE_KEYS} in extras")
         return self.encode(obs)
@@ -293,11 +339,19 @@ class CompactVLA(nn.Module):
         return torch.cat([z[:, :3], axis_angle_to_rot6d(raw[:, 3:6]), z[:, 6:]], -1)
 
     def backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Features -> hidden states at the action queries, (B, k, d)."""
+        """Features -> hidden states at the action queries, (B, k, d), float32 (under bf16
+        autocast when `set_precision("bf16")`)."""
+        with self._autocast():
+            return self._backbone(feats).float()
+
+    def _backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         vis = feats["vis_feat"]
         b, c = vis.shape[:2]
         fmap = self.vision.tail_map(vis.flatten(0, 1))  # (B*c, C, h, w)
         tokens = self.vision.pool_tokens(fmap)  # (B*c, g*g, C)
+        if self.cfg.vision_film:  # per-channel affine in the instruction (pooling commutes with it)
+            gamma, beta = self.film(feats["lang_emb"].float()).repeat_interleave(c, 0)[:, None].chunk(2, -1)
+            tokens = tokens * (1 + gamma) + beta
         vis = self.vis_proj(tokens).view(b, c, -1, self.cfg.d_model) + self.vis_pos
         vis = vis.flatten(1, 2)
         if self.cfg.vision_keypoints:
@@ -324,13 +378,15 @@ class CompactVLA(nn.Module):
         feats = self.encode(obs)
         x, logp, head_extras = self.head.sample(self.backbone(feats), sample, generator)
         actions = norm.denormalize_actions(x).clamp(-1.0, 1.0)
-        return ActionChunk(actions, logp, {**feats, **head_extras})
+        extras = {k: v.cpu() for k, v in {**feats, **head_extras}.items()}
+        return ActionChunk(actions.cpu(), logp.cpu(), extras)
 
     def log_prob(self, obs: list[Observation] | None, chunk: ActionChunk) -> torch.Tensor:
         """(B,) differentiable log-probability of `chunk` (uses its cached features if present)."""
         norm = self._norm()
         h = self.backbone(self._features(obs, chunk.extras))
-        return self.head.log_prob(h, norm.normalize_actions(chunk.actions.float()), chunk.extras)
+        actions = chunk.actions.float().to(h.device)
+        return self.head.log_prob(h, norm.normalize_actions(actions), self._to_device(chunk.extras))
 
     def value(self, obs: list[Observation] | None, extras: dict | None = None) -> torch.Tensor:
         """(B,) value from the head on h at the first action position."""
@@ -341,13 +397,14 @@ class CompactVLA(nn.Module):
     def sft_outputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """Like `forward_sft`, plus the predicted chunk (B, k, 7) in env units (unclipped)."""
         norm = self._norm()
-        feats = batch["features"] if "features" in batch else self.encode(batch["obs"])
-        actions = torch.as_tensor(batch["actions"], dtype=torch.float32)
+        feats = self._to_device(batch["features"]) if "features" in batch else self.encode(batch["obs"])
+        actions = torch.as_tensor(batch["actions"], dtype=torch.float32).to(self.device)
         if actions.ndim != 3 or actions.shape[1:] != (self.chunk_size, self.cfg.action_dim):
             raise ValueError(f"batch actions must be (B, {self.chunk_size}, {self.cfg.action_dim}), "
                              f"got {tuple(actions.shape)}")
         mask = batch.get("mask")
-        mask = torch.ones(actions.shape[:2]) if mask is None else torch.as_tensor(mask, dtype=torch.float32)
+        mask = (torch.ones(actions.shape[:2]) if mask is None
+                else torch.as_tensor(mask, dtype=torch.float32)).to(self.device)
         loss, metrics, pred = self.head.loss(self.backbone(feats), norm.normalize_actions(actions), mask)
         return loss, {"loss": float(loss.detach()), **metrics}, norm.denormalize_actions(pred)
 
@@ -365,7 +422,7 @@ class CompactVLA(nn.Module):
             if name.startswith("vision."):
                 key = "vision_trunk" if name.startswith("vision.trunk_net.") else "vision_tail"
             elif name.startswith(("fusion.", "norm.", "queries", "vis_", "lang_", "proprio_", "type_",
-                                  "keypoints.", "kp_")):
+                                  "keypoints.", "kp_", "film.")):
                 key = "fusion"
             else:
                 key = name.split(".")[0]
@@ -387,12 +444,36 @@ class CompactVLA(nn.Module):
         tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        state = {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         (tmp / "normalizer.json").write_text(norm.to_json())
         _replace_dir(tmp, directory)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else the CPU; 'cpu', 'cuda', 'cuda:N' as given, with a
+    clear error when CUDA is asked for and absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r} ('auto', 'cpu', 'cuda', 'cuda:N'): {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU "
+                         f"(torch {torch.__version__}); use 'cpu' or 'auto'")
+    return device
+
+
+def place(policy: "CompactVLA", device: str = "auto", precision: str = "fp32") -> "CompactVLA":
+    """Move a policy to `device` (see `resolve_device`) and set its precision; bf16 on a
+    device without CUDA falls back to fp32 only when the device was 'auto'."""
+    policy.to(resolve_device(device))
+    if precision != "fp32" and policy.device.type != "cuda" and device == "auto":
+        precision = "fp32"
+    return policy.set_precision(precision)
 
 
 def canonical_proprio(raw):
@@ -417,7 +498,7 @@ def axis_angle_to_rot6d(r: torch.Tensor) -> torch.Tensor:
     skew = torch.stack([zero, -k[:, 2], k[:, 1], k[:, 2], zero, -k[:, 0],
                         -k[:, 1], k[:, 0], zero], -1).view(-1, 3, 3)
     s, c = theta.sin()[..., None], theta.cos()[..., None]
-    rot = torch.eye(3, dtype=r.dtype) + s * skew + (1 - c) * (skew @ skew)
+    rot = torch.eye(3, dtype=r.dtype, device=r.device) + s * skew + (1 - c) * (skew @ skew)
     return rot[:, :, :2].transpose(1, 2).reshape(-1, 6)
 
 

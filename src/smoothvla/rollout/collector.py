@@ -148,6 +148,7 @@ class Collector:
             stats["pool_s"] += call.wall_s
             stats["sim_s"] += call.sim_s
             stats["sim_critical_s"] += call.critical_sim_s
+            stats["render_s"] += call.render_s
 
         while pending or live:
             for lane, lane_envs in enumerate(self.lanes):

@@ -60,6 +60,8 @@ class EnvResult:
         terminated, truncated: Gymnasium flags after the last executed action.
         sim_s: seconds spent inside the env (simulation + rendering + env construction).
         control_dt: the env's seconds per control step.
+        render_s: the part of sim_s spent rendering camera images (envs that count it in a
+            `render_s` attribute; 0 otherwise).
     """
 
     obs: dict[str, Any]
@@ -69,6 +71,7 @@ class EnvResult:
     truncated: bool = False
     sim_s: float = 0.0
     control_dt: float = 0.0
+    render_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,13 @@ class Failure:
 
 @dataclass
 class CallStats:
-    """Timing of the last pool call: wall time, total env time, env time on the critical path."""
+    """Timing of the last pool call: wall time, total env time, env time on the critical path,
+    total rendering time (part of the env time)."""
 
     wall_s: float = 0.0
     sim_s: float = 0.0
     critical_sim_s: float = 0.0
+    render_s: float = 0.0
 
 
 class EnvPool(Protocol):
@@ -100,6 +105,10 @@ class EnvPool(Protocol):
     def run(self, actions: dict[int, np.ndarray]) -> dict[int, EnvResult | Failure]: ...
 
     def close(self) -> None: ...
+
+
+def _render_total(replies: dict[int, Any]) -> float:
+    return sum(r.render_s for r in replies.values() if isinstance(r, EnvResult))
 
 
 def _record(info: dict[str, Any]) -> dict[str, Any]:
@@ -127,18 +136,24 @@ class _Slot:
             self.discard()
             self.env = self.factory(request.task_id, **self.options)
             self.task_id = request.task_id
+        rendered = self._render_s()
         obs, info = self.env.reset(seed=request.seed, init_id=request.init_id)
         self.steps = 0
         self.limit = min(self.env.max_steps, request.max_steps or self.env.max_steps)
         self.in_episode = True
         return EnvResult(
-            obs, [_record(info)], sim_s=time.perf_counter() - start, control_dt=self.env.control_dt
+            obs, [_record(info)], sim_s=time.perf_counter() - start, control_dt=self.env.control_dt,
+            render_s=self._render_s() - rendered,
         )
+
+    def _render_s(self) -> float:
+        return float(getattr(self.env, "render_s", 0.0))
 
     def run(self, actions: np.ndarray) -> EnvResult:
         if not self.in_episode:
             raise RuntimeError("no episode in progress on this env (reset it first)")
         start = time.perf_counter()
+        rendered = self._render_s()
         records, rewards = [], []
         obs, terminated, truncated = None, False, False
         for action in actions:
@@ -159,6 +174,7 @@ class _Slot:
             truncated,
             time.perf_counter() - start,
             self.env.control_dt,
+            self._render_s() - rendered,
         )
 
     def discard(self) -> None:
@@ -253,7 +269,7 @@ class InProcessPool:
         start = time.perf_counter()
         replies = _serve(self._slots, op, payload)
         sim = sum(r.sim_s for r in replies.values() if isinstance(r, EnvResult))
-        self.last_call = CallStats(time.perf_counter() - start, sim, sim)
+        self.last_call = CallStats(time.perf_counter() - start, sim, sim, _render_total(replies))
         self.failures.update(r.kind for r in replies.values() if isinstance(r, Failure))
         return replies
 
@@ -418,7 +434,8 @@ class ProcessPool:
             )
             results.update({envs[local]: reply for local, reply in replies.items()})
         sim = sum(r.sim_s for r in results.values() if isinstance(r, EnvResult))
-        self.last_call = CallStats(time.perf_counter() - ticket.start, sim, critical)
+        self.last_call = CallStats(time.perf_counter() - ticket.start, sim, critical,
+                                   _render_total(results))
         self.failures.update(r.kind for r in results.values() if isinstance(r, Failure))
         return results
 

@@ -47,6 +47,7 @@ from smoothvla.rollout.pool import (
     ProcessPool,
     ResetRequest,
     _check_indices,
+    _render_total,
     _resolve_factory,
     _serve,
     _Slot,
@@ -260,7 +261,8 @@ class RayPool:
             for local, reply in replies[w].items():
                 results[self._groups[w][local]] = reply
         sim = sum(r.sim_s for r in results.values() if isinstance(r, EnvResult))
-        self.last_call = CallStats(time.perf_counter() - ticket.start, sim, critical)
+        self.last_call = CallStats(time.perf_counter() - ticket.start, sim, critical,
+                                   _render_total(results))
         self.failures.update(r.kind for r in results.values() if isinstance(r, Failure))
         return results
 

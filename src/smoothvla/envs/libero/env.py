@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -115,6 +116,7 @@ class LiberoEnv:
 
         self.task = spec
         self.cameras = tuple(cameras)
+        self.render_s = 0.0  # seconds spent rendering camera images (rollout time split)
         self.image_size = int(image_size)
         self.image_convention = image_convention
         self.settle_steps = int(settle_steps)
@@ -298,12 +300,14 @@ class LiberoEnv:
 
     def _observation(self) -> Observation:
         rgb = {}
+        start = time.perf_counter()
         for cam in self.cameras:
             image = self.render(cam)
             if self._noise_rng is not None:
                 spec = perturb.find(self.specs, "image_noise")
                 image = perturb.image_noise(image, spec.strength, self._noise_rng)
             rgb[cam] = image
+        self.render_s += time.perf_counter() - start
         pos, quat = self.ee_pose()
         proprio = np.concatenate([pos, libero_axis_angle(quat),
                                   self._data.qpos[self._finger_qpos]])

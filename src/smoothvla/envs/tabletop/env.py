@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import math
+import time
 import weakref
 from typing import Any
 
@@ -122,6 +123,7 @@ class TabletopEnv:
         if int(image_size) < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.cameras = cameras
+        self.render_s = 0.0  # seconds spent rendering camera images (rollout time split)
         self.image_size = int(image_size)
         self.perturbations = pert.as_specs(perturbation)
         self._task_def = task
@@ -484,6 +486,7 @@ class TabletopEnv:
         d = self.data
         rgb = {}
         if self._renderer is not None:
+            start = time.perf_counter()
             noise = pert.find(self.perturbations, "image_noise")
             for cam in self.cameras:
                 self._renderer.update_scene(d, camera=self._cam_ids[cam])
@@ -493,6 +496,7 @@ class TabletopEnv:
                     img = np.clip(img + self._episode_rng.normal(0, sigma, img.shape), 0, 255)
                     img = img.astype(np.uint8)
                 rgb[cam] = img
+            self.render_s += time.perf_counter() - start
         proprio = np.empty(8, np.float32)
         proprio[:3] = d.site_xpos[self._site]
         proprio[3:6] = mat_to_axis_angle(d.site_xmat[self._site].reshape(3, 3))
