@@ -2,6 +2,7 @@
 
     python benchmarks/bench_gpu.py inference --out DIR     # act / log_prob throughput per head, batch, precision
     python benchmarks/bench_gpu.py grpo --out DIR          # `smoothvla train` iterations, G = 8 and 16, time split
+    python benchmarks/bench_gpu.py grpo --device cpu --workers 2 --group-sizes 8 --precisions fp32   # the 2-core CPU case
 
 Env throughput with N worker processes is `benchmarks/bench_scaling.py --no-ray --workers 1 2 4 8 16`.
 
@@ -164,14 +165,14 @@ def bench_grpo(args) -> dict:
                         "--groups-per-iteration", "1", "--group-size", str(g), "--max-steps", str(args.max_steps),
                         "--workers", str(workers), "--envs-per-worker", str(max(1, envs // workers)),
                         "--out-dir", str(run), "--reward.name", "random", "--device", args.device,
-                        "--precision", precision, "--grpo.no-dynamic-sampling"]
+                        "--precision", precision, "--grpo.no-dynamic-sampling", "--lanes", str(args.lanes)]
                 start = time.perf_counter()
                 assert cli(argv) == 0
                 wall = time.perf_counter() - start
                 lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
                 steady = lines[1:] or lines  # the first iteration builds the envs in the workers
                 keys = [k for k in lines[0] if k.startswith("time/")]
-                row = {"head": head, "G": g, "precision": precision, "workers": workers,
+                row = {"head": head, "G": g, "precision": precision, "workers": workers, "lanes": args.lanes,
                        "device": args.device, "iterations": len(lines), "wall_s": wall,
                        "env_steps": statistics.median(x["rollout/env_steps"] for x in steady),
                        **{k: statistics.median(x[k] for x in steady) for k in keys},
@@ -193,6 +194,7 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=4)
     p.add_argument("--max-steps", type=int, default=160)
     p.add_argument("--device", default="auto")
+    p.add_argument("--lanes", type=int, default=1, help="collector lanes (grpo)")
     args = p.parse_args()
     result = {"machine": machine(), "command": " ".join(sys.argv)}
     result.update(bench_inference(args) if args.what == "inference" else bench_grpo(args))

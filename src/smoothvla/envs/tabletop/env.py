@@ -38,7 +38,6 @@ from smoothvla.envs.tabletop.robot import (
     KP,
     KV,
     DiffIK,
-    axis_angle_to_mat,
     mat_to_axis_angle,
 )
 from smoothvla.envs.tabletop.scene import (
@@ -66,6 +65,11 @@ PLACE_Z_TOL = 0.015
 REPOSITION_STEP = 20
 _KV_OVER_KP = KV / KP
 _RAMP = np.arange(1, N_RAMP + 1) / N_RAMP
+_RAMP_COL = _RAMP[:, None]
+_PER = N_SUBSTEPS // N_RAMP
+_IDENTITY_QUAT = np.array([1.0, 0.0, 0.0, 0.0])
+_POS_SCALE = ACTION_SCALE["pos"]
+_ROT_SCALE = ACTION_SCALE["rot"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +198,25 @@ class TabletopEnv:
         self._cam_ids = {c: m.camera(c).id for c in CAMERAS}
         self._visual_defaults = pert.VisualDefaults.of(m, self._cam_ids["agentview"])
         self._static_z = {name: float(m.body_pos[bid][2]) for name, bid in self._body.items()}
+        # Per-object constants (ObjectDef's properties build new arrays on every call).
+        self._half = {name: obj.half_size for name, obj in self._objects.items()}
+        self._inner = {name: (np.array(obj.size[:2]) if obj.kind == "basket"
+                              else self._half[name][:2]) for name, obj in self._objects.items()}
+        # Persistent views into the simulation state (MjData buffers never move), so that
+        # the per-step code does not rebuild them from attribute lookups.
+        d = self.data
+        self._ctrl_arm = d.ctrl[:7]
+        self._ctrl_fingers = d.ctrl[7:9]
+        self._qpos_arm = d.qpos[self._arm_qadr]
+        self._qpos_fingers = d.qpos[self._finger_qadr]
+        self._ee_pos = d.site_xpos[self._site]
+        self._ee_xmat = d.site_xmat[self._site]
+        self._ee_mat = self._ee_xmat.reshape(3, 3)
+        self._image_noise = pert.find(self.perturbations, "image_noise")
+        self._dquat = np.empty(4)  # scratch: the commanded rotation as quat and matrix
+        self._dmat9 = np.empty(9)
+        self._dmat = self._dmat9.reshape(3, 3)
+        self._rot = np.empty(3)
 
     # ------------------------------------------------------------------ episode
 
@@ -239,39 +262,65 @@ class TabletopEnv:
         """Apply one 7-D action for one control step (0.05 s)."""
         if not self._reset_called:
             raise RuntimeError("call reset() before step()")
+        # Fast path of check_action (same conversion); it re-runs to raise its errors.
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (7,) or not np.isfinite(a).all():
+            a = check_action(action)
         # np.minimum/np.maximum: np.clip's Python wrapper costs ~10 us, twice per step
-        a = np.minimum(np.maximum(check_action(action), -1.0), 1.0)
+        a = np.maximum(a, -1.0)
+        a = np.minimum(a, 1.0, out=a)
         m, d = self.model, self.data
-        pos = d.site_xpos[self._site]
-        mat = d.site_xmat[self._site].reshape(3, 3)
+        pos = self._ee_pos
+        mat = self._ee_mat
         # The target accumulates commanded deltas (no drift from tracking lag) unless the arm
         # is blocked; then it restarts from the measured pose to avoid wind-up.
-        rot_err = np.linalg.norm(mat_to_axis_angle(self._target_mat @ mat.T))
-        if np.linalg.norm(self._target_pos - pos) > REANCHOR_POS or rot_err > REANCHOR_ROT:
+        # rot = mat_to_axis_angle(self._target_mat @ mat.T) on scratch buffers; math.sqrt(
+        # v.dot(v)) is np.linalg.norm(v) for a float vector (same dot, same sqrt), minus its
+        # Python overhead.
+        mujoco.mju_mat2Quat(self._dquat, (self._target_mat @ mat.T).reshape(-1))
+        rot = self._rot
+        mujoco.mju_quat2Vel(rot, self._dquat, 1.0)
+        lag = self._target_pos - pos
+        if math.sqrt(lag.dot(lag)) > REANCHOR_POS or math.sqrt(rot.dot(rot)) > REANCHOR_ROT:
             self._target_pos = pos.copy()
             self._target_mat = mat.copy()
-            self._q_cmd = d.qpos[self._arm_qadr].copy()
-        self._target_pos = np.minimum(
-            np.maximum(self._target_pos + a[:3] * ACTION_SCALE["pos"], TARGET_LOW), TARGET_HIGH)
-        self._target_mat = axis_angle_to_mat(a[3:6] * ACTION_SCALE["rot"]) @ self._target_mat
+            self._q_cmd = self._qpos_arm.copy()
+        target = self._target_pos + a[:3] * _POS_SCALE
+        self._target_pos = np.minimum(np.maximum(target, TARGET_LOW, out=target), TARGET_HIGH,
+                                      out=target)
+        # = axis_angle_to_mat(a[3:6] * _ROT_SCALE) @ self._target_mat, on scratch buffers
+        rotvec = a[3:6] * _ROT_SCALE
+        angle = math.sqrt(rotvec.dot(rotvec))
+        quat = self._dquat
+        if angle > 1e-12:
+            mujoco.mju_axisAngle2Quat(quat, rotvec / angle, angle)
+        else:
+            quat[:] = _IDENTITY_QUAT
+        mujoco.mju_quat2Mat(self._dmat9, quat)
+        self._target_mat = self._dmat @ self._target_mat
         q_prev = self._q_cmd
         self._q_cmd = self._ik.solve(q_prev, self._target_pos, self._target_mat)
-        finger = FINGER_OPEN - (a[6] + 1.0) / 2.0 * (FINGER_OPEN + 0.01)
-        d.ctrl[7:9] = finger
-        per = N_SUBSTEPS // N_RAMP
+        self._ctrl_fingers[:] = FINGER_OPEN - (float(a[6]) + 1.0) / 2.0 * (FINGER_OPEN + 0.01)
         dq = self._q_cmd - q_prev
         # Servo targets ramp linearly to the IK solution, plus a velocity feed-forward: the
         # servo's damping term -kv*qdot would otherwise make the arm lag kv/kp behind.
-        ramp = q_prev + _RAMP[:, None] * dq + _KV_OVER_KP * dq / CONTROL_DT
-        for ctrl in ramp:
-            d.ctrl[:7] = ctrl
-            # mj_step = step1 (positions, contacts) + step2 (forces, integration). Ending on
-            # step1 leaves kinematics and contacts consistent with the final state (plain
-            # mj_step would leave them one physics step stale) at no extra cost.
-            mujoco.mj_step2(m, d)
-            if per > 1:
-                mujoco.mj_step(m, d, nstep=per - 1)
-            mujoco.mj_step1(m, d)
+        ramp = q_prev + _RAMP_COL * dq + _KV_OVER_KP * dq / CONTROL_DT
+        # Each ramp piece is step2 (forces, integration with the new targets) + (per - 1)
+        # full steps + step1 (positions, contacts), so that the state ends with kinematics
+        # and contacts consistent with the final state (plain mj_step would leave them one
+        # physics step stale). A piece's closing step1 and the next piece's step2 are one
+        # mj_step with that piece's targets (ctrl is read only by step2), so the same
+        # sequence runs as: step2, the rest of piece 0, one mj_step(per) per later piece,
+        # and a final step1 - identical results with 7 calls into MuJoCo instead of 15.
+        ctrl = self._ctrl_arm
+        ctrl[:] = ramp[0]
+        mujoco.mj_step2(m, d)
+        if _PER > 1:
+            mujoco.mj_step(m, d, nstep=_PER - 1)
+        for k in range(1, N_RAMP):
+            ctrl[:] = ramp[k]
+            mujoco.mj_step(m, d, nstep=_PER)
+        mujoco.mj_step1(m, d)
         self._steps += 1
         if self._reposition and self._steps == REPOSITION_STEP:
             self._do_reposition()
@@ -375,7 +424,7 @@ class TabletopEnv:
 
     def _world_half(self, name: str) -> np.ndarray:
         mat = self.data.xmat[self._body[name]].reshape(3, 3)
-        return np.abs(mat) @ self._objects[name].half_size
+        return np.abs(mat) @ self._half[name]
 
     def privileged_state(self) -> dict:
         """Full state for scripted experts (contract in envs/tabletop/__init__.py)."""
@@ -384,7 +433,7 @@ class TabletopEnv:
         for name, bid in self._body.items():
             obj = self._objects[name]
             objects[name] = dict(pos=d.xpos[bid].copy(), quat=d.xquat[bid].copy(),
-                                 half_size=obj.half_size.copy(), grasp_width=obj.grasp_width,
+                                 half_size=self._half[name].copy(), grasp_width=obj.grasp_width,
                                  graspable=bool(obj.graspable and obj.kind == "free"))
         arts = {}
         if self._has_drawer:
@@ -403,11 +452,11 @@ class TabletopEnv:
 
     def _ee_quat(self) -> np.ndarray:
         quat = np.empty(4)
-        mujoco.mju_mat2Quat(quat, self.data.site_xmat[self._site])
+        mujoco.mju_mat2Quat(quat, self._ee_xmat)
         return quat
 
     def _gripper(self) -> float:
-        return float(self.data.qpos[self._finger_qadr].sum())
+        return float(self._qpos_fingers.sum())
 
     def _pad_contacts(self) -> tuple[set[int], set[int]]:
         """Bodies touching the left and the right finger pad (cached per physics state)."""
@@ -453,18 +502,17 @@ class TabletopEnv:
         if self._held(obj):
             return False
         target = stage["target"]
-        obj_half = self._world_half(obj)
         if target == "drawer":
             c = d.site_xpos[self._drawer_inner]
             ix, iy, iz = DRAWER_INNER
             return bool(abs(p[0] - c[0]) <= ix and abs(p[1] - c[1]) <= iy
-                        and p[2] - obj_half[2] <= c[2] - iz + 0.02)
+                        and p[2] - self._world_half(obj)[2] <= c[2] - iz + 0.02)
         tb = self._body[target]
         tdef = self._objects[target]
         local = d.xmat[tb].reshape(3, 3).T @ (p - d.xpos[tb])
-        hs = tdef.half_size
+        hs = self._half[target]
         if stage["mode"] == "in":
-            inner = np.array(tdef.size[:2]) if tdef.kind == "basket" else hs[:2]
+            inner = self._inner[target]
             return bool(abs(local[0]) <= inner[0] and abs(local[1]) <= inner[1]
                         and local[2] <= hs[2] + 0.02)
         if tdef.shape == "cylinder" and tdef.kind != "cabinet":
@@ -472,7 +520,7 @@ class TabletopEnv:
         else:
             inside = abs(local[0]) <= hs[0] and abs(local[1]) <= hs[1]
         top = d.xpos[tb][2] + self._world_half(target)[2]
-        return bool(inside and abs(p[2] - obj_half[2] - top) <= PLACE_Z_TOL)
+        return bool(inside and abs(p[2] - self._world_half(obj)[2] - top) <= PLACE_Z_TOL)
 
     def _current_stage(self) -> int:
         for i, stage in enumerate(self._plan):
@@ -487,7 +535,7 @@ class TabletopEnv:
         rgb = {}
         if self._renderer is not None:
             start = time.perf_counter()
-            noise = pert.find(self.perturbations, "image_noise")
+            noise = self._image_noise
             for cam in self.cameras:
                 self._renderer.update_scene(d, camera=self._cam_ids[cam])
                 img = self._renderer.render()
@@ -498,13 +546,12 @@ class TabletopEnv:
                 rgb[cam] = img
             self.render_s += time.perf_counter() - start
         proprio = np.empty(8, np.float32)
-        proprio[:3] = d.site_xpos[self._site]
-        proprio[3:6] = mat_to_axis_angle(d.site_xmat[self._site].reshape(3, 3))
-        proprio[6:8] = d.qpos[self._finger_qadr]
+        proprio[:3] = self._ee_pos
+        proprio[3:6] = mat_to_axis_angle(self._ee_mat)
+        proprio[6:8] = self._qpos_fingers
         return dict(rgb=rgb, proprio=proprio, instruction=self.task.instruction)
 
     def _info(self) -> dict:
-        d = self.data
         stage = self._current_stage()
         success = stage >= len(self._plan)
         grasping = False
@@ -512,8 +559,8 @@ class TabletopEnv:
             st = self._plan[stage]
             name = st.get("object") or st.get("articulation")
             grasping = self._held(name)
-        return dict(ee_pos=d.site_xpos[self._site].copy(), ee_quat=self._ee_quat(),
-                    joint_pos=d.qpos[self._arm_qadr].copy(), gripper=self._gripper(),
+        return dict(ee_pos=self._ee_pos.copy(), ee_quat=self._ee_quat(),
+                    joint_pos=self._qpos_arm.copy(), gripper=self._gripper(),
                     is_grasping=bool(grasping), success=bool(success),
                     control_dt=self.control_dt, stage=stage, num_stages=len(self._plan),
                     step=self._steps)

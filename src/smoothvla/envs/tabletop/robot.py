@@ -14,8 +14,20 @@ gravity compensation track them at 500 Hz.
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
+
+try:  # the LAPACK gufunc behind np.linalg.solve, minus its ~8 us of Python-side checks
+    from numpy.linalg import _umath_linalg
+
+    def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """np.linalg.solve for float64 (M, M) and (M, K) (same dgesv call, same bits); no
+        LinAlgError on a singular `a` (the damped J J^T + l^2 I never is)."""
+        return _umath_linalg.solve(a, b, signature="dd->d")
+except ImportError:  # pragma: no cover - numpy without the private module
+    _solve = np.linalg.solve
 
 JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 8))
 FINGER_NAMES = ("finger_joint1", "finger_joint2")
@@ -169,11 +181,14 @@ def _orientation_error(target_mat: np.ndarray, mat: np.ndarray) -> np.ndarray:
 
 def axis_angle_to_mat(rotvec: np.ndarray) -> np.ndarray:
     """Rotation matrix of an axis-angle vector (3,)."""
-    angle = float(np.linalg.norm(rotvec))
+    rotvec = np.asarray(rotvec, dtype=np.float64).ravel()
+    angle = math.sqrt(rotvec.dot(rotvec))  # == np.linalg.norm (same dot, same sqrt)
     quat = np.array([1.0, 0.0, 0.0, 0.0])
     if angle > 1e-12:
-        mujoco.mju_axisAngle2Quat(quat, np.asarray(rotvec, dtype=np.float64) / angle, angle)
-    return _quat_to_mat(quat)
+        mujoco.mju_axisAngle2Quat(quat, rotvec / angle, angle)
+    out = np.empty(9)
+    mujoco.mju_quat2Mat(out, quat)
+    return out.reshape(3, 3)
 
 
 def mat_to_axis_angle(mat: np.ndarray) -> np.ndarray:
@@ -202,6 +217,11 @@ class DiffIK:
         self.nullspace_gain = nullspace_gain
         self._jacp = np.zeros((3, self.model.nv))
         self._jacr = np.zeros((3, self.model.nv))
+        # Persistent views into the scratch data (its buffers never move) and scratch arrays.
+        self._qpos = self.data.qpos[:7]
+        self._site_pos = self.data.site_xpos[self.site]
+        self._site_mat = self.data.site_xmat[self.site].reshape(3, 3)
+        self._quat = np.empty(4)
 
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grasp-site position (3,) and rotation matrix (3, 3) at arm joints q (7,)."""
@@ -211,11 +231,12 @@ class DiffIK:
 
     def _error(self, q: np.ndarray, target_pos: np.ndarray, target_mat: np.ndarray,
                err: np.ndarray) -> None:
-        d = self.data
-        d.qpos[:7] = q
-        mujoco.mj_kinematics(self.model, d)
-        err[:3] = target_pos - d.site_xpos[self.site]
-        err[3:] = _orientation_error(target_mat, d.site_xmat[self.site].reshape(3, 3))
+        self._qpos[:] = q
+        mujoco.mj_kinematics(self.model, self.data)
+        err[:3] = target_pos - self._site_pos
+        # = _orientation_error(target_mat, site mat), written straight into err[3:]
+        mujoco.mju_mat2Quat(self._quat, (target_mat @ self._site_mat.T).reshape(-1))
+        mujoco.mju_quat2Vel(err[3:], self._quat, 1.0)
 
     def solve(self, q: np.ndarray, target_pos: np.ndarray, target_mat: np.ndarray) -> np.ndarray:
         """Joint targets (7,) reaching the target pose from the seed configuration q (7,).
@@ -231,12 +252,12 @@ class DiffIK:
         mujoco.mj_comPos(m, d)
         mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
         jac = np.concatenate([self._jacp[:, :7], self._jacr[:, :7]])
-        pinv = np.linalg.solve(jac @ jac.T + self._damp_eye, jac).T  # J^T (J J^T + l^2 I)^-1
+        pinv = _solve(jac @ jac.T + self._damp_eye, jac).T  # J^T (J J^T + l^2 I)^-1
         # Null-space posture term (I - J^+ J)(home - q) keeps the elbow near its home pose.
         posture = self.nullspace_gain * (HOME_QPOS - q)
         q = q + pinv @ err + posture - pinv @ (jac @ posture)
         for _ in range(self.iterations - 1):
-            q = np.minimum(np.maximum(q, JOINT_LOWER), JOINT_UPPER)
+            q = np.minimum(np.maximum(q, JOINT_LOWER, out=q), JOINT_UPPER, out=q)
             self._error(q, target_pos, target_mat, err)
             q = q + pinv @ err
-        return np.minimum(np.maximum(q, JOINT_LOWER), JOINT_UPPER)
+        return np.minimum(np.maximum(q, JOINT_LOWER, out=q), JOINT_UPPER, out=q)
