@@ -40,3 +40,17 @@ def test_evaluate_appends_and_resumes(tmp_path):
     again = evaluate(policy, ref, plan, ResultsFile(results.path), workers=0,
                      env_factory=factory, progress=False)
     assert again == [] and len(read_results([results.path])) == 16
+
+
+def test_sampled_evaluation_differs_from_greedy_and_repeats(tmp_path):
+    policy = GaussianChunkPolicy(chunk_size=4, init_std=0.5)
+    task = ["fake-reach/point-mass-v1"]
+
+    def run(name, sample):
+        plan = EvalPlan(task_ids=task, init_ids=range(3), sample=sample, record_paths=3)
+        return evaluate(policy, PolicyRef(name, "-"), plan, ResultsFile(tmp_path / f"{name}.jsonl"),
+                        workers=0, env_factory=factory, progress=False)
+
+    greedy, sampled, again = run("g", False), run("s", True), run("s2", True)
+    assert [r.ee_path for r in sampled] == [r.ee_path for r in again]  # seeded per batch
+    assert [r.ee_path for r in sampled] != [r.ee_path for r in greedy]

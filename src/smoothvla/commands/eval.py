@@ -38,6 +38,9 @@ class Config:
     """Where the policy runs: 'auto' (CUDA when available), 'cpu', 'cuda'."""
     precision: str = "fp32"
     """'fp32' or 'bf16' (CUDA only: vision encoder and fusion under bf16 autocast)."""
+    temperature: float = 0.0
+    """0: greedy actions. > 0: sampled actions, the token head at this temperature (e.g. the
+    rollout temperature RL trained with; give such runs their own label)."""
     envs_per_worker: int = 2
     """Envs per worker; the policy is batched over all of them."""
     record_paths: int = 1
@@ -50,6 +53,8 @@ class Config:
             raise ValueError("--num-init-states must be >= 1 and --first-init >= 0")
         if self.workers < 0 or self.envs_per_worker < 1:
             raise ValueError("--workers must be >= 0 and --envs-per-worker >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"--temperature must be >= 0 (0: greedy), got {self.temperature}")
 
 
 def _task_ids(cfg: Config) -> list[str]:
@@ -73,10 +78,12 @@ def run(cfg: Config) -> int:
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
         seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
+        sample=cfg.temperature > 0,
     )
     results = ResultsFile(cfg.out)
     for ref in map(PolicyRef.parse, cfg.checkpoints):
-        policy = place(load_policy(ref.path), cfg.device, cfg.precision)
+        overrides = {"temperature": cfg.temperature} if cfg.temperature > 0 else {}
+        policy = place(load_policy(ref.path, **overrides), cfg.device, cfg.precision)
         policy.eval()
         with torch.no_grad():
             evaluate(policy, ref, plan, results, workers=cfg.workers,

@@ -1,7 +1,7 @@
 """Evaluate policies over tasks x initial states x perturbations x seeds.
 
-Episodes run greedily (`sample=False`) through the same batched collector and worker pool
-as RL rollouts, one pool per perturbation (a perturbation is an env option). Each finished
+Episodes run greedily (`sample=False`; `EvalPlan.sample` samples instead, e.g. the tempered
+policy that RL optimizes) through the same batched collector and worker pool as RL rollouts, one pool per perturbation (a perturbation is an env option). Each finished
 batch of episodes is appended to the results file before the next starts, so a killed
 evaluation loses at most one batch and, re-run, skips every episode already recorded.
 """
@@ -59,6 +59,8 @@ class EvalPlan:
     env_options: dict[str, Any] = field(default_factory=dict)
     record_paths: int = 1
     """Keep the end-effector path of the first N init states (for the path figures)."""
+    sample: bool = False
+    """Sample actions (seeded per batch of episodes) instead of acting greedily."""
 
 
 def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_path: bool) -> EpisodeResult:
@@ -123,7 +125,7 @@ def evaluate(
                 else ProcessPool(num_envs, num_workers=workers, env_factory=env_factory,
                                  env_options=options))
         try:
-            collector = Collector(policy, pool, sample=False)
+            collector = Collector(policy, pool, sample=plan.sample)
             for start in range(0, len(requests), batch_episodes):
                 batch = requests[start : start + batch_episodes]
                 out = collector.collect(batch, seed=start)
