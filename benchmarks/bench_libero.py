@@ -10,7 +10,9 @@ scripted expert's success rate on the official init states.
 action sequence from the same official init state, and prints steps/s and the ratio to
 stock. It also checks that every setting gives the same end-effector path as stock
 (physics untouched) and prints the largest deviation. `expert` runs the scripted expert
-(`smoothvla.experts.libero`) without cameras and prints per-task success. Both print a
+(`smoothvla.experts.libero`) without cameras and prints per-task success and the mean
+end-effector jerk of the successful episodes (`smoothvla.metrics.mean_jerk` of `info["ee_pos"]`
+at 20 Hz, per task and over the suite). Both print a
 markdown table; `--out FILE` also appends it to FILE (then merged into docs/BENCHMARKS.md).
 """
 
@@ -116,11 +118,12 @@ def speed(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def _expert_task(job: tuple[str, list[int]]) -> tuple[str, list[tuple[int, bool, int, str]]]:
+def _expert_task(job: tuple[str, list[int]]) -> tuple[str, list[tuple[int, bool, int, str, float]]]:
     import torch  # noqa: F401  (keeps thread settings uniform when torch is present)
 
     from smoothvla.envs import make
     from smoothvla.experts.episode import run_episode
+    from smoothvla.metrics import mean_jerk
 
     task_id, inits = job
     env = make(task_id, cameras=())
@@ -128,9 +131,10 @@ def _expert_task(job: tuple[str, list[int]]) -> tuple[str, list[tuple[int, bool,
     for i in inits:
         try:
             ep = run_episode(env, seed=i, init_id=i, record_images=False)
-            out.append((i, bool(ep.success), len(ep.actions), ep.failure))
+            jerk = mean_jerk(ep.ee_path, env.control_dt) if len(ep.ee_path) >= 4 else float("nan")
+            out.append((i, bool(ep.success), len(ep.actions), ep.failure, jerk))
         except Exception as err:  # noqa: BLE001 - an expert that cannot plan is a failure
-            out.append((i, False, 0, f"{type(err).__name__}: {err}"))
+            out.append((i, False, 0, f"{type(err).__name__}: {err}", float("nan")))
     env.close()
     return task_id, out
 
@@ -158,18 +162,23 @@ def expert(args: argparse.Namespace) -> str:
     title = (f"Scripted expert on {args.suite}, init states {args.inits} "
              f"({len(inits)} per task), {minutes:.1f} min with {args.workers} workers")
     lines = [title, "",
-             "| task | success | mean steps (successes) | failures |", "|---|---|---|---|"]
+             "| task | success | mean steps (successes) | mean jerk m/s^3 (successes) | failures |",
+             "|---|---|---|---|---|"]
     total = ok_total = 0
+    suite_jerk: list[float] = []
     for task_id, out in results:
         ok = [r for r in out if r[1]]
         total += len(out)
         ok_total += len(ok)
         steps = f"{np.mean([r[2] for r in ok]):.0f}" if ok else "-"
+        suite_jerk += [r[4] for r in ok]
+        jerk = f"{np.mean([r[4] for r in ok]):.2f}" if ok else "-"
         fails = "; ".join(f"init {r[0]}: {r[3][:70]}" for r in out if not r[1])
-        lines.append(f"| {task_id.split('/', 1)[1]} | {len(ok)}/{len(out)} | {steps} | "
+        lines.append(f"| {task_id.split('/', 1)[1]} | {len(ok)}/{len(out)} | {steps} | {jerk} | "
                      f"{fails or '-'} |")
+    mean = f"**{np.mean(suite_jerk):.2f}**" if suite_jerk else "-"
     lines.append(f"| **all** | **{ok_total}/{total} ({100 * ok_total / max(total, 1):.0f}%)** "
-                 f"| | |")
+                 f"| | {mean} | |")
     return "\n".join(lines)
 
 
