@@ -33,10 +33,11 @@ import numpy as np
 import torch
 
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
+from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.features import camera_key, trunk_features
 from smoothvla.policies.normalizer import Normalizer
-from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy, place
+from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy
 
 PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")
 

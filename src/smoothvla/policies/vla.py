@@ -452,30 +452,6 @@ class CompactVLA(nn.Module):
         _replace_dir(tmp, directory)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else the CPU; 'cpu', 'cuda', 'cuda:N' as given, with a
-    clear error when CUDA is asked for and absent."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r} ('auto', 'cpu', 'cuda', 'cuda:N'): {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU "
-                         f"(torch {torch.__version__}); use 'cpu' or 'auto'")
-    return device
-
-
-def place(policy: "CompactVLA", device: str = "auto", precision: str = "fp32") -> "CompactVLA":
-    """Move a policy to `device` (see `resolve_device`) and set its precision; bf16 on a
-    device without CUDA falls back to fp32 only when the device was 'auto'."""
-    policy.to(resolve_device(device))
-    if precision != "fp32" and policy.device.type != "cuda" and device == "auto":
-        precision = "fp32"
-    return policy.set_precision(precision)
-
-
 def canonical_proprio(raw):
     """Proprio (..., 8) with the two gripper values (6:8) replaced by their absolute values
     (numpy or torch). LIBERO-layout `gripper_states` store the second finger with a negative
