@@ -113,15 +113,23 @@ def batched_log_prob(policy: Any, batch: ChunkBatch, size: int) -> torch.Tensor:
     with torch.no_grad():
         for index in torch.arange(len(batch)).split(size):
             obs, chunk = batch.select(index)
-            out.append(policy.log_prob(obs, chunk).detach().float().cpu())
+            out.append(chunk_log_prob(policy, obs, chunk).detach())
     return torch.cat(out)
 
 
+def chunk_log_prob(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
+    """(B,) float32 `policy.log_prob` on the CPU, with its gradient. The policy may run on a
+    GPU; its per-chunk outputs (a few hundred floats) come to the CPU, where the losses meet
+    the advantages and old log-probs, and the backward pass goes back to the device."""
+    return policy.log_prob(obs, chunk).float().cpu()
+
+
 def policy_value(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
-    """(B,) `policy.value`, passing cached features (`extras`) when the policy takes them."""
+    """(B,) float32 `policy.value` on the CPU (as `chunk_log_prob`), passing cached features
+    (`extras`) when the policy takes them."""
     if "extras" in inspect.signature(policy.value).parameters:
-        return policy.value(obs, extras=chunk.extras)
-    return policy.value(obs)
+        return policy.value(obs, extras=chunk.extras).float().cpu()
+    return policy.value(obs).float().cpu()
 
 
 class Reference:

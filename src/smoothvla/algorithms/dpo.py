@@ -28,6 +28,7 @@ from smoothvla.algorithms.common import (
     ChunkBatch,
     Reference,
     algorithm_state,
+    chunk_log_prob,
     group_indices,
     load_algorithm_state,
     mean_of,
@@ -167,7 +168,7 @@ class DPO:
     ) -> dict[int, torch.Tensor]:
         """{trajectory index: log pi_theta(trajectory)} with gradient, summed over chunks."""
         batch = ChunkBatch.from_trajectories([trajectories[i] for i in which])
-        chunk_logp = self.policy.log_prob(batch.obs, batch.chunk).float().cpu()
+        chunk_logp = chunk_log_prob(self.policy, batch.obs, batch.chunk)
         sums = torch.zeros(len(which)).index_add(0, batch.traj_index, chunk_logp)
         return {i: sums[k] for k, i in enumerate(which)}
 

@@ -28,6 +28,7 @@ from smoothvla.algorithms.common import (
     ChunkBatch,
     Reference,
     algorithm_state,
+    chunk_log_prob,
     group_indices,
     load_algorithm_state,
     mean_of,
@@ -154,7 +155,7 @@ class GRPO:
         for _ in range(cfg.epochs):
             for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
                 obs, chunk = batch.select(index)
-                logp = self.policy.log_prob(obs, chunk).float().cpu()
+                logp = chunk_log_prob(self.policy, obs, chunk)
                 pg_loss, clip_frac = clipped_surrogate(
                     logp, logp_old[index], chunk_adv[index], cfg.eps_low, cfg.eps_high
                 )

@@ -28,6 +28,7 @@ from smoothvla.algorithms.common import (
     ChunkBatch,
     Reference,
     algorithm_state,
+    chunk_log_prob,
     load_algorithm_state,
     mean_of,
     minibatches,
@@ -129,7 +130,7 @@ class PPO:
         with torch.no_grad():
             values_old = torch.cat(
                 [
-                    policy_value(self.policy, *batch.select(index)).float().cpu()
+                    policy_value(self.policy, *batch.select(index))
                     for index in torch.arange(len(batch)).split(cfg.minibatch_chunks)
                 ]
             )
@@ -157,8 +158,8 @@ class PPO:
         for _ in range(cfg.epochs):
             for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
                 obs, chunk = batch.select(index)
-                logp = self.policy.log_prob(obs, chunk).float().cpu()
-                values = policy_value(self.policy, obs, chunk).float().cpu()
+                logp = chunk_log_prob(self.policy, obs, chunk)
+                values = policy_value(self.policy, obs, chunk)
                 pg_loss, clip_frac = clipped_surrogate(
                     logp, logp_old[index], advantages[index], cfg.eps_low, cfg.eps_high
                 )

@@ -262,10 +262,7 @@ class TabletopEnv:
         """Apply one 7-D action for one control step (0.05 s)."""
         if not self._reset_called:
             raise RuntimeError("call reset() before step()")
-        # Fast path of check_action (same conversion); it re-runs to raise its errors.
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (7,) or not np.isfinite(a).all():
-            a = check_action(action)
+        a = check_action(action)
         # np.minimum/np.maximum: np.clip's Python wrapper costs ~10 us, twice per step
         a = np.maximum(a, -1.0)
         a = np.minimum(a, 1.0, out=a)
