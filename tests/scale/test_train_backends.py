@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from smoothvla.cli import main
 from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
@@ -21,7 +23,7 @@ def _tiny_checkpoint(path):
     return path
 
 
-def test_train_cli_runs_on_ray_actors(tmp_path):
+def test_train_cli_runs_on_ray_actors_like_local_processes(tmp_path):
     ckpt = _tiny_checkpoint(tmp_path / "sft")
     out = tmp_path / "rl"
     args = [
@@ -36,6 +38,20 @@ def test_train_cli_runs_on_ray_actors(tmp_path):
     stats = json.loads(line)
     assert stats["rollout/episodes"] == 2 and stats["rollout/env_steps"] == 16
     assert json.loads((out / "config.json").read_text())["backend"] == "ray"
+
+    # the same seeded run on local worker processes gives the same result
+    local = tmp_path / "rl-local"
+    local_args = list(args)
+    local_args[local_args.index("ray")] = "process"
+    local_args[local_args.index(str(out))] = str(local)
+    assert main(local_args) == 0
+    local_stats = json.loads((local / "log.jsonl").read_text())
+    for key in ("reward_mean", "success_rate", "mean_jerk", "loss", "approx_kl", "weight_drift",
+                "rollout/env_steps"):
+        assert local_stats[key] == stats[key], key
+    ray_weights = load_file(str(out / "policy" / "model.safetensors"))
+    local_weights = load_file(str(local / "policy" / "model.safetensors"))
+    assert all(torch.equal(ray_weights[k], local_weights[k]) for k in ray_weights)
 
 
 def test_train_cli_rejects_a_ray_address_without_the_ray_backend(capsys):
