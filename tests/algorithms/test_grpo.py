@@ -49,6 +49,32 @@ def test_group_advantage_is_applied_to_every_chunk_of_its_trajectory(
     assert stats["trajectories_used"] == 4 and stats["chunks"] == len(want)
 
 
+def test_token_level_ratio_matches_the_chunk_level_loss_on_policy(fake_policy, collect_groups):
+    """On-policy, every ratio is 1: the token-level surrogate is -mean(A) like the chunk
+    level one, nothing is clipped, and the recomputed factors sum to the sampled log-probs."""
+    trajs = collect_groups(fake_policy, init_ids=(0, 1), size=2)
+    _score(trajs, [1.0, 0.0, 0.5, 0.1])
+    chunk_stats = GRPO(fake_policy, GRPOConfig(lr=1e-9, minibatch_chunks=1000)).update(trajs)
+    token_stats = GRPO(
+        fake_policy, GRPOConfig(lr=1e-9, minibatch_chunks=1000, ratio_level="token")
+    ).update(trajs)
+    assert token_stats["pg_loss"] == pytest.approx(chunk_stats["pg_loss"], abs=1e-5)
+    assert token_stats["clip_frac"] == 0.0
+    assert token_stats["logp_old_gap"] < 1e-4
+
+
+def test_token_level_update_clips_per_token(fake_policy, collect_groups):
+    trajs = collect_groups(fake_policy, init_ids=(0,), size=4)
+    _score(trajs, [1.0, 0.0, 0.3, 0.0])
+    before = _snapshot(fake_policy)
+    # several minibatch steps at a large rate: later minibatches see ratios far from 1
+    stats = GRPO(
+        fake_policy, GRPOConfig(lr=5e-2, minibatch_chunks=2, epochs=3, ratio_level="token")
+    ).update(trajs)
+    assert 0.0 < stats["clip_frac"] < 1.0
+    assert any(not torch.equal(before[n], p) for n, p in fake_policy.named_parameters())
+
+
 def test_one_update_changes_trainable_parameters_only(fake_policy, collect_groups):
     trajs = collect_groups(fake_policy, init_ids=(0,), size=4)
     _score(trajs, [1.0, 0.0, 0.3, 0.0])
@@ -136,6 +162,7 @@ def test_update_needs_rewards_and_chunks(fake_policy, collect_groups):
         (lambda: GRPOConfig(eps_high=-0.1), "eps_high must be in"),
         (lambda: GRPOConfig(beta=-1.0), "beta"),
         (lambda: GRPOConfig(lr=0.0), "lr must be > 0"),
+        (lambda: GRPOConfig(ratio_level="step"), "ratio_level must be 'chunk' or 'token'"),
         (lambda: TrainConfig(tasks=("t",), group_size=1), "group_size must be >= 2"),
         (
             lambda: TrainConfig(tasks=("t",), reward=RewardConfig(name="dense")),

@@ -35,6 +35,19 @@ def test_sampled_log_prob_matches_recomputation(head):
 
 
 @pytest.mark.parametrize("head", HEADS)
+def test_log_prob_terms_sum_to_the_chunk_log_prob(head):
+    policy = tiny_policy(head=head, temperature=0.7)
+    chunk = policy.act(make_obs(3), sample=True, generator=torch.Generator().manual_seed(2))
+    terms = policy.log_prob_terms(None, chunk)
+    k, a = policy.chunk_size, 7
+    per_chunk = (policy.head.steps + 1) * k * a if head == "flow" else k * a
+    assert terms.shape == (3, per_chunk)
+    torch.testing.assert_close(terms.sum(-1), chunk.log_prob, rtol=1e-5, atol=1e-4)
+    if head == "token":  # each term is a log-probability of one token: <= 0
+        assert (terms <= 0).all()
+
+
+@pytest.mark.parametrize("head", HEADS)
 def test_greedy_is_deterministic_and_sampling_is_not(head):
     policy = tiny_policy(head=head)
     obs = make_obs(2)

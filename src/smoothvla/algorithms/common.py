@@ -107,13 +107,15 @@ def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Ten
     return list(order.split(size))
 
 
-def batched_log_prob(policy: Any, batch: ChunkBatch, size: int) -> torch.Tensor:
-    """(N,) log-probs of all chunks of a batch without gradient, `size` chunks at a time."""
+def batched_log_prob(policy: Any, batch: ChunkBatch, size: int, terms: bool = False) -> torch.Tensor:
+    """(N,) log-probs of all chunks of a batch without gradient, `size` chunks at a time;
+    with `terms`, their (N, T) factors (`chunk_log_prob_terms`)."""
+    fn = chunk_log_prob_terms if terms else chunk_log_prob
     out = []
     with torch.no_grad():
         for index in torch.arange(len(batch)).split(size):
             obs, chunk = batch.select(index)
-            out.append(chunk_log_prob(policy, obs, chunk).detach())
+            out.append(fn(policy, obs, chunk).detach())
     return torch.cat(out)
 
 
@@ -122,6 +124,15 @@ def chunk_log_prob(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -
     GPU; its per-chunk outputs (a few hundred floats) come to the CPU, where the losses meet
     the advantages and old log-probs, and the backward pass goes back to the device."""
     return policy.log_prob(obs, chunk).float().cpu()
+
+
+def chunk_log_prob_terms(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
+    """(B, T) float32 factors of `chunk_log_prob` on the CPU, with their gradient (one per
+    action token for the token head; see `CompactVLA.log_prob_terms`)."""
+    if not hasattr(policy, "log_prob_terms"):
+        raise ValueError(f"{type(policy).__name__} has no log_prob_terms: per-token ratios "
+                         "(ratio_level='token') need a policy that factors its log-probability")
+    return policy.log_prob_terms(obs, chunk).float().cpu()
 
 
 def policy_value(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:

@@ -202,6 +202,10 @@ class ShardedPolicy(nn.Module):
     def log_prob(self, obs: list[Any], chunk: ActionChunk) -> torch.Tensor:
         return self._sharded(obs, lambda o, rows: self.module.log_prob(o, chunk.select(rows)))
 
+    def log_prob_terms(self, obs: list[Any], chunk: ActionChunk) -> torch.Tensor:
+        raise ValueError("per-token ratios (ratio_level='token') are not sharded over learner "
+                         "processes yet: use ratio_level='chunk' with several learners")
+
     def value(self, obs: list[Any], extras: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         takes_extras = "extras" in inspect.signature(self.module.value).parameters
 

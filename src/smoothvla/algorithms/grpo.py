@@ -11,7 +11,8 @@ One `update(trajectories)` reads top to bottom:
 3. the chunks of the kept trajectories become one batch; reference log-probs (if beta > 0);
 4. `epochs` passes of minibatches over chunks: ratio = pi_theta(chunk) / pi_old(chunk),
    clipped surrogate with separate eps_low / eps_high, + beta * k3-KL to the reference,
-   gradient clipping, an AdamW step;
+   gradient clipping, an AdamW step; with `ratio_level="token"` the ratio and its clip are
+   per action token (as LLM GRPO and SimpleVLA-RL do) and the surrogate is their mean;
 5. diagnostics: clip fraction, approx KL, log-prob stats, grad norm, weight drift from
    the reference (seed 004 §6.2: drift went with lost success there, so watch it).
 """
@@ -28,7 +29,9 @@ from smoothvla.algorithms.common import (
     ChunkBatch,
     Reference,
     algorithm_state,
+    batched_log_prob,
     chunk_log_prob,
+    chunk_log_prob_terms,
     group_indices,
     load_algorithm_state,
     mean_of,
@@ -71,9 +74,16 @@ class GRPOConfig:
     """Clip the global gradient norm to this (<= 0: no clipping)."""
     seed: int = 0
     """Seed of the minibatch shuffling."""
+    ratio_level: str = "chunk"
+    """'chunk': one ratio per action chunk (the product over its k x 7 tokens, seed 000 eq. 1
+    read per chunk); 'token': one ratio and clip per factor of the chunk's log-probability
+    (per action token for the token head), the surrogate averaged over them. A chunk ratio
+    multiplies 56 token ratios, so it leaves the clip range after small per-token changes."""
 
     def __post_init__(self) -> None:
         check_clip_range(self.eps_low, self.eps_high)
+        if self.ratio_level not in ("chunk", "token"):
+            raise ValueError(f"ratio_level must be 'chunk' or 'token', got {self.ratio_level!r}")
         check_positive(
             lr=self.lr,
             minibatch_chunks=self.minibatch_chunks,
@@ -141,6 +151,11 @@ class GRPO:
         batch = ChunkBatch.from_trajectories(kept_trajs)
         chunk_adv = advantages[kept][batch.traj_index]
         logp_old = batch.logp_old
+        by_token = cfg.ratio_level == "token"
+        if by_token:
+            # the sampling policy's factors: the weights have not moved since the rollouts
+            terms_old = batched_log_prob(self.policy, batch, cfg.minibatch_chunks, terms=True)
+            stats["logp_old_gap"] = float((terms_old.sum(-1) - logp_old).abs().max())
         logp_ref = (
             self.reference.log_prob(self.policy, batch, cfg.minibatch_chunks)
             if cfg.beta > 0
@@ -155,10 +170,17 @@ class GRPO:
         for _ in range(cfg.epochs):
             for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
                 obs, chunk = batch.select(index)
-                logp = chunk_log_prob(self.policy, obs, chunk)
-                pg_loss, clip_frac = clipped_surrogate(
-                    logp, logp_old[index], chunk_adv[index], cfg.eps_low, cfg.eps_high
-                )
+                if by_token:
+                    terms = chunk_log_prob_terms(self.policy, obs, chunk)
+                    logp = terms.sum(-1)
+                    pg_loss, clip_frac = clipped_surrogate(
+                        terms, terms_old[index], chunk_adv[index, None], cfg.eps_low, cfg.eps_high
+                    )
+                else:
+                    logp = chunk_log_prob(self.policy, obs, chunk)
+                    pg_loss, clip_frac = clipped_surrogate(
+                        logp, logp_old[index], chunk_adv[index], cfg.eps_low, cfg.eps_high
+                    )
                 kl_ref = (
                     kl_k3(logp, logp_ref[index]).mean() if logp_ref is not None else torch.zeros(())
                 )

@@ -109,14 +109,18 @@ class TokenHead(nn.Module):
         if generator is not None and generator.device != probs.device:
             probs = probs.to(generator.device)  # draw from the caller's generator
         bins = torch.multinomial(probs, 1, generator=generator).to(h.device).view(logits.shape[:-1])
-        logp = logits.log_softmax(-1).gather(-1, bins.unsqueeze(-1)).squeeze(-1).sum((1, 2))
+        logp = logits.log_softmax(-1).gather(-1, bins.unsqueeze(-1)).squeeze(-1).flatten(1).sum(-1)
         return self.centers[bins], logp, {"token_bins": bins}
 
     def log_prob(self, h, x, extras):
+        return self.log_prob_terms(h, x, extras).sum(-1)
+
+    def log_prob_terms(self, h, x, extras):
+        """(B, k * A): the log-probability of each action token; they sum to `log_prob`."""
         bins = extras.get("token_bins")
         bins = self.bins_of(x) if bins is None else bins.long()
         logp = (self.logits(h) / self.temperature).log_softmax(-1)
-        return logp.gather(-1, bins.unsqueeze(-1)).squeeze(-1).sum((1, 2))
+        return logp.gather(-1, bins.unsqueeze(-1)).squeeze(-1).flatten(1)
 
 
 def _time_features(tau: torch.Tensor, dim: int) -> torch.Tensor:
@@ -202,17 +206,22 @@ class FlowHead(nn.Module):
         return x, logp, {"flow_path": torch.stack(path, 1)}
 
     def log_prob(self, h, x, extras):
+        return self.log_prob_terms(h, x, extras).sum(-1)
+
+    def log_prob_terms(self, h, x, extras):
+        """(B, (steps + 1) * k * A): one Gaussian term per denoising step and action element
+        (the first is the N(0, 1) start); they sum to `log_prob`."""
         path = extras.get("flow_path")
         if path is None:
             raise ValueError("flow head: log_prob needs chunk.extras['flow_path'] (the denoising "
                              "path recorded by act(sample=True)); a deterministic chunk has no density")
         if path.shape[1] != self.steps + 1:
             raise ValueError(f"flow_path has {path.shape[1] - 1} steps, the head uses {self.steps}")
-        logp = gaussian_log_density(path[:, 0], torch.zeros_like(path[:, 0]), 1.0, 2)
+        terms = [gaussian_log_density(path[:, 0], torch.zeros_like(path[:, 0]), 1.0, 0)]
         for i in range(self.steps):
             mean, std = self._step(h, path[:, i], i)
-            logp = logp + gaussian_log_density(path[:, i + 1], mean, std, 2)
-        return logp
+            terms.append(gaussian_log_density(path[:, i + 1], mean, std, 0))
+        return torch.stack(terms, 1).flatten(1)
 
 
 class GaussianHead(nn.Module):
@@ -253,9 +262,13 @@ class GaussianHead(nn.Module):
         return x, gaussian_log_density(x, mean, std, 2), {"gaussian_sample": x}
 
     def log_prob(self, h, x, extras):
+        return self.log_prob_terms(h, x, extras).sum(-1)
+
+    def log_prob_terms(self, h, x, extras):
+        """(B, k * A): one Gaussian term per action element; they sum to `log_prob`."""
         x = extras.get("gaussian_sample", x)
         mean, std = self.dist(h)
-        return gaussian_log_density(x, mean, std, 2)
+        return gaussian_log_density(x, mean, std, 0).flatten(1)
 
 
 class ValueHead(nn.Module):

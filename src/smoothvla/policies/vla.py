@@ -383,10 +383,16 @@ class CompactVLA(nn.Module):
 
     def log_prob(self, obs: list[Observation] | None, chunk: ActionChunk) -> torch.Tensor:
         """(B,) differentiable log-probability of `chunk` (uses its cached features if present)."""
+        return self.log_prob_terms(obs, chunk).sum(-1)
+
+    def log_prob_terms(self, obs: list[Observation] | None, chunk: ActionChunk) -> torch.Tensor:
+        """(B, T) the factors of `log_prob` (token head: one per action token; Gaussian: one
+        per action element; flow: one per denoising step and element), for per-token ratios."""
         norm = self._norm()
         h = self.backbone(self._features(obs, chunk.extras))
         actions = chunk.actions.float().to(h.device)
-        return self.head.log_prob(h, norm.normalize_actions(actions), self._to_device(chunk.extras))
+        return self.head.log_prob_terms(h, norm.normalize_actions(actions),
+                                        self._to_device(chunk.extras))
 
     def value(self, obs: list[Observation] | None, extras: dict | None = None) -> torch.Tensor:
         """(B,) value from the head on h at the first action position."""

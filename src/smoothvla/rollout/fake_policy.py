@@ -79,7 +79,10 @@ class GaussianChunkPolicy(nn.Module):
         return ActionChunk(actions.detach(), log_prob.detach(), {"noise": noise})
 
     def log_prob(self, obs: list[Observation], chunk: ActionChunk) -> torch.Tensor:
-        return self._distribution(obs).log_prob(chunk.actions).sum(dim=(1, 2))
+        return self.log_prob_terms(obs, chunk).sum(-1)
+
+    def log_prob_terms(self, obs: list[Observation], chunk: ActionChunk) -> torch.Tensor:
+        return self._distribution(obs).log_prob(chunk.actions).flatten(1)
 
     def value(self, obs: list[Observation]) -> torch.Tensor:
         return self.value_head(self._features(obs)).squeeze(-1)
