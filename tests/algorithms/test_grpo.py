@@ -61,6 +61,13 @@ def test_token_level_ratio_matches_the_chunk_level_loss_on_policy(fake_policy, c
     assert token_stats["pg_loss"] == pytest.approx(chunk_stats["pg_loss"], abs=1e-5)
     assert token_stats["clip_frac"] == 0.0
     assert token_stats["logp_old_gap"] < 1e-4
+    # the per-token KL to the reference is 0 before the policy moves, and grows after
+    algo = GRPO(fake_policy, GRPOConfig(lr=5e-2, minibatch_chunks=1000, ratio_level="token",
+                                        beta=0.1))
+    first = algo.update(trajs)
+    assert first["kl_ref"] == pytest.approx(0.0, abs=1e-6)
+    second = algo.update(trajs)
+    assert 0.0 < second["kl_ref"] < 10.0
 
 
 def test_token_level_update_clips_per_token(fake_policy, collect_groups):

@@ -163,10 +163,10 @@ class Reference:
             for p, v in zip(self.params, live):
                 p.data = v
 
-    def log_prob(self, policy: Any, batch: ChunkBatch, size: int) -> torch.Tensor:
-        """(N,) reference log-probs of a batch's chunks."""
+    def log_prob(self, policy: Any, batch: ChunkBatch, size: int, terms: bool = False) -> torch.Tensor:
+        """(N,) reference log-probs of a batch's chunks ((N, T) factors with `terms`)."""
         with self.active():
-            return batched_log_prob(policy, batch, size)
+            return batched_log_prob(policy, batch, size, terms)
 
     def drift(self) -> float:
         """`losses.weight_drift` of the live trainable parameters from the reference."""

@@ -60,7 +60,8 @@ class GRPOConfig:
     """Upper clip range (DAPO's clip-higher, 0.28): ratios above 1 + eps_high stop getting
     gradient when A > 0. Set equal to eps_low for seed 000's symmetric eq. 1."""
     beta: float = 0.0
-    """Weight of the k3 KL penalty to the frozen reference policy; 0 disables it (seed 004
+    """Weight of the k3 KL penalty to the frozen reference policy, per chunk or, with
+    ratio_level='token', per token (averaged like the surrogate); 0 disables it (seed 004
     §5.4 found it changed nothing; it then costs no extra forward pass)."""
     adv_eps: float = 1e-6
     """eps in the advantage denominator std(R) + eps."""
@@ -156,8 +157,10 @@ class GRPO:
             # the sampling policy's factors: the weights have not moved since the rollouts
             terms_old = batched_log_prob(self.policy, batch, cfg.minibatch_chunks, terms=True)
             stats["logp_old_gap"] = float((terms_old.sum(-1) - logp_old).abs().max())
+        # reference log-probs at the ratio's level: a chunk's k3 estimate exponentiates a
+        # sum of 56 token log-ratios and explodes once the policy has moved a little
         logp_ref = (
-            self.reference.log_prob(self.policy, batch, cfg.minibatch_chunks)
+            self.reference.log_prob(self.policy, batch, cfg.minibatch_chunks, terms=by_token)
             if cfg.beta > 0
             else None
         )
@@ -170,6 +173,7 @@ class GRPO:
         for _ in range(cfg.epochs):
             for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
                 obs, chunk = batch.select(index)
+                terms = None
                 if by_token:
                     terms = chunk_log_prob_terms(self.policy, obs, chunk)
                     logp = terms.sum(-1)
@@ -181,8 +185,9 @@ class GRPO:
                     pg_loss, clip_frac = clipped_surrogate(
                         logp, logp_old[index], chunk_adv[index], cfg.eps_low, cfg.eps_high
                     )
+                own = terms if by_token else logp
                 kl_ref = (
-                    kl_k3(logp, logp_ref[index]).mean() if logp_ref is not None else torch.zeros(())
+                    kl_k3(own, logp_ref[index]).mean() if logp_ref is not None else torch.zeros(())
                 )
                 loss = pg_loss + cfg.beta * kl_ref
                 self.optimizer.zero_grad(set_to_none=True)
