@@ -41,7 +41,13 @@ import numpy as np
 
 from smoothvla.envs.base import Observation, TaskSpec, check_action
 from smoothvla.envs.libero import perturb
-from smoothvla.envs.libero.state import BodyBox, body_box, subtree_geoms
+from smoothvla.envs.libero.state import (
+    Articulation,
+    BodyBox,
+    body_box,
+    measure_articulation,
+    subtree_geoms,
+)
 from smoothvla.envs.libero.tasks import bddl_path, init_states
 from smoothvla.experts.motion import matrix_to_quat
 
@@ -145,6 +151,8 @@ class LiberoEnv:
         site_names = {self._model.site(i).name for i in range(self._model.nsite)}
         self._regions = sorted({p[-1] for p in self.goal if p[-1] in site_names
                                 and p[-1] not in self._env.objects_dict})
+        self._joints = self._articulated_joints()
+        self._articulations: dict[str, Articulation] = {}
         self._target = self._first_goal_object()
         self._plan: list[dict] | None = None
         self.instruction = spec.instruction
@@ -198,6 +206,37 @@ class LiberoEnv:
             renderer="mujoco",
             renderer_config=None,
         )
+
+    def _articulated_joints(self) -> dict[str, tuple[str, dict]]:
+        """{name: (joint, LIBERO articulation properties)} for the goal arguments that LIBERO
+        checks through a joint: the targets of Open / Close / Turnon / Turnoff (a drawer's
+        region, a microwave, a stove) and the containers of In goals whose region opens
+        (a drawer's region, or the microwave owning its heating region).
+
+        LIBERO's checks read the first joint of a region's `joints` (drawers) or of the
+        object's `joints` (microwave door, stove knob); free joints are skipped.
+        """
+        env, model = self._env, self._model
+        out = {}
+        for predicate in self.goal:
+            kind, name = predicate[0].lower(), predicate[-1]
+            if kind not in ("open", "close", "turnon", "turnoff", "in"):
+                continue
+            site = env.object_sites_dict.get(name)
+            if site is not None and site.joints:
+                joint, parent = site.joints[0], site.parent_name
+            else:
+                if site is not None:
+                    name = site.parent_name
+                entity = env.fixtures_dict.get(name) or env.objects_dict.get(name)
+                joints = [j for j in getattr(entity, "joints", None) or []
+                          if model.jnt_type[model.joint(j).id] in (2, 3)]  # slide, hinge
+                if not joints:
+                    continue
+                joint, parent = joints[0], name
+            owner = env.fixtures_dict.get(parent) or env.objects_dict.get(parent)
+            out[name] = (joint, dict(owner.object_properties.get("articulation", {})))
+        return out
 
     def _first_goal_object(self) -> str | None:
         for predicate in self.goal:
@@ -349,12 +388,17 @@ class LiberoEnv:
             if geoms:
                 boxes[name] = body_box(model, data, body, geoms)
         self._boxes = boxes
+        if not self._articulations:  # parts are rigid: measured once
+            self._articulations = {name: measure_articulation(model, data, joint, props)
+                                   for name, (joint, props) in self._joints.items()}
 
     def privileged_state(self) -> dict[str, Any]:
         """The expert contract (`experts/skills.py`): end-effector pose, gripper opening,
         arm joints, a box per object and fixture (movable objects are `graspable`), a box
         per goal region that is a site (`region`: True; site size as half extents) and
-        `held`: the objects both fingers touch."""
+        `held`: the objects both fingers touch, and `articulations`: the joints goal
+        predicates check (`state.Articulation.entry`: joint position, LIBERO's thresholds,
+        handle and part boxes)."""
         pos, quat = self.ee_pose()
         fingers = self._data.qpos[self._finger_qpos]
         objects = {}
@@ -380,7 +424,9 @@ class LiberoEnv:
         held = self._held_objects()
         return {"ee_pos": pos, "ee_quat": quat, "gripper": float(fingers[0] - fingers[1]),
                 "joint_pos": self._data.qpos[self._arm_qpos].copy(), "objects": objects,
-                "articulations": {}, "held": held}
+                "articulations": {name: a.entry(self._data)
+                                  for name, a in self._articulations.items()},
+                "held": held}
 
     def _held_objects(self) -> list[str]:
         """Movable objects touched by both fingers (any finger geom, not only the pads that
@@ -412,7 +458,8 @@ class LiberoEnv:
         if self._plan is None:
             from smoothvla.experts.libero.plan import plan_from_goal
 
-            self._plan = plan_from_goal(self.goal, self.objects, self.fixtures)
+            self._plan = plan_from_goal(self.goal, self.objects, self.fixtures,
+                                        articulated=sorted(self._joints))
         return self._plan
 
     @property

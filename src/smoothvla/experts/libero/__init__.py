@@ -1,5 +1,8 @@
 """Scripted experts for the real LIBERO suites: BDDL goals -> stages of the tabletop skills.
 
+Pick-and-place (`skills.py`) and articulated goals: drawers, the stove knob
+(`articulated.py`); the stage order is `plan.py`'s.
+
 `make_expert(env)` has the shape of `smoothvla.experts.make_expert`: the LIBERO env exposes
 `plan` (from `plan_from_goal`), `action_scale`, `control_dt` and `privileged_state()`, so
 the generic `experts.episode.run_episode` and `smoothvla collect` drive it unchanged.
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from smoothvla.experts import Expert, ExpertConfig, MotionLimits
+from smoothvla.experts.libero.articulated import joint_target, libero_articulate, satisfied
 from smoothvla.experts.libero.plan import plan_from_goal, region_owner
 from smoothvla.experts.libero.skills import choose_grasp, libero_pick_place
 
@@ -27,5 +31,5 @@ def make_expert(env: Any, config: ExpertConfig | None = None) -> Expert:
 LIBERO_CONFIG = ExpertConfig(limits=MotionLimits(max_vel=0.4, max_acc=1.2),
                              reanchor_pos=0.0, reanchor_rot=0.0)
 
-__all__ = ["LIBERO_CONFIG", "choose_grasp", "libero_pick_place", "make_expert",
-           "plan_from_goal", "region_owner"]
+__all__ = ["LIBERO_CONFIG", "choose_grasp", "joint_target", "libero_articulate",
+           "libero_pick_place", "make_expert", "plan_from_goal", "region_owner", "satisfied"]
