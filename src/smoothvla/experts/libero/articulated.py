@@ -22,7 +22,9 @@ does nothing when the predicate already holds, and uses the shared jerk-limited
 - drawer, Close: the closed fingers, side by side along the bar, push the bar in at its
   end nearer to the hand (on LIBERO-10's white cabinet the forearm meets the cabinet top
   before the bar is in: see docs/libero.md, Known limits).
-- door (microwave), Close: not scripted; raises `ExpertError`.
+- door (microwave), Close: the side of the closed hand pushes the door along its arc,
+  below the handle, the hand turning with the door (`_close_door`). Open: not scripted
+  (`ExpertError`). Putting something into the microwave: `door.py`.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ HANDLE_PRESS = 0.012      # commanded press of the fingertips into a drawer hand
 PUSH_OVERSHOOT = 0.012    # commanded travel past the target when pushing, m
 DRAG_SPEED = 0.15         # speed factor while dragging a drawer (damped slide joint)
 ATTEMPTS = 3
+DOOR_RADIUS = 0.16        # where the hand pushes a door, from the hinge, m (handle at 0.24)
+DOOR_HEIGHT = -0.01       # grip site over the hinge anchor's height (door mid-height), m
+DOOR_CONTACT = 0.045      # grip site off the hinge line while pushing (panel face 0.025), m
+DOOR_STANDOFF = 0.12      # grip site off the hinge line before and after the push, m (clears
+                          # the handle, 6.4 cm out, by 2 cm with the hand 3.7 cm thick)
+DOOR_OVERPUSH = 0.05      # commanded arc past the closed position, rad
+DOOR_SPEED = 0.3          # speed factor along the door's arc
 
 
 def satisfied(entry: dict[str, Any], predicate: str) -> bool:
@@ -329,9 +338,56 @@ def _push_drawer(expert: Expert, name: str, predicate: str) -> Actions:
     yield from _tilt(expert, base, axis, 0.0, phase="untilt")
 
 
+def _door_point(entry: dict[str, Any], theta: float, radius: float, offset: float,
+                z: float) -> np.ndarray:
+    """(3,) point at `radius` along a door whose panel points at world angle `theta` from
+    its hinge, `offset` out on the side the door closes away from (its outer face)."""
+    anchor = np.asarray(entry["anchor"], dtype=np.float64)
+    along = np.array([math.cos(theta), math.sin(theta)])
+    out = np.array([math.sin(theta), -math.cos(theta)]) * math.copysign(
+        1.0, float(entry["axis"][2]))
+    return np.array([*(anchor[:2] + radius * along + offset * out), z])
+
+
 def _close_door(expert: Expert, name: str, predicate: str) -> Actions:
-    raise ExpertError(f"closing a door ({name!r}) is not scripted yet")
-    yield  # a generator
+    """Push the door shut along its arc with the side of the closed hand, the hand turning
+    with the door (as if fixed to it): jerk-limited in arc length, at `DOOR_RADIUS` from
+    the hinge, below the handle, past the closed position by `DOOR_OVERPUSH`."""
+    cfg = expert.cfg
+    entry = _entry(expert, name)
+    rot = quat_to_matrix(entry["part_quat"])
+    sign = math.copysign(1.0, float(entry["axis"][2]))
+    theta0 = math.atan2(rot[1, 0], rot[0, 0])
+    turn = (joint_target(entry, predicate) - float(entry["qpos"])) * sign
+    theta1 = theta0 + turn + math.copysign(DOOR_OVERPUSH, turn)
+    z = float(entry["anchor"][2]) + DOOR_HEIGHT
+    top = float(entry["part_pos"][2] + entry["part_half"][2])
+    # Of the two yaws that close the fingers along the door, the one whose turn with the
+    # door stays nearest the reset yaw (the other ends the wrist near its joint limit).
+    arc = theta1 - theta0
+    yaw0 = min((wrap_angle(_finger_yaw(expert, np.array([math.cos(theta0), math.sin(theta0)]))
+                           + k * math.pi) for k in (0, 1)),
+               key=lambda y: abs(y + arc / 2))
+    start = _door_point(entry, theta0, DOOR_RADIUS, DOOR_STANDOFF, z)
+    expert.gripper.target = CLOSE
+    yield from _go_above(expert, start, yaw0, top + cfg.hover)
+    yield from expert.move(start, speed=cfg.careful_speed, phase="descend")
+    yield from expert.move(_door_point(entry, theta0, DOOR_RADIUS, DOOR_CONTACT, z),
+                           speed=cfg.careful_speed * 0.5, phase="reach")
+    length = DOOR_RADIUS * abs(theta1 - theta0)
+    rows = plan_segment(np.zeros(3), np.array([length, 0.0, 0.0]), expert.dt,
+                        cfg.limits.scaled(DOOR_SPEED))
+    expert.phase = "push-door"
+    for row in rows:
+        theta = theta0 + math.copysign(float(row[0]) / DOOR_RADIUS, turn)
+        expert.target_pos = _door_point(entry, theta, DOOR_RADIUS, DOOR_CONTACT, z)
+        expert.target_yaw = yaw0 + (theta - theta0)
+        yield expert.hold()
+    yield from expert.wait(5, phase="hold-door")
+    back = _door_point(entry, theta1, DOOR_RADIUS, DOOR_STANDOFF, z)
+    yield from expert.move(back, speed=cfg.careful_speed, phase="back-off")
+    yield from expert.move(back + [0.0, 0.0, cfg.hover], speed=cfg.careful_speed,
+                           phase="retreat")
 
 
 SKILLS.setdefault("libero_articulate", libero_articulate)

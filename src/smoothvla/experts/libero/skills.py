@@ -14,7 +14,8 @@ fingertips wins (clearance capped at 3 cm; then the centre, at 0.1 m of clearanc
 off-centre, or the rim side facing the robot).
 Objects with a handle and a body wider than the opening (the moka pot) are grasped by the
 handle (`HANDLE_GRASPS`). Objects sharing a region get slots (`place_spot`); into a drawer
-an object is set down on the drawer's floor, in front of the cabinet's other handles.
+an object is set down on the drawer's floor, in front of the cabinet's other handles;
+into the microwave it is carried through the front opening (`door.py`).
 The approach goes across at a safe height when the straight line down would cut
 something, and an object that slips out on the first few centimetres of lift is grasped
 afresh. Motion is the shared jerk-limited `Expert.move` (`experts/motion.py`); the skill
@@ -268,6 +269,12 @@ def libero_pick_place(expert: Expert, object: str, target: str, mode: str = "on"
     for key in (object, target):
         if key not in objects:
             raise ExpertError(f"{key!r} not in the privileged state ({sorted(objects)})")
+    from smoothvla.experts.libero.door import door_owner, put_through_door
+
+    door = door_owner(expert, target) if mode == "in" else None
+    if door is not None:  # into the microwave: through its front opening (`door.py`)
+        yield from put_through_door(expert, object, target, door)
+        return
     for attempt in range(cfg.grasp_retries + 1):
         point, yaw, _, _ = choose_grasp(expert, object, cfg.grasp_depth)
         e = expert.state["objects"][object]
