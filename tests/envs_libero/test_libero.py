@@ -263,3 +263,26 @@ def test_collect_writes_libero_demos_that_read_back(tmp_path):
     assert demo.obs["joint_states"].shape == (t, 7)
     assert demo.attrs["task_id"] == OBJECT_TASK and bool(demo.attrs["success"])
     assert 0.5 < demo.attrs["expert_mean_jerk"] < 20
+
+
+@needs_libero
+def test_fixture_placement_follows_seed_and_init_not_the_global_rng():
+    """LIBERO moves fixtures (here the stove) at reset from numpy's global RNG and the init
+    state does not restore them: the env draws them from (seed, init_id) and leaves the
+    caller's RNG alone, so an episode replays the same in any process."""
+    from smoothvla.envs import make
+
+    env = make("libero-goal/turn_on_the_stove", cameras=())
+    try:
+        model = env._env.sim.model
+        placements = []
+        for global_seed in (0, 1):
+            np.random.seed(global_seed)
+            env.reset(seed=0, init_id=0)
+            placements.append(model.body_pos.copy())
+            assert np.random.get_state()[1][0] == np.random.RandomState(global_seed).get_state()[1][0]
+        np.testing.assert_array_equal(placements[0], placements[1])
+        env.reset(seed=1, init_id=0)
+        assert np.abs(model.body_pos - placements[0]).max() > 1e-4
+    finally:
+        env.close()

@@ -267,7 +267,16 @@ class LiberoEnv:
         self._noise_rng = rng_for(spec) if spec is not None else None
 
         env = self._env
-        env.reset()  # soft: mj_resetData, then LIBERO's own placement (overwritten below)
+        # soft: mj_resetData, then LIBERO's own placement. The init state overwrites the
+        # objects' joints, not the fixtures (stove, cabinet, ...), which LIBERO moves by up
+        # to ~1.5 cm from numpy's global RNG: draw them from (seed, init_id) instead, so an
+        # episode replays the same in any process, and leave the caller's RNG as it was.
+        rng_state = np.random.get_state()
+        np.random.seed((seed * 1_000_003 + init_id) % 2**32)
+        try:
+            env.reset()
+        finally:
+            np.random.set_state(rng_state)
         # The only controller state a soft reset keeps: the gripper's accumulated command.
         # A fresh (hard-reset) LIBERO env starts it at zero.
         gripper = self._robot.gripper
