@@ -173,19 +173,14 @@ class GRPO:
         for _ in range(cfg.epochs):
             for index in minibatches(len(batch), cfg.minibatch_chunks, self.generator):
                 obs, chunk = batch.select(index)
-                terms = None
+                # the ratio's factors: the chunk's tokens (N, T), or the chunk itself (N,)
                 if by_token:
-                    terms = chunk_log_prob_terms(self.policy, obs, chunk)
-                    logp = terms.sum(-1)
-                    pg_loss, clip_frac = clipped_surrogate(
-                        terms, terms_old[index], chunk_adv[index, None], cfg.eps_low, cfg.eps_high
-                    )
+                    own = chunk_log_prob_terms(self.policy, obs, chunk)
+                    logp, own_old, adv = own.sum(-1), terms_old[index], chunk_adv[index, None]
                 else:
-                    logp = chunk_log_prob(self.policy, obs, chunk)
-                    pg_loss, clip_frac = clipped_surrogate(
-                        logp, logp_old[index], chunk_adv[index], cfg.eps_low, cfg.eps_high
-                    )
-                own = terms if by_token else logp
+                    own = logp = chunk_log_prob(self.policy, obs, chunk)
+                    own_old, adv = logp_old[index], chunk_adv[index]
+                pg_loss, clip_frac = clipped_surrogate(own, own_old, adv, cfg.eps_low, cfg.eps_high)
                 kl_ref = (
                     kl_k3(own, logp_ref[index]).mean() if logp_ref is not None else torch.zeros(())
                 )

@@ -86,11 +86,10 @@ def plan_from_goal(goal: list[list[str]], objects: list[str], fixtures: list[str
                        "mode": mode})
     # Several objects on one region (two moka pots on the stove) get separate slots.
     targets = [p["target"] for p in places]
-    for stage in places:
+    for i, stage in enumerate(places):
         n = targets.count(stage["target"])
         if n > 1 and stage["target"] not in objects:
-            stage["slot"] = (sum(1 for p in places[:places.index(stage)]
-                                 if p["target"] == stage["target"]), n)
+            stage["slot"] = (targets[:i].count(stage["target"]), n)
     # An explicit Open of a container merges into the full open the In goal asks for.
     full = {s["articulation"] for s in opens if s.get("full")}
     opens = [{**s, "full": True} if s["articulation"] in full else s for s in opens]
