@@ -4,7 +4,7 @@
 # after `. benchmarks/device/setup.sh`; SMOOTHVLA_TEXT_EMBEDDINGS may point at a file from
 # `smoothvla.policies.encoders.save_text_embeddings` when MiniLM is not installed.
 # Environment: LOGS (log folder), WORK (scratch), DEMOS (per task), STEPS, BATCH, WORKERS,
-# EVAL_EVERY, DEADLINE (epoch seconds by which training must stop; checkpoints every 2000 steps), RUNS
+# EVAL_EVERY, CKPT_EVERY (default 2000), DEADLINE (epoch seconds by which training must stop), RUNS
 # (names of the SFT runs trained side by side, default "token flow") and ARGS_<name> (their
 # extra `smoothvla sft` flags; default --policy.head <name>).
 LOGS=${LOGS:-/tmp/out}; WORK=${WORK:-/tmp/sftx}; mkdir -p "$LOGS" "$WORK"
@@ -22,7 +22,7 @@ for run in $RUNS; do
   ( s=$(date +%s)
     timeout $(( DEADLINE - s )) python3 -m smoothvla.cli sft --data "$WORK/obj50.hdf5" \
       --run-dir "$WORK/sft-$run" $args --steps "$STEPS" --batch-size "$BATCH" \
-      --device cuda --eval-every "${EVAL_EVERY:-$(( STEPS / 2 ))}" --eval-episodes 30 --checkpoint-every 2000 \
+      --device cuda --eval-every "${EVAL_EVERY:-$(( STEPS / 2 ))}" --eval-episodes 30 --checkpoint-every "${CKPT_EVERY:-2000}" \
       --no-progress > "$LOGS/sft-$run.log" 2>&1
     echo "sft $run: rc $? $(( $(date +%s) - s )) s" >> "$LOGS/times.txt" ) &
 done

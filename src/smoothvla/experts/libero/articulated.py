@@ -23,8 +23,12 @@ does nothing when the predicate already holds, and uses the shared jerk-limited
   end nearer to the hand (on LIBERO-10's white cabinet the forearm meets the cabinet top
   before the bar is in: see docs/libero.md, Known limits).
 - door (microwave), Close: the side of the closed hand pushes the door along its arc,
-  below the handle, the hand turning with the door (`_close_door`). Open: not scripted
-  (`ExpertError`). Putting something into the microwave: `door.py`.
+  below the handle, the hand turning with the door (`_close_door`). Open: the fingers
+  grasp the handle's bar from above and pull it along its arc, the hand turning with the
+  door, to 0.3 rad short of the threshold; the hand lets go, goes over the door's top to
+  its inner face (now clear of the cabinet) and pushes it on along its arc, as Close does
+  from outside (`_open_door`: pulled all the way, the handle of LIBERO-90 KITCHEN_SCENE7's
+  microwave ends out of the arm's reach). Putting something into the microwave: `door.py`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,13 @@ DOOR_STANDOFF = 0.12      # grip site off the hinge line before and after the pu
                           # the handle, 6.4 cm out, by 2 cm with the hand 3.7 cm thick)
 DOOR_OVERPUSH = 0.05      # commanded arc past the closed position, rad
 DOOR_SPEED = 0.3          # speed factor along the door's arc
+HANDLE_BAR = 0.01         # half thickness of a door handle's bar (its outer part), m
+HANDLE_GRIP_DEPTH = 0.02  # grip site under the top of a door handle, m
+HANDLE_CLEAR = 0.02       # fingertips over the door's top, going over it from the handle, m
+PULL_SPEED = 0.3          # speed factor while pulling a door open by its handle
+PULL_SHORT = 0.3          # the pull stops this short of LIBERO's open threshold, rad
+DOOR_INNER_CONTACT = 0.02   # grip site off the door's inner face while pushing it open, m
+DOOR_INNER_STANDOFF = 0.07  # and before and after the push, m
 
 
 def satisfied(entry: dict[str, Any], predicate: str) -> bool:
@@ -166,6 +177,8 @@ def libero_articulate(expert: Expert, articulation: str, predicate: str,
             yield from _push_drawer(expert, articulation, predicate)
         elif kind == "door" and predicate == "close":
             yield from _close_door(expert, articulation, predicate)
+        elif kind == "door":
+            yield from _open_door(expert, articulation, predicate)
         else:
             raise ExpertError(f"no skill to {predicate} a {kind} ({articulation!r})")
     if not satisfied(_entry(expert, articulation), predicate):
@@ -349,45 +362,164 @@ def _door_point(entry: dict[str, Any], theta: float, radius: float, offset: floa
     return np.array([*(anchor[:2] + radius * along + offset * out), z])
 
 
+def _door_frame(entry: dict[str, Any]) -> tuple[float, float]:
+    """(world angle of the door's panel from its hinge, sign of the hinge axis' z)."""
+    rot = quat_to_matrix(entry["part_quat"])
+    return math.atan2(rot[1, 0], rot[0, 0]), math.copysign(1.0, float(entry["axis"][2]))
+
+
+def _door_out(theta: float, sign: float) -> np.ndarray:
+    """(2,) unit normal of a door panel at angle `theta` on its outer face (the side it
+    closes away from, and moves towards when it opens): as `_door_point`."""
+    return np.array([math.sin(theta), -math.cos(theta)]) * sign
+
+
+def _door_yaw(expert: Expert, theta: float, arc: float) -> float:
+    """Of the two yaws that close the fingers along a door panel at angle `theta`, the one
+    whose turn by `arc` with the door stays nearest the reset yaw (the other ends the wrist
+    near its joint limit)."""
+    along = np.array([math.cos(theta), math.sin(theta)])
+    return min((wrap_angle(_finger_yaw(expert, along) + k * math.pi) for k in (0, 1)),
+               key=lambda y: abs(y + arc / 2))
+
+
+def _follow_arc(expert: Expert, entry: dict[str, Any], theta0: float, theta1: float,
+                radius: float, offset: float, z: float, yaw0: float, speed: float,
+                phase: str) -> Actions:
+    """Move the commanded hand along the circle about the door's hinge from panel angle
+    `theta0` to `theta1`, at `radius` and `offset` (`_door_point`), the yaw turning with
+    the door (as if fixed to it): jerk-limited in arc length at `radius`, at `speed`."""
+    length = radius * abs(theta1 - theta0)
+    rows = plan_segment(np.zeros(3), np.array([length, 0.0, 0.0]), expert.dt,
+                        expert.cfg.limits.scaled(speed))
+    expert.phase = phase
+    for row in rows:
+        theta = theta0 + math.copysign(float(row[0]) / radius, theta1 - theta0)
+        expert.target_pos = _door_point(entry, theta, radius, offset, z)
+        expert.target_yaw = yaw0 + (theta - theta0)
+        yield expert.hold()
+
+
 def _close_door(expert: Expert, name: str, predicate: str) -> Actions:
     """Push the door shut along its arc with the side of the closed hand, the hand turning
     with the door (as if fixed to it): jerk-limited in arc length, at `DOOR_RADIUS` from
     the hinge, below the handle, past the closed position by `DOOR_OVERPUSH`."""
     cfg = expert.cfg
     entry = _entry(expert, name)
-    rot = quat_to_matrix(entry["part_quat"])
-    sign = math.copysign(1.0, float(entry["axis"][2]))
-    theta0 = math.atan2(rot[1, 0], rot[0, 0])
+    theta0, sign = _door_frame(entry)
     turn = (joint_target(entry, predicate) - float(entry["qpos"])) * sign
     theta1 = theta0 + turn + math.copysign(DOOR_OVERPUSH, turn)
-    z = float(entry["anchor"][2]) + DOOR_HEIGHT
     top = float(entry["part_pos"][2] + entry["part_half"][2])
-    # Of the two yaws that close the fingers along the door, the one whose turn with the
-    # door stays nearest the reset yaw (the other ends the wrist near its joint limit).
-    arc = theta1 - theta0
-    yaw0 = min((wrap_angle(_finger_yaw(expert, np.array([math.cos(theta0), math.sin(theta0)]))
-                           + k * math.pi) for k in (0, 1)),
-               key=lambda y: abs(y + arc / 2))
-    start = _door_point(entry, theta0, DOOR_RADIUS, DOOR_STANDOFF, z)
+    yaw0 = _door_yaw(expert, theta0, theta1 - theta0)
+    yield from _push_door(expert, entry, theta0, theta1, DOOR_CONTACT, DOOR_STANDOFF, yaw0,
+                          top + cfg.hover)
+
+
+def _push_door(expert: Expert, entry: dict[str, Any], theta0: float, theta1: float,
+               contact: float, standoff: float, yaw0: float, above: float) -> Actions:
+    """The side of the closed hand pushes the panel from angle `theta0` to `theta1` at
+    `DOOR_RADIUS` from the hinge and `DOOR_HEIGHT` over it, `contact` out of the hinge line
+    (`standoff` before and after): over at height `above`, down, in, along the arc, hold,
+    back off and up."""
+    cfg = expert.cfg
+    z = float(entry["anchor"][2]) + DOOR_HEIGHT
+    start = _door_point(entry, theta0, DOOR_RADIUS, standoff, z)
     expert.gripper.target = CLOSE
-    yield from _go_above(expert, start, yaw0, top + cfg.hover)
+    yield from _go_above(expert, start, yaw0, above)
     yield from expert.move(start, speed=cfg.careful_speed, phase="descend")
-    yield from expert.move(_door_point(entry, theta0, DOOR_RADIUS, DOOR_CONTACT, z),
+    yield from expert.move(_door_point(entry, theta0, DOOR_RADIUS, contact, z),
                            speed=cfg.careful_speed * 0.5, phase="reach")
-    length = DOOR_RADIUS * abs(theta1 - theta0)
-    rows = plan_segment(np.zeros(3), np.array([length, 0.0, 0.0]), expert.dt,
-                        cfg.limits.scaled(DOOR_SPEED))
-    expert.phase = "push-door"
-    for row in rows:
-        theta = theta0 + math.copysign(float(row[0]) / DOOR_RADIUS, turn)
-        expert.target_pos = _door_point(entry, theta, DOOR_RADIUS, DOOR_CONTACT, z)
-        expert.target_yaw = yaw0 + (theta - theta0)
-        yield expert.hold()
+    yield from _follow_arc(expert, entry, theta0, theta1, DOOR_RADIUS, contact, z, yaw0,
+                           DOOR_SPEED, phase="push-door")
     yield from expert.wait(5, phase="hold-door")
-    back = _door_point(entry, theta1, DOOR_RADIUS, DOOR_STANDOFF, z)
+    back = _door_point(entry, theta1, DOOR_RADIUS, standoff, z)
     yield from expert.move(back, speed=cfg.careful_speed, phase="back-off")
     yield from expert.move(back + [0.0, 0.0, cfg.hover], speed=cfg.careful_speed,
                            phase="retreat")
+
+
+def _open_door(expert: Expert, name: str, predicate: str) -> Actions:
+    """Pull the door open by its handle (`_pull_door`) to `PULL_SHORT` before LIBERO's open
+    threshold, then push it on from inside (`_push_door_open`) to `joint_target`.
+
+    Pulling further is out of reach where the hinge is on the far side from the robot: on
+    LIBERO-90 KITCHEN_SCENE7 the grip site swings away from the robot, from 0.77 m off
+    the shoulder at -1.0 rad to 0.91 m at -1.6 rad. Pulled all the way (to -1.6), the
+    door got to -1.41 rad while the hand lagged with saturated actions; pulled to -1.35,
+    it stopped short of -1.3 on 8 of init states 0-9; pulled to -1.1, the stretched arm
+    stalled 4 cm short of the push's start on 2 of init states 0-49 (no contact: the
+    controller's equilibrium). At the end the inner face faces the robot. A door already
+    past `pull_to` is only pushed."""
+    entry = _entry(expert, name)
+    op, threshold = entry["thresholds"][predicate]
+    pull_to = threshold + (PULL_SHORT if op == "<" else -PULL_SHORT)
+    q = float(entry["qpos"])
+    height = expert.cfg.hover
+    if (pull_to - q) * (joint_target(entry, predicate) - q) > 0:  # short of `pull_to`
+        yield from _pull_door(expert, name, predicate, pull_to)
+        height = FINGER_BELOW + HANDLE_CLEAR  # over the door's top, from the handle
+    yield from _push_door_open(expert, name, predicate, height)
+
+
+def _pull_door(expert: Expert, name: str, predicate: str, pull_to: float) -> Actions:
+    """Grasp the door's handle bar from above, the fingers closing across it along the
+    panel, pull it along its arc to joint position `pull_to`, let go, and lift the hand
+    until the fingertips clear the door's top by `HANDLE_CLEAR`."""
+    cfg = expert.cfg
+    entry = _entry(expert, name)
+    theta0, sign = _door_frame(entry)
+    theta1 = theta0 + (pull_to - float(entry["qpos"])) * sign
+    radius, offset, z = _handle_grip(entry, theta0, sign)
+    # The yaw chosen for the whole opening, so that the push from inside keeps it.
+    arc = (joint_target(entry, predicate) - float(entry["qpos"])) * sign
+    yaw0 = _door_yaw(expert, theta0, arc)
+    top = float(entry["part_pos"][2] + entry["part_half"][2])
+    grip = _door_point(entry, theta0, radius, offset, z)
+    expert.gripper.target = OPEN
+    yield from _go_above(expert, grip, yaw0, top + cfg.hover)
+    yield from expert.move(grip, speed=cfg.careful_speed, phase="descend")
+    yield from expert.grip(CLOSE, phase="close")
+    yield from _follow_arc(expert, entry, theta0, theta1, radius, offset, z, yaw0,
+                           PULL_SPEED, phase="pull-door")
+    yield from expert.grip(OPEN, phase="release")
+    yield from expert.move([*expert.cmd_pos[:2], top + FINGER_BELOW + HANDLE_CLEAR],
+                           speed=cfg.careful_speed, phase="lift-clear")
+
+
+def _handle_grip(entry: dict[str, Any], theta: float, sign: float) -> tuple[float, float, float]:
+    """(radius from the hinge, offset out of the hinge line, height) of the grip site on a
+    door's handle: on its bar (the part furthest out of the panel, `HANDLE_BAR` half
+    thick), `HANDLE_GRIP_DEPTH` under the handle's top. The handle's box is in the door's
+    frame, whose x axis runs along the panel and y across it (`_door_frame`)."""
+    centre = np.asarray(entry["handle_pos"], dtype=np.float64)
+    rel = centre[:2] - np.asarray(entry["anchor"], dtype=np.float64)[:2]
+    half = np.asarray(entry["handle_half"], dtype=np.float64)
+    outer = float(rel @ _door_out(theta, sign)) + float(half[1])
+    radius = float(rel @ np.array([math.cos(theta), math.sin(theta)]))
+    return radius, outer - HANDLE_BAR, float(centre[2] + half[2]) - HANDLE_GRIP_DEPTH
+
+
+def _push_door_open(expert: Expert, name: str, predicate: str, height: float) -> Actions:
+    """Push a door that is partly open the rest of the way: the side of the closed hand
+    on the panel's inner face at `DOOR_RADIUS`, the hand turning with the door, to
+    `joint_target` + `DOOR_OVERPUSH` (`_close_door` from the other side); the hand comes
+    over at `height` above the door's top, and backs away towards the cabinet after."""
+    entry = _entry(expert, name)
+    theta0, sign = _door_frame(entry)
+    theta1 = theta0 + (joint_target(entry, predicate) - float(entry["qpos"])) * sign
+    theta1 += math.copysign(DOOR_OVERPUSH, theta1 - theta0)
+    inner = _inner_face(entry, theta0, sign)
+    top = float(entry["part_pos"][2] + entry["part_half"][2])
+    yaw0 = _door_yaw(expert, theta0, theta1 - theta0)
+    yield from _push_door(expert, entry, theta0, theta1, inner - DOOR_INNER_CONTACT,
+                          inner - DOOR_INNER_STANDOFF, yaw0, top + height)
+
+
+def _inner_face(entry: dict[str, Any], theta: float, sign: float) -> float:
+    """Offset of a door panel's inner face out of its hinge line (about 0: the hinge runs
+    along the inner edge), from the part's box (its y axis across the panel)."""
+    rel = np.asarray(entry["part_pos"], dtype=np.float64)[:2] - np.asarray(entry["anchor"])[:2]
+    return float(rel @ _door_out(theta, sign)) - float(entry["part_half"][1])
 
 
 SKILLS.setdefault("libero_articulate", libero_articulate)
