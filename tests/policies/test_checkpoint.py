@@ -88,3 +88,12 @@ def test_missing_corrupt_and_mismatched(tmp_path):
     (d / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_policy(d)
+
+
+def test_an_observation_that_is_not_a_dict_gets_a_clear_error():
+    policy = tiny_policy()
+    obs = make_obs(1)
+    with pytest.raises(TypeError, match=r"env.reset\(\) returns \(obs, info\)"):
+        policy.act([(obs[0], {})])
+    with pytest.raises(ValueError, match="lacks 'proprio'"):
+        policy.act([{k: v for k, v in obs[0].items() if k != "proprio"}])

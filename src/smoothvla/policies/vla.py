@@ -303,6 +303,9 @@ class CompactVLA(nn.Module):
         if not obs:
             raise ValueError("empty observation batch")
         for o in obs:
+            if not isinstance(o, dict):
+                raise TypeError(f"an observation must be a dict (env.reset() returns (obs, info): "
+                                f"pass obs), got {type(o).__name__}")
             for key in ("rgb", "proprio", "instruction"):
                 if key not in o:
                     raise ValueError(f"observation lacks {key!r} (has {sorted(o)})")
