@@ -357,8 +357,7 @@ def _door_point(entry: dict[str, Any], theta: float, radius: float, offset: floa
     its hinge, `offset` out on the side the door closes away from (its outer face)."""
     anchor = np.asarray(entry["anchor"], dtype=np.float64)
     along = np.array([math.cos(theta), math.sin(theta)])
-    out = np.array([math.sin(theta), -math.cos(theta)]) * math.copysign(
-        1.0, float(entry["axis"][2]))
+    out = _door_out(theta, math.copysign(1.0, float(entry["axis"][2])))
     return np.array([*(anchor[:2] + radius * along + offset * out), z])
 
 

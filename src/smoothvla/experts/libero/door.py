@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from smoothvla.experts.expert import CLOSE, OPEN, Expert, ExpertError
-from smoothvla.experts.libero.articulated import _entry, _finger_yaw, _tilt
+from smoothvla.experts.libero.articulated import (
+    _door_frame,
+    _door_out,
+    _entry,
+    _finger_yaw,
+    _tilt,
+)
 from smoothvla.experts.motion import quat_to_matrix, wrap_angle
 
 Actions = Iterator[np.ndarray]
@@ -52,11 +58,10 @@ def door_owner(expert: Expert, target: str) -> str | None:
 def _opening(entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """((2,) centre of the door plane's span, (2,) unit vector into the box): the closed
     door runs from the hinge along the part's long axis turned to joint position 0."""
-    rot = quat_to_matrix(entry["part_quat"])
-    sign = math.copysign(1.0, float(entry["axis"][2]))
-    theta = math.atan2(rot[1, 0], rot[0, 0]) - float(entry["qpos"]) * sign
+    theta, sign = _door_frame(entry)
+    theta -= float(entry["qpos"]) * sign  # the panel's angle when closed
     along = np.array([math.cos(theta), math.sin(theta)])
-    inward = -np.array([math.sin(theta), -math.cos(theta)]) * sign
+    inward = -_door_out(theta, sign)
     anchor = np.asarray(entry["anchor"], dtype=np.float64)[:2]
     return anchor + along * float(entry["part_half"][0]), inward
 
