@@ -3,6 +3,7 @@ and a re-run that skips finished stages and resumes an interrupted evaluation.""
 
 import json
 
+import numpy as np
 import pytest
 
 from smoothvla.cli import main
@@ -47,11 +48,40 @@ def test_tiny_study_runs_and_resumes(tmp_path, capsys):
     assert len(again) == 12 and len({r.key for r in again}) == 12
 
 
+def test_study_from_a_given_sft_checkpoint_skips_demos_and_sft(tmp_path):
+    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+
+    sft = tmp_path / "sft"
+    rng = np.random.default_rng(0)
+    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=4, n_bins=16),
+               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))).save(sft)
+    cfg = StudyConfig(**{**TINY, "methods": ("grpo-random",), "seeds": (0, 1), "rl_max_steps": 8,
+                         "eval_init_states": 1, "perturbations": (), "image_size": 32},
+                      out=str(tmp_path / "study"), sft_checkpoint=str(sft), grpo_ratio_level="token",
+                      kl_beta=0.1, rl_init_states=2)
+    study = Study(cfg)
+    study.run()
+    assert set(study.timings) == {"grpo-random-s0", "grpo-random-s1", "eval", "report"}
+    assert not (tmp_path / "study" / "demos.hdf5").exists()
+    results = read_results([tmp_path / "study" / "results.jsonl"])
+    # SFT once (the given checkpoint) + RL per seed, 1 task x 1 init state each
+    assert sorted((r.policy, r.train_seed) for r in results) == [
+        ("grpo-random", 0), ("grpo-random", 1), ("sft", 0)]
+    # random rewards always spread, so GRPO updates, with the KL term to the starting policy
+    log = [json.loads(line) for line in (tmp_path / "study" / "grpo-random-s1" / "log.jsonl").open()]
+    assert log[0]["updates"] == 1 and "kl_ref" in log[0]
+    with pytest.raises(FileNotFoundError, match="not a policy checkpoint"):
+        StudyConfig(sft_checkpoint=str(tmp_path / "nowhere"))
+
+
 def test_study_config_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown methods"):
         StudyConfig(methods=("grpo-magic",))
     with pytest.raises(ValueError, match="group_size"):
         StudyConfig(group_size=1)
+    with pytest.raises(ValueError, match="grpo_ratio_level"):
+        StudyConfig(grpo_ratio_level="step")
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nlearning_rate = 3\n')
     with pytest.raises(ValueError, match="unknown keys"):

@@ -68,6 +68,10 @@ class StudyConfig:
     """SFT batch size."""
     sft_lr: float = 3e-4
     """SFT peak learning rate."""
+    sft_checkpoint: str = ""
+    """An SFT policy to start every RL run from (a checkpoint directory) instead of training
+    one per seed; SFT is then one row trained once, and demonstrations are collected only when
+    jerk_scale_source is 'expert'."""
     methods: tuple[str, ...] = ("grpo-binary", "smoothvla-grpo")
     """RL variants: grpo-binary, smoothvla-grpo, grpo-random, grpo-staged, ppo, smoothvla-ppo,
     dpo, smoothvla-dpo (smoothvla-* use the hybrid smooth reward)."""
@@ -81,6 +85,14 @@ class StudyConfig:
     """Groups per RL iteration."""
     rl_lr: float = 2e-5
     """RL learning rate (GRPO, PPO, DPO)."""
+    rl_init_states: int = 0
+    """RL draws its groups from init states 0..N-1 of each task (0: all of the task's)."""
+    rl_resample_rounds: int = 0
+    """Dynamic sampling's refill: extra rounds of groups while too few have reward spread."""
+    grpo_ratio_level: str = "chunk"
+    """GRPO's importance ratio and clip per 'chunk' or per 'token' (docs/rl.md)."""
+    kl_beta: float = 0.0
+    """GRPO: weight of the KL term to the starting policy (0: none)."""
     rl_temperature: float = 0.2
     """Token head: sampling temperature of RL rollouts. At 1.0 the demo's SFT policy never
     succeeds when sampled (45% greedy), so every group fails and RL learns nothing."""
@@ -119,6 +131,13 @@ class StudyConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+        if self.grpo_ratio_level not in ("chunk", "token"):
+            raise ValueError(f"grpo_ratio_level must be 'chunk' or 'token', got {self.grpo_ratio_level!r}")
+        if self.rl_init_states < 0 or self.rl_resample_rounds < 0 or self.kl_beta < 0:
+            raise ValueError("rl_init_states, rl_resample_rounds and kl_beta must be >= 0")
+        if self.sft_checkpoint and not (Path(self.sft_checkpoint) / "config.json").is_file():
+            raise FileNotFoundError(f"sft_checkpoint {self.sft_checkpoint}: not a policy checkpoint "
+                                    "(no config.json in it)")
         if self.jerk_scale_source not in ("expert", "policy"):
             raise ValueError(f"jerk_scale_source must be 'expert' or 'policy', got {self.jerk_scale_source!r}")
 
@@ -230,10 +249,14 @@ class Study:
             policy=init, tasks=tuple(self.task_ids()), algorithm=algorithm,
             iterations=self.cfg.rl_iterations, group_size=self.cfg.group_size,
             groups_per_iteration=self.cfg.groups_per_iteration, seed=seed,
+            init_ids=tuple(range(self.cfg.rl_init_states)),
+            max_resample_rounds=self.cfg.rl_resample_rounds,
             out_dir=str(out_dir), resume=True, checkpoint_every=1,
             reward=RewardConfig(name=reward, lam=self.cfg.lam, jerk_scale=jerk_scale, seed=seed,
                                 jerk_scale_from_policy=self.cfg.jerk_scale_source == "policy"),
-            grpo=GRPOConfig(lr=self.cfg.rl_lr, seed=seed), ppo=PPOConfig(lr=self.cfg.rl_lr, seed=seed),
+            grpo=GRPOConfig(lr=self.cfg.rl_lr, seed=seed, ratio_level=self.cfg.grpo_ratio_level,
+                            beta=self.cfg.kl_beta),
+            ppo=PPOConfig(lr=self.cfg.rl_lr, seed=seed),
             dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
             max_steps=self.cfg.rl_max_steps,
@@ -272,13 +295,20 @@ class Study:
 
     # -- everything ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        demos = self._stage("collect", self.collect)
-        scale = self._stage("jerk_scale", self.jerk_scale, demos)
-        _log(f"jerk_scale = {scale:.4g} m/s^3 (experts' mean jerk; the smooth reward's unit)")
+        given = self.cfg.sft_checkpoint
+        if given and self.cfg.jerk_scale_source == "policy":
+            demos, scale = "", 1.0  # the reward's unit comes from the policy's first rollouts
+        else:
+            demos = self._stage("collect", self.collect)
+            scale = self._stage("jerk_scale", self.jerk_scale, demos)
+            _log(f"jerk_scale = {scale:.4g} m/s^3 (experts' mean jerk; the smooth reward's unit)")
         checkpoints: dict[tuple[str, int], str] = {}
+        if given:
+            checkpoints[("sft", self.cfg.seeds[0])] = given
         for seed in self.cfg.seeds:
-            sft = self._stage(f"sft-s{seed}", self.sft, demos, seed)
-            checkpoints[("sft", seed)] = sft
+            sft = given or self._stage(f"sft-s{seed}", self.sft, demos, seed)
+            if not given:
+                checkpoints[("sft", seed)] = sft
             for method in self.cfg.methods:
                 checkpoints[(method, seed)] = self._stage(f"{method}-s{seed}", self.rl, method, seed, sft, scale)
         results = self._stage("eval", self.evaluate, checkpoints)

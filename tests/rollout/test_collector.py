@@ -53,6 +53,20 @@ def test_trajectories_record_physics_chunks_and_log_probs():
     assert result.stats["env_steps"] == 96 and result.stats["chunks"] == 24
 
 
+def test_execute_steps_replans_after_the_first_actions_of_each_chunk():
+    policy = CountingPolicy(chunk_size=5)
+    groups = [GroupRequest(TASK, 3, 11, 2)]
+    with InProcessPool(2, env_factory=make_point_mass, env_options={"max_steps": 12}) as pool:
+        result = Collector(policy, pool, execute_steps=2).collect(groups, seed=0)
+        with pytest.raises(ValueError, match="execute_steps"):
+            Collector(policy, pool, execute_steps=0)
+    assert policy.batch_sizes == [2] * 6  # 12 steps / 2 per chunk
+    for t in result.trajectories:
+        assert t.num_steps == 12 and np.flatnonzero(t.chunk_starts).tolist() == list(range(0, 12, 2))
+        # the executed actions are the first two of each chunk
+        np.testing.assert_allclose(t.actions.reshape(6, 2, 7), t.chunks.actions[:, :2].numpy())
+
+
 def test_lanes_split_the_policy_batch():
     policy = CountingPolicy(chunk_size=4)
     groups = [GroupRequest(TASK, 1, 7, 6)]

@@ -43,6 +43,9 @@ class Config:
     rollout temperature RL trained with; give such runs their own label)."""
     envs_per_worker: int = 2
     """Envs per worker; the policy is batched over all of them."""
+    execute_steps: int = 0
+    """Execute the first n actions of every chunk, then ask the policy for a new one (receding
+    horizon; 0: the whole chunk, as in RL). Give such runs their own label."""
     record_paths: int = 1
     """Keep the end-effector path of the first N init states (path figures)."""
 
@@ -53,6 +56,8 @@ class Config:
             raise ValueError("--num-init-states must be >= 1 and --first-init >= 0")
         if self.workers < 0 or self.envs_per_worker < 1:
             raise ValueError("--workers must be >= 0 and --envs-per-worker >= 1")
+        if self.execute_steps < 0:
+            raise ValueError(f"--execute-steps must be >= 0 (0: whole chunks), got {self.execute_steps}")
         if self.temperature < 0:
             raise ValueError(f"--temperature must be >= 0 (0: greedy), got {self.temperature}")
 
@@ -78,7 +83,7 @@ def run(cfg: Config) -> int:
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
         seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
-        sample=cfg.temperature > 0,
+        sample=cfg.temperature > 0, execute_steps=cfg.execute_steps,
     )
     results = ResultsFile(cfg.out)
     for ref in map(PolicyRef.parse, cfg.checkpoints):

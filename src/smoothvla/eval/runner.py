@@ -61,6 +61,8 @@ class EvalPlan:
     """Keep the end-effector path of the first N init states (for the path figures)."""
     sample: bool = False
     """Sample actions (seeded per batch of episodes) instead of acting greedily."""
+    execute_steps: int = 0
+    """Execute the first n actions of each chunk, then re-plan (0: the whole chunk)."""
 
 
 def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_path: bool) -> EpisodeResult:
@@ -125,7 +127,8 @@ def evaluate(
                 else ProcessPool(num_envs, num_workers=workers, env_factory=env_factory,
                                  env_options=options))
         try:
-            collector = Collector(policy, pool, sample=plan.sample)
+            collector = Collector(policy, pool, sample=plan.sample,
+                                  execute_steps=plan.execute_steps or None)
             for start in range(0, len(requests), batch_episodes):
                 batch = requests[start : start + batch_episodes]
                 out = collector.collect(batch, seed=start)

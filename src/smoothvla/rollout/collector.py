@@ -5,7 +5,8 @@ Every env of the pool runs one episode at a time. The collector works in rounds:
 1. free envs start the next pending episode (`pool.reset`),
 2. ONE `policy.act` call for all live envs (they all need a new chunk: episodes advance in
    lockstep, one chunk per round),
-3. each env executes its whole chunk (`pool.run`); finished episodes become `Trajectory`s.
+3. each env executes its whole chunk (`pool.run`), or its first `execute_steps` actions
+   (receding horizon, for evaluation); finished episodes become `Trajectory`s.
 
 An episode lost to a crashed, hung or failing env is dropped and counted; the rest of its
 group is kept (GRPO needs >= 2 members per group and skips smaller ones).
@@ -95,12 +96,19 @@ class Collector:
         max_steps: int | None = None,
         lanes: int = 1,
         max_errors: int = 5,
+        execute_steps: int | None = None,
     ) -> None:
         """`sample=False` acts greedily; `max_steps` truncates episodes below the env's
         limit; `lanes` > 1 splits the envs into that many contiguous blocks that take turns,
-        so the policy computes one block's chunks while the others simulate."""
+        so the policy computes one block's chunks while the others simulate.
+        `execute_steps` runs only the first n actions of every chunk and then asks for a new
+        one (receding horizon). Only for evaluation: a trajectory's `log_probs` stay those of
+        the whole chunks, which RL's ratios assume were executed."""
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+        if execute_steps is not None and execute_steps < 1:
+            raise ValueError(f"execute_steps must be >= 1 or None, got {execute_steps}")
+        self.execute_steps = execute_steps
         if not 1 <= lanes <= pool.num_envs:
             raise ValueError(f"lanes must be in [1, num_envs={pool.num_envs}], got {lanes}")
         self.policy = policy
@@ -211,6 +219,7 @@ class Collector:
                 stats["policy_calls"] += 1
                 _check_chunk(chunk, len(envs))
                 actions = chunk.actions.detach().cpu().numpy().astype(np.float64)
+                actions = actions[:, : self.execute_steps]  # None: the whole chunk
                 ticket = self._submit({e: actions[i] for i, e in enumerate(envs)})
                 in_flight[lane] = (ticket, envs, chunk, actions)
 
