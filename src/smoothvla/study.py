@@ -301,7 +301,9 @@ class Study:
         else:
             demos = self._stage("collect", self.collect)
             scale = self._stage("jerk_scale", self.jerk_scale, demos)
-            _log(f"jerk_scale = {scale:.4g} m/s^3 (experts' mean jerk; the smooth reward's unit)")
+            unit = ("the smooth reward's unit" if self.cfg.jerk_scale_source == "expert" else
+                    "for reference; the smooth reward's unit is each run's starting-policy jerk")
+            _log(f"experts' mean jerk = {scale:.4g} m/s^3 ({unit})")
         checkpoints: dict[tuple[str, int], str] = {}
         if given:
             checkpoints[("sft", self.cfg.seeds[0])] = given
