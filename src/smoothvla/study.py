@@ -19,7 +19,7 @@ import json
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -296,26 +296,26 @@ class Study:
     # -- everything ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         given = self.cfg.sft_checkpoint
-        if given and self.cfg.jerk_scale_source == "policy":
+        from_policy = self.cfg.jerk_scale_source == "policy"
+        if given and from_policy:
             demos, scale = "", 1.0  # the reward's unit comes from the policy's first rollouts
         else:
             demos = self._stage("collect", self.collect)
             scale = self._stage("jerk_scale", self.jerk_scale, demos)
-            unit = ("the smooth reward's unit" if self.cfg.jerk_scale_source == "expert" else
-                    "for reference; the smooth reward's unit is each run's starting-policy jerk")
-            _log(f"experts' mean jerk = {scale:.4g} m/s^3 ({unit})")
+            _log(f"experts' mean jerk = {scale:.4g} m/s^3")
+        unit = ("each run's starting-policy rollouts" if from_policy
+                else f"{scale:.3g} m/s^3 (the experts' mean jerk)")
+        _log(f"the smooth reward's jerk unit: {unit}")
         checkpoints: dict[tuple[str, int], str] = {}
-        if given:
-            checkpoints[("sft", self.cfg.seeds[0])] = given
         for seed in self.cfg.seeds:
             sft = given or self._stage(f"sft-s{seed}", self.sft, demos, seed)
-            if not given:
+            if not given or seed == self.cfg.seeds[0]:  # a given SFT policy is one row
                 checkpoints[("sft", seed)] = sft
             for method in self.cfg.methods:
                 checkpoints[(method, seed)] = self._stage(f"{method}-s{seed}", self.rl, method, seed, sft, scale)
         results = self._stage("eval", self.evaluate, checkpoints)
         html = self._stage("report", self.report, results)
-        return {"results": results, "report": html, "jerk_scale": scale}
+        return {"results": results, "report": html, "jerk_scale": scale, "jerk_unit": unit}
 
 
 def summary_rows(results_path: str | Path, methods: tuple[str, ...]) -> tuple[list[str], list[list]]:

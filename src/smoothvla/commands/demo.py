@@ -75,12 +75,6 @@ def run_synthetic(control_hz: float = 20.0, lam: float = 0.2, seed: int = 0) -> 
     return 0
 
 
-def _jerk_unit(cfg: StudyConfig, expert_scale: float) -> str:
-    if cfg.jerk_scale_source == "policy":
-        return "each run's starting-policy rollouts"
-    return f"{expert_scale:.3g} m/s^3 (the experts' mean jerk)"
-
-
 def run(cfg: Config) -> int:
     if cfg.synthetic:
         return run_synthetic()
@@ -91,7 +85,7 @@ def run(cfg: Config) -> int:
     header, rows = summary_rows(out["results"], study_cfg.methods)
     print(f"\nsmoothvla {study_cfg.name}: {len(study_cfg.tasks) or 'all'} task(s) of "
           f"{study_cfg.suite}, {study_cfg.eval_init_states} init states, seeds {list(study_cfg.seeds)}; "
-          f"smooth reward's jerk unit: {_jerk_unit(study_cfg, out['jerk_scale'])}; "
+          f"smooth reward's jerk unit: {out['jerk_unit']}; "
           f"{time.perf_counter() - start:.0f} s this run\n")
     print(format_table(rows, header, digits=1))
     print(f"\nreport: {Path(out['report']).resolve()}")
