@@ -28,13 +28,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np
 import torch
 
-from smoothvla.algorithms.sft import chunk_targets, held_in_episodes, load_frames
+from smoothvla.algorithms.sft import PROPRIO_KEYS, chunk_targets, held_in_episodes, load_frames
 from smoothvla.data.hdf5 import read_demo
 from smoothvla.envs import base as envs
 from smoothvla.policies.vla import load_policy
 
 DRIFT_STEPS = (8, 16, 24, 32, 40)
-PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")
 
 
 def teacher_forced_rmse(policy, frames, idx: np.ndarray, batch: int = 24) -> np.ndarray:
@@ -66,14 +65,14 @@ def demo_obs(demo, t: int, instruction: str) -> dict:
 def rollout(policy, env, episode: dict) -> tuple[np.ndarray, bool]:
     """Greedy whole-chunk rollout -> end-effector path (T+1, 3), success."""
     obs, info = env.reset(seed=int(episode["seed"]), init_id=int(episode["init_id"]))
-    path, success, t = [np.asarray(info["ee_pos"])], False, 0
-    while not success and t < env.max_steps:
+    path, success, done = [np.asarray(info["ee_pos"])], False, False
+    while not done:
         for action in policy.act([obs], sample=False).actions[0].numpy():
             obs, _, terminated, truncated, info = env.step(action)
             path.append(np.asarray(info["ee_pos"]))
-            t += 1
             success = bool(info.get("success", False))
-            if success or terminated or truncated or t >= env.max_steps:
+            done = success or terminated or truncated or len(path) > env.max_steps
+            if done:
                 break
     return np.stack(path), success
 
