@@ -1,4 +1,4 @@
-"""Why does an SFT checkpoint fail closed loop? Three measurements against its own demos.
+"""Why does an SFT checkpoint fail closed loop? Four measurements against its own demos.
 
     .venv/bin/python benchmarks/sft_diagnosis.py --data obj50.hdf5 \
         --checkpoints token=runs/sft-tok/checkpoints/step_0002000 flow=runs/sft-flow/...
@@ -6,16 +6,24 @@
 1. Teacher-forced error: greedy chunks on random demo frames against the demo's next k
    actions, RMS in the normalizer's units ([-1, 1] = 1st..99th percentile), per action
    dimension. Small here means the policy fits the demonstrations.
-2. Closed-loop drift: rollouts from the first demos' own (task, init state, seed); distance of
+2. Chunk displacement error: on the same frames, the distance between the position the
+   predicted chunk commands in all (the sum of its k position deltas, in metres) and the
+   demo's, over chunks with no padded step. Errors that persist across a chunk's steps add
+   up here and are what moves the arm off the demo's path; independent per-step errors
+   partly cancel. A head can have the smaller RMS error (1) and the larger displacement error.
+   (1) and (2) are measured twice: on random frames and on the first 8 frames of every demo
+   (the reach starts from the same home pose in every demo, so only the images tell which
+   way to go).
+3. Closed-loop drift: rollouts from the first demos' own (task, init state, seed); distance of
    the end effector from the demo's at steps 8, 16, 24, 32, 40 and at the demo's first
    gripper-close step, and whether the episode succeeds.
-3. First-chunk sensitivity: a demo's first frame is not the env's reset state (the idle filter
+4. First-chunk sensitivity: a demo's first frame is not the env's reset state (the idle filter
    drops the expert's first sub-millimetre steps). The first chunk's summed position command
    from the reset observation, from the demo's first frame, and from the reset observation
    with the demo's agentview image, against the demo's own first k actions.
 
 Frames and episodes come from the demos' file order, so all checkpoints see the same ones.
-Results for the fourth-round checkpoints: docs/policies.md ("fifth round").
+Results: docs/policies.md ("fifth round", "sixth round").
 """
 
 from __future__ import annotations
@@ -36,9 +44,12 @@ from smoothvla.policies.vla import load_policy
 DRIFT_STEPS = (8, 16, 24, 32, 40)
 
 
-def teacher_forced_rmse(policy, frames, idx: np.ndarray, batch: int = 24) -> np.ndarray:
+def teacher_forced(policy, frames, idx: np.ndarray, pos_scale: float, batch: int = 24
+                   ) -> tuple[np.ndarray, float, float]:
     """Greedy chunks on frames idx (N,) against their targets -> RMS error per action dim (7,)
-    in normalized units, padded steps past an episode's end excluded."""
+    in normalized units (padded steps past an episode's end excluded), and the mean chunk
+    displacement error and mean demo chunk displacement in metres (unpadded chunks only;
+    `pos_scale`: metres per unit position action)."""
     norm = policy._norm()
     actions, mask = chunk_targets(frames, idx, policy.chunk_size)
     target = norm.normalize_actions(torch.as_tensor(actions))
@@ -50,9 +61,15 @@ def teacher_forced_rmse(policy, frames, idx: np.ndarray, batch: int = 24) -> np.
                      "lang_emb": policy.text.encode([frames.instructions[i] for i in frames.instruction_id[j]]),
                      "proprio": torch.as_tensor(frames.proprio[j])}
             preds.append(policy.head.sample(policy.backbone(feats), False)[0])
+    pred = torch.cat(preds)
     m = torch.as_tensor(mask)[..., None]
-    sq = (torch.cat(preds) - target) ** 2 * m
-    return (sq.sum((0, 1)) / m.sum((0, 1))).sqrt().numpy()
+    sq = (pred - target) ** 2 * m
+    rmse = (sq.sum((0, 1)) / m.sum((0, 1))).sqrt().numpy()
+    full = mask.all(1)
+    moved = norm.denormalize_actions(pred)[full, :, :3].sum(1).numpy() * pos_scale
+    demo_moved = actions[full, :, :3].sum(1) * pos_scale
+    return (rmse, float(np.linalg.norm(moved - demo_moved, axis=1).mean()),
+            float(np.linalg.norm(demo_moved, axis=1).mean()))
 
 
 def demo_obs(demo, t: int, instruction: str) -> dict:
@@ -77,13 +94,21 @@ def rollout(policy, env, episode: dict) -> tuple[np.ndarray, bool]:
     return np.stack(path), success
 
 
-def diagnose(label: str, ckpt: str, data: str, frames, idx: np.ndarray, episodes: list[dict]) -> None:
+def diagnose(label: str, ckpt: str, data: str, frames, frame_sets: dict[str, np.ndarray],
+             episodes: list[dict]) -> None:
     policy = load_policy(ckpt)
     policy.eval()
     k = policy.chunk_size
-    rmse = teacher_forced_rmse(policy, frames, idx)
-    print(f"\n## {label}\n\nteacher-forced RMS error on {len(idx)} frames: {np.sqrt((rmse ** 2).mean()):.4f} "
-          f"(per dim {np.array2string(rmse, precision=3)})\n")
+    env = envs.make(episodes[0]["task_id"], cameras=policy.cfg.cameras, image_size=policy.cfg.image_size)
+    pos_scale = float(env.action_scale["pos"])
+    env.close()
+    print(f"\n## {label}\n\n| teacher-forced frames | RMS error | per dim | chunk displacement error (cm) "
+          "| demo chunk displacement (cm) |\n|---|---|---|---|---|")
+    for name, idx in frame_sets.items():
+        rmse, moved_err, moved = teacher_forced(policy, frames, idx, pos_scale)
+        print(f"| {name} ({len(idx)}) | {np.sqrt((rmse ** 2).mean()):.4f} | {np.array2string(rmse, precision=3)} "
+              f"| {100 * moved_err:.2f} | {100 * moved:.2f} |")
+    print()
     print("| episode | success | drift at " + " / ".join(map(str, DRIFT_STEPS)) + " steps (cm) | at the demo's grasp (cm) "
           "| first chunk sum dy: reset / demo frame / reset + demo agentview / demo actions |")
     print("|---|---|---|---|---|")
@@ -116,11 +141,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     frames = load_frames((args.data,), ("agentview", "eye_in_hand"), True, max_demos=args.max_demos)
-    idx = np.sort(np.random.default_rng(0).choice(len(frames.actions), args.frames, replace=False))
+    starts = np.unique(np.concatenate([[0], frames.episode_end]))[:-1]
+    frame_sets = {"random": np.sort(np.random.default_rng(0).choice(len(frames.actions), args.frames, replace=False)),
+                  "first 8 of each demo": (starts[:, None] + np.arange(8)).ravel()}
     episodes = held_in_episodes(load_frames((args.data,), (), False).episodes, args.episodes)
     for spec in args.checkpoints:
         label, _, ckpt = spec.rpartition("=")
-        diagnose(label or ckpt, ckpt, args.data, frames, idx, episodes)
+        diagnose(label or ckpt, ckpt, args.data, frames, frame_sets, episodes)
 
 
 if __name__ == "__main__":
