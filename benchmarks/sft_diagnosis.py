@@ -142,6 +142,7 @@ def main() -> None:
     torch.set_num_threads(1)
     frames = load_frames((args.data,), ("agentview", "eye_in_hand"), True, max_demos=args.max_demos)
     starts = np.unique(np.concatenate([[0], frames.episode_end]))[:-1]
+    starts = starts[frames.episode_end[starts] - starts >= 8]  # demos of at least 8 frames
     frame_sets = {"random": np.sort(np.random.default_rng(0).choice(len(frames.actions), args.frames, replace=False)),
                   "first 8 of each demo": (starts[:, None] + np.arange(8)).ravel()}
     episodes = held_in_episodes(load_frames((args.data,), (), False).episodes, args.episodes)
