@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from smoothvla.algorithms.sft import SFTConfig, attach_features, chunk_targets, load_frames
-from smoothvla.policies.heads import masked_mean
 from smoothvla.policies.vla import CompactVLA, load_policy
 
 
@@ -59,13 +58,9 @@ def hidden_states(policy: CompactVLA, frames, lang: torch.Tensor, batch: int = 5
     return out
 
 
-def beta_tau_loss(head, h: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The flow-matching loss of `FlowHead.loss` with pi0's flow-time distribution."""
-    noise = torch.randn(target.shape)
-    tau = 0.999 * (1 - torch.distributions.Beta(1.5, 1.0).sample((h.shape[0],)))
-    t = tau[:, None, None]
-    v = head.velocity(h, t * target + (1 - t) * noise, tau)
-    return masked_mean(((v - (target - noise)) ** 2).mean(-1), mask)
+def pi0_tau(batch: int) -> torch.Tensor:
+    """pi0's flow times (B,): tau = 0.999 (1 - u), u ~ Beta(1.5, 1), denser at the noisy end."""
+    return 0.999 * (1 - torch.distributions.Beta(1.5, 1.0).sample((batch,)))
 
 
 def main() -> None:
@@ -100,10 +95,8 @@ def main() -> None:
         idx = np.sort(np.random.default_rng([0, step]).integers(0, len(h_all), args.batch_size))
         actions, mask = chunk_targets(frames, idx, policy.chunk_size)
         target, mask = norm.normalize_actions(torch.as_tensor(actions)), torch.as_tensor(mask)
-        if args.tau == "beta":
-            loss = beta_tau_loss(head, h_all[idx], target, mask)
-        else:
-            loss = head.loss(h_all[idx], target, mask)[0]
+        tau = pi0_tau(len(idx)) if args.tau == "beta" else None
+        loss = head.loss(h_all[idx], target, mask, tau)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -112,6 +112,22 @@ def test_flow_sde_step_is_the_documented_gaussian():
     assert std == pytest.approx(0.5 * math.sqrt(dt))
 
 
+def test_flow_loss_at_given_flow_times_is_the_documented_mse():
+    head = FlowHead(d=8, action_dim=2, heads=2, ff=16, steps=4, layers=1)
+    h, target, mask = torch.randn(3, 4, 8), torch.randn(3, 4, 2), torch.ones(3, 4)
+    tau = torch.tensor([0.0, 0.5, 0.9])
+    torch.manual_seed(0)
+    loss, _, _ = head.loss(h, target, mask, tau)
+    torch.manual_seed(0)
+    noise = torch.randn(target.shape)  # the head draws its noise first
+    t = tau[:, None, None]
+    v = head.velocity(h, t * target + (1 - t) * noise, tau)
+    torch.testing.assert_close(loss, ((v - (target - noise)) ** 2).mean())
+    torch.manual_seed(0)
+    uniform, _, _ = head.loss(h, target, mask)  # tau drawn uniformly: another loss
+    assert not torch.allclose(uniform, loss)
+
+
 def test_flow_log_prob_needs_the_path():
     policy = tiny_policy(head="flow")
     greedy = policy.act(make_obs(1), sample=False)

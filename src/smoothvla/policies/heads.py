@@ -167,10 +167,13 @@ class FlowHead(nn.Module):
             z = block(z)
         return self.out(self.norm(z))
 
-    def loss(self, h, target, mask):
+    def loss(self, h, target, mask, tau: torch.Tensor | None = None):
+        """Flow-matching loss at flow times `tau` (B,), drawn uniformly from [0, 1) when None."""
         b = h.shape[0]
         noise = torch.randn(target.shape).to(target.device)  # CPU stream, as tau
-        tau = torch.rand(b).to(h.device)  # CPU stream: the same draws on every device
+        if tau is None:
+            tau = torch.rand(b)  # CPU stream: the same draws on every device
+        tau = tau.to(h.device)
         t = tau[:, None, None]
         x_tau = t * target + (1 - t) * noise
         v = self.velocity(h, x_tau, tau)
