@@ -95,13 +95,10 @@ def rollout(policy, env, episode: dict) -> tuple[np.ndarray, bool]:
 
 
 def diagnose(label: str, ckpt: str, data: str, frames, frame_sets: dict[str, np.ndarray],
-             episodes: list[dict]) -> None:
+             episodes: list[dict], pos_scale: float) -> None:
     policy = load_policy(ckpt)
     policy.eval()
     k = policy.chunk_size
-    env = envs.make(episodes[0]["task_id"], cameras=policy.cfg.cameras, image_size=policy.cfg.image_size)
-    pos_scale = float(env.action_scale["pos"])
-    env.close()
     print(f"\n## {label}\n\n| teacher-forced frames | RMS error | per dim | chunk displacement error (cm) "
           "| demo chunk displacement (cm) |\n|---|---|---|---|---|")
     for name, idx in frame_sets.items():
@@ -146,9 +143,12 @@ def main() -> None:
     frame_sets = {"random": np.sort(np.random.default_rng(0).choice(len(frames.actions), args.frames, replace=False)),
                   "first 8 of each demo": (starts[:, None] + np.arange(8)).ravel()}
     episodes = held_in_episodes(load_frames((args.data,), (), False).episodes, args.episodes)
+    env = envs.make(episodes[0]["task_id"])
+    pos_scale = float(env.action_scale["pos"])  # metres per unit position action
+    env.close()
     for spec in args.checkpoints:
         label, _, ckpt = spec.rpartition("=")
-        diagnose(label or ckpt, ckpt, args.data, frames, frame_sets, episodes)
+        diagnose(label or ckpt, ckpt, args.data, frames, frame_sets, episodes, pos_scale)
 
 
 if __name__ == "__main__":
