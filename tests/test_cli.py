@@ -113,3 +113,10 @@ def test_jerk_clear_errors(tmp_path, capsys):
         main(["jerk", str(corrupt), "--control-hz", "0"])
     assert exc.value.code == 2
     assert "--control-hz must be a positive number" in capsys.readouterr().err
+
+
+def test_eval_rejects_negative_flow_steps(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--checkpoints", str(tmp_path), "--flow-steps", "-1"])
+    assert exc.value.code == 2
+    assert "--flow-steps must be >= 0" in capsys.readouterr().err

@@ -49,6 +49,18 @@ def test_overrides_that_keep_shapes(tmp_path):
     assert load_policy(tmp_path / "c", temperature=0.5).head.temperature == 0.5
 
 
+def test_flow_steps_override_changes_the_integration_only(tmp_path):
+    policy = tiny_policy(head="flow")
+    policy.save(tmp_path / "c")
+    obs = make_obs(2)
+    fine = load_policy(tmp_path / "c", flow_steps=30)
+    assert fine.head.steps == 30
+    same_weights = all(torch.equal(a, b) for a, b in zip(fine.state_dict().values(),
+                                                          policy.state_dict().values()))
+    assert same_weights
+    assert not torch.equal(fine.act(obs, sample=False).actions, policy.act(obs, sample=False).actions)
+
+
 def test_missing_corrupt_and_mismatched(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         load_policy(tmp_path / "nothing")

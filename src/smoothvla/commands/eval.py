@@ -41,6 +41,10 @@ class Config:
     temperature: float = 0.0
     """0: greedy actions. > 0: sampled actions, the token head at this temperature (e.g. the
     rollout temperature RL trained with; give such runs their own label)."""
+    flow_steps: int = 0
+    """Flow head: Euler steps of the ODE (greedy) or SDE (sampled); 0: the checkpoint's own.
+    More steps integrate the flow more exactly at a proportional cost. Give such runs their
+    own label."""
     envs_per_worker: int = 2
     """Envs per worker; the policy is batched over all of them."""
     execute_steps: int = 0
@@ -60,6 +64,8 @@ class Config:
             raise ValueError(f"--execute-steps must be >= 0 (0: whole chunks), got {self.execute_steps}")
         if self.temperature < 0:
             raise ValueError(f"--temperature must be >= 0 (0: greedy), got {self.temperature}")
+        if self.flow_steps < 0:
+            raise ValueError(f"--flow-steps must be >= 0 (0: the checkpoint's), got {self.flow_steps}")
 
 
 def _task_ids(cfg: Config) -> list[str]:
@@ -88,6 +94,8 @@ def run(cfg: Config) -> int:
     results = ResultsFile(cfg.out)
     for ref in map(PolicyRef.parse, cfg.checkpoints):
         overrides = {"temperature": cfg.temperature} if cfg.temperature > 0 else {}
+        if cfg.flow_steps:
+            overrides["flow_steps"] = cfg.flow_steps
         policy = place(load_policy(ref.path, **overrides), cfg.device, cfg.precision)
         policy.eval()
         with torch.no_grad():
