@@ -31,14 +31,15 @@ TASK = "fake-reach/point-mass-v1"
 ENV_OPTIONS = {"goal_distance": 0.2, "max_steps": 12}
 # three groups: rank 0 collects two and rank 1 one, so shares (and chunk counts) differ
 GROUPS = [GroupRequest(TASK, i, 50 + i, 4) for i in (0, 3, 5)]
+LR = 1e-2
 
 
 def algorithms(policy):
     """The three algorithms with small minibatches, so one update takes several steps."""
     return {
-        "grpo": lambda: GRPO(policy, GRPOConfig(lr=1e-2, minibatch_chunks=8, epochs=2, beta=0.05, dynamic_sampling=False)),
-        "ppo": lambda: PPO(policy, PPOConfig(lr=1e-2, value_lr=1e-2, minibatch_chunks=8)),
-        "dpo": lambda: DPO(policy, DPOConfig(lr=1e-2, minibatch_pairs=2)),
+        "grpo": lambda: GRPO(policy, GRPOConfig(lr=LR, minibatch_chunks=8, epochs=2, beta=0.05, dynamic_sampling=False)),
+        "ppo": lambda: PPO(policy, PPOConfig(lr=LR, value_lr=LR, minibatch_chunks=8)),
+        "dpo": lambda: DPO(policy, DPOConfig(lr=LR, minibatch_pairs=2)),
     }
 
 

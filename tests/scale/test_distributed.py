@@ -44,9 +44,14 @@ def test_two_ranks_hold_identical_parameters_equal_to_one_process_on_the_union(u
     for traj in union:
         traj.reward, traj.reward_terms = dist_worker.reward(traj), {}
     single_stats = dist_worker.algorithms(policy)[name]().update(union)
+    # All-reducing two partial gradients sums them in another order than one process does, so
+    # float32 rounding differs by ~1e-7 relative. Adam divides by sqrt(v): on a parameter whose
+    # gradient is near zero that becomes up to ~1e-3 of a step (CI saw 1.03e-5 at lr 1e-2).
+    # A real mismatch (a dropped shard, a missing average) is of the order of a step, lr.
+    step_tol = 1e-2 * dist_worker.LR
     moved = 0.0
     for key, value in policy.state_dict().items():
-        torch.testing.assert_close(after0["params"][key], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(after0["params"][key], value, rtol=1e-5, atol=step_tol)
         moved += float((value - rank0["initial"][key]).abs().sum())
     assert moved > 1e-3  # the update did something
     for key in ("loss", "trajectories", "success_rate", "reward_mean"):
