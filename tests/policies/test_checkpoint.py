@@ -32,6 +32,18 @@ def test_save_load_gives_identical_outputs(tmp_path, head):
     assert [f.name for f in tmp_path.iterdir()] == ["ckpt"]
 
 
+def test_auxiliary_token_head_round_trip(tmp_path):
+    policy = tiny_policy(head="flow", aux_token_weight=0.5, seed=3)
+    with torch.no_grad():
+        for p in policy.aux_head.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    policy.save(tmp_path / "c")
+    loaded = load_policy(tmp_path / "c")
+    assert loaded.cfg.aux_token_weight == 0.5
+    for (name, p), (_, q) in zip(policy.aux_head.named_parameters(), loaded.aux_head.named_parameters()):
+        assert torch.equal(p, q), name
+
+
 def test_lora_checkpoint_round_trip(tmp_path):
     policy = tiny_policy(head="flow", lora_rank=2, lora_targets=("fusion", "expert", "vision"))
     with torch.no_grad():

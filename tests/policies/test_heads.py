@@ -171,3 +171,7 @@ def test_bad_config_gives_clear_errors():
         tiny_policy(lora_rank=2, lora_targets=("everything",))
     with pytest.raises(ValueError, match="flow_sde_sigma"):
         tiny_policy(head="flow", flow_sde_sigma=0.0)
+    with pytest.raises(ValueError, match="aux_token_weight must be >= 0"):
+        tiny_policy(head="flow", aux_token_weight=float("nan"))
+    with pytest.raises(ValueError, match="token head needs none"):
+        tiny_policy(head="token", aux_token_weight=1.0)

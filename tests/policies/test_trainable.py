@@ -52,3 +52,34 @@ def test_lora(targets):
         assert changed[name] == trains, name
     counts = policy.parameter_counts()
     assert 0 < counts["trainable"] < sum(p.numel() for p in policy.parameters())
+
+
+def test_auxiliary_token_head_co_trains_and_never_acts():
+    policy = tiny_policy(head="flow", aux_token_weight=0.5)
+    changed = _step_and_diff(policy)
+    aux = [n for n, _ in policy.named_parameters() if n.startswith("aux_head.")]
+    assert aux and all(changed[n] for n in aux)
+    obs, actions = make_obs(4), torch.rand(4, policy.chunk_size, 7) * 1.6 - 0.8
+    torch.manual_seed(0)
+    total, metrics = policy.forward_sft({"obs": obs, "actions": actions})
+    torch.manual_seed(0)  # the flow head's own loss, drawn with the same noise
+    h = policy.backbone(policy.encode(obs))
+    target = policy.normalizer.normalize_actions(actions)
+    flow, _, _ = policy.head.loss(h, target, torch.ones(4, policy.chunk_size))
+    ce, _, _ = policy.aux_head.loss(h, target, torch.ones(4, policy.chunk_size))
+    torch.testing.assert_close(total, flow + 0.5 * ce)
+    assert metrics["aux_token_ce"] == pytest.approx(float(ce.detach()))
+    # Acting reads the flow head only: zeroing the auxiliary head changes no action.
+    before = policy.act(obs, sample=False).actions
+    with torch.no_grad():
+        for p in policy.aux_head.parameters():
+            p.zero_()
+    torch.testing.assert_close(policy.act(obs, sample=False).actions, before)
+    assert policy.parameter_counts()["aux_head"] == sum(p.numel() for p in policy.aux_head.parameters())
+
+
+def test_auxiliary_token_head_trains_with_lora():
+    policy = tiny_policy(head="flow", aux_token_weight=1.0, lora_rank=2)
+    changed = _step_and_diff(policy)
+    assert all(changed[n] for n, _ in policy.named_parameters() if n.startswith("aux_head."))
+    assert not any(changed[n] for n, _ in policy.named_parameters() if n.startswith("queries"))

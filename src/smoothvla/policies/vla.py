@@ -102,6 +102,11 @@ class VLAConfig:
     flow_sde_sigma: float = 0.5
     """Flow head: diffusion coefficient g of the sampling SDE (normalized action units)."""
     flow_layers: int = 2
+    aux_token_weight: float = 0.0
+    """Flow or Gaussian head: weight of an auxiliary token-head cross-entropy (256 bins, on the
+    same action-query states) added to the SFT loss, so the backbone also learns from discrete
+    action targets (co-training, as pi0.5 does with discrete action tokens). The auxiliary head
+    trains with the policy and is saved with it; it never acts. 0 = off."""
     gaussian_state_std: bool = False
     """Gaussian head: log-std from h (True) or a learned state-independent vector."""
     gaussian_init_log_std: float = -1.0
@@ -128,6 +133,11 @@ class VLAConfig:
             raise ValueError(f"vision_keypoints must be >= 0, got {self.vision_keypoints}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not self.aux_token_weight >= 0:
+            raise ValueError(f"aux_token_weight must be >= 0, got {self.aux_token_weight}")
+        if self.aux_token_weight > 0 and self.head == "token":
+            raise ValueError("aux_token_weight adds a token head beside a flow or Gaussian head; "
+                             "the token head needs none")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
         if bad:
             raise ValueError(f"unknown lora_targets {bad}; choose from {list(LORA_TARGETS)}")
@@ -214,6 +224,7 @@ class CompactVLA(nn.Module):
         else:
             self.head = GaussianHead(d, cfg.action_dim, cfg.gaussian_state_std,
                                      cfg.gaussian_init_log_std)
+        self.aux_head = TokenHead(d, cfg.action_dim, cfg.n_bins) if cfg.aux_token_weight > 0 else None
         self.value_head = ValueHead(d) if cfg.value_head else None
 
     # -- construction helpers ---------------------------------------------------------------
@@ -227,13 +238,13 @@ class CompactVLA(nn.Module):
 
     def _set_trainable(self) -> None:
         """Full fine-tuning: everything but the vision trunk (and the tail unless
-        vision_trainable_blocks > 0). LoRA: adapters + action head + value head only."""
+        vision_trainable_blocks > 0). LoRA: adapters + action heads + value head only."""
         lora = self.cfg.lora_rank > 0
         for name, p in self.named_parameters():
             if name.startswith("vision.trunk_net."):
                 train = False
             elif lora:
-                train = "lora_" in name or (name.startswith(("head.", "value_head."))
+                train = "lora_" in name or (name.startswith(("head.", "aux_head.", "value_head."))
                                             and "base_layer" not in name)
                 if name.startswith("vision.tail_net.") and "lora_" not in name:
                     train = False
@@ -414,7 +425,13 @@ class CompactVLA(nn.Module):
         mask = batch.get("mask")
         mask = (torch.ones(actions.shape[:2]) if mask is None
                 else torch.as_tensor(mask, dtype=torch.float32)).to(self.device)
-        loss, metrics, pred = self.head.loss(self.backbone(feats), norm.normalize_actions(actions), mask)
+        h, target = self.backbone(feats), norm.normalize_actions(actions)
+        loss, metrics, pred = self.head.loss(h, target, mask)
+        if self.aux_head is not None:
+            aux, aux_metrics, _ = self.aux_head.loss(h, target, mask)
+            loss = loss + self.cfg.aux_token_weight * aux
+            metrics = {**metrics, "aux_token_ce": float(aux.detach()),
+                       "aux_token_accuracy": aux_metrics["token_accuracy"]}
         return loss, {"loss": float(loss.detach()), **metrics}, norm.denormalize_actions(pred)
 
     def forward_sft(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
