@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"smoothvla: unknown verb {verb!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from smoothvla.runtime import keep_freed_memory
+
+    keep_freed_memory()  # before torch allocates anything
     try:
         module = importlib.import_module(f"smoothvla.commands.{verb}")
     except ModuleNotFoundError as err:
