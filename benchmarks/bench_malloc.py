@@ -32,7 +32,6 @@ if sys.argv[1] == "keep":
     assert keep_freed_memory(), "keep_freed_memory did not apply"
 policy = CompactVLA(VLAConfig(head="flow", vision_trainable_blocks=2))
 rng = np.random.default_rng(0)
-out = {}
 if sys.argv[2] == "encode":
     images = rng.integers(0, 256, (256, 2, 128, 128, 3), dtype=np.uint8)
     work = [lambda s=s: policy.encode_images(images[s:s + 64]) for s in range(0, 256, 64)]
@@ -58,7 +57,7 @@ with torch.set_grad_enabled(grad):
         fn()
 t1 = os.times()
 print(json.dumps({"user_s": t1.user - t0.user, "system_s": t1.system - t0.system,
-                  "wall_s": time.perf_counter() - w0, "units": len(work) - 1,
+                  "wall_s": time.perf_counter() - w0,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

@@ -27,7 +27,7 @@ def keep_freed_memory() -> bool:
     processes it starts. A user who sets MALLOC_MMAP_MAX_ keeps their setting (glibc's
     default is 65536). Returns whether the setting is now in force here: False off glibc.
     """
-    if "MALLOC_MMAP_MAX_" in os.environ or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if "MALLOC_MMAP_MAX_" in os.environ or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)
     done = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
