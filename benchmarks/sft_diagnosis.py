@@ -60,7 +60,7 @@ def teacher_forced(policy, frames, idx: np.ndarray, pos_scale: float, batch: int
             feats = {"vis_feat": policy.encode_images(np.stack([frames.images[c][j] for c in policy.cfg.cameras], 1)),
                      "lang_emb": policy.text.encode([frames.instructions[i] for i in frames.instruction_id[j]]),
                      "proprio": torch.as_tensor(frames.proprio[j])}
-            preds.append(policy.head.sample(policy.backbone(feats), False)[0])
+            preds.append(policy.head.sample(policy.head_states(feats), False)[0])
     pred = torch.cat(preds)
     m = torch.as_tensor(mask)[..., None]
     sq = (pred - target) ** 2 * m

@@ -33,13 +33,17 @@ def test_save_load_gives_identical_outputs(tmp_path, head):
 
 
 def test_auxiliary_token_head_round_trip(tmp_path):
-    policy = tiny_policy(head="flow", aux_token_weight=0.5, seed=3)
+    policy = tiny_policy(head="flow", aux_token_weight=0.5, seed=3, flow_context=True,
+                         insulate_backbone=True)
     with torch.no_grad():
         for p in policy.aux_head.parameters():
             p.add_(0.01 * torch.randn_like(p))
     policy.save(tmp_path / "c")
     loaded = load_policy(tmp_path / "c")
     assert loaded.cfg.aux_token_weight == 0.5
+    assert loaded.cfg.flow_context and loaded.cfg.insulate_backbone
+    obs = make_obs(2)
+    assert torch.equal(loaded.act(obs, sample=False).actions, policy.act(obs, sample=False).actions)
     for (name, p), (_, q) in zip(policy.aux_head.named_parameters(), loaded.aux_head.named_parameters()):
         assert torch.equal(p, q), name
 

@@ -9,12 +9,15 @@ from policy_helpers import make_obs, tiny_policy
 from smoothvla.policies import ActionChunk, Policy
 from smoothvla.policies.heads import FlowHead, GaussianHead, TokenHead, gaussian_log_density
 
-HEADS = ("token", "flow", "gaussian")
+# The action heads as configured by name; "flow_context" is the flow expert that also
+# cross-attends to every backbone state.
+HEADS = {"token": {"head": "token"}, "flow": {"head": "flow"},
+         "flow_context": {"head": "flow", "flow_context": True}, "gaussian": {"head": "gaussian"}}
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_sampled_log_prob_matches_recomputation(head):
-    policy = tiny_policy(head=head, temperature=0.7)
+    policy = tiny_policy(**HEADS[head], temperature=0.7)
     assert isinstance(policy, Policy)
     obs = make_obs(5)
     chunk = policy.act(obs, sample=True, generator=torch.Generator().manual_seed(1))
@@ -36,11 +39,11 @@ def test_sampled_log_prob_matches_recomputation(head):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_log_prob_terms_sum_to_the_chunk_log_prob(head):
-    policy = tiny_policy(head=head, temperature=0.7)
+    policy = tiny_policy(**HEADS[head], temperature=0.7)
     chunk = policy.act(make_obs(3), sample=True, generator=torch.Generator().manual_seed(2))
     terms = policy.log_prob_terms(None, chunk)
     k, a = policy.chunk_size, 7
-    per_chunk = (policy.head.steps + 1) * k * a if head == "flow" else k * a
+    per_chunk = (policy.head.steps + 1) * k * a if head.startswith("flow") else k * a
     assert terms.shape == (3, per_chunk)
     torch.testing.assert_close(terms.sum(-1), chunk.log_prob, rtol=1e-5, atol=1e-4)
     if head == "token":  # each term is a log-probability of one token: <= 0
@@ -49,7 +52,7 @@ def test_log_prob_terms_sum_to_the_chunk_log_prob(head):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_greedy_is_deterministic_and_sampling_is_not(head):
-    policy = tiny_policy(head=head)
+    policy = tiny_policy(**HEADS[head])
     obs = make_obs(2)
     a, b = policy.act(obs, sample=False), policy.act(obs, sample=False)
     assert torch.equal(a.actions, b.actions)
@@ -63,7 +66,7 @@ def test_greedy_is_deterministic_and_sampling_is_not(head):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_chunk_select_and_cat_keep_log_probs(head):
-    policy = tiny_policy(head=head)
+    policy = tiny_policy(**HEADS[head])
     chunk = policy.act(make_obs(4), sample=True, generator=torch.Generator().manual_seed(3))
     rebuilt = ActionChunk.cat([chunk.select(i) for i in (2, 0)])
     torch.testing.assert_close(policy.log_prob(None, rebuilt), chunk.log_prob[[2, 0]],
@@ -128,6 +131,22 @@ def test_flow_loss_at_given_flow_times_is_the_documented_mse():
     assert not torch.allclose(uniform, loss)
 
 
+def test_flow_expert_with_context_reads_every_backbone_state():
+    torch.manual_seed(0)
+    head = FlowHead(d=8, action_dim=2, heads=2, ff=16, steps=4, layers=2, context=True, chunk_size=3)
+    seq, x, tau = torch.randn(2, 7, 8), torch.randn(2, 3, 2), torch.rand(2)
+    v = head.velocity(seq, x, tau)
+    assert v.shape == (2, 3, 2)
+    moved = seq.clone()
+    moved[:, 0] += 1.0  # a state before the action queries, e.g. a vision token
+    assert not torch.allclose(head.velocity(moved, x, tau), v)
+    plain = FlowHead(d=8, action_dim=2, heads=2, ff=16, steps=4, layers=2)
+    plain.load_state_dict({k: w for k, w in head.state_dict().items() if ".cross_" not in k})
+    torch.testing.assert_close(plain.velocity(moved[:, -3:], x, tau), plain.velocity(seq[:, -3:], x, tau))
+    chunk, _, extras = head.sample(seq, True, torch.Generator().manual_seed(0))
+    assert chunk.shape == (2, 3, 2) and extras["flow_path"].shape == (2, 5, 3, 2)
+
+
 def test_flow_log_prob_needs_the_path():
     policy = tiny_policy(head="flow")
     greedy = policy.act(make_obs(1), sample=False)
@@ -175,3 +194,9 @@ def test_bad_config_gives_clear_errors():
         tiny_policy(head="flow", aux_token_weight=float("nan"))
     with pytest.raises(ValueError, match="token head needs none"):
         tiny_policy(head="token", aux_token_weight=1.0)
+    with pytest.raises(ValueError, match="needs aux_token_weight > 0"):
+        tiny_policy(head="flow", insulate_backbone=True)
+    with pytest.raises(ValueError, match="flow_context is an option of the flow head"):
+        tiny_policy(head="gaussian", flow_context=True)
+    with pytest.raises(ValueError, match="needs chunk_size"):
+        FlowHead(d=8, action_dim=2, heads=2, ff=16, context=True)

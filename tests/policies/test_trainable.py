@@ -38,14 +38,16 @@ def test_vision_tail_tuned_when_asked():
     assert not any(changed[n] for n, _ in policy.named_parameters() if n.startswith("vision.trunk_net."))
 
 
-@pytest.mark.parametrize("targets", [("fusion",), ("fusion", "expert", "vision")])
-def test_lora(targets):
-    policy = tiny_policy(head="flow", lora_rank=2, lora_targets=targets)
+@pytest.mark.parametrize("targets,context", [(("fusion",), False), (("fusion", "expert", "vision"), False),
+                                            (("fusion", "expert"), True)])
+def test_lora(targets, context):
+    policy = tiny_policy(head="flow", lora_rank=2, lora_targets=targets, flow_context=context)
     changed = _step_and_diff(policy)
     lora = [n for n, _ in policy.named_parameters() if "lora_" in n]
     assert lora and all(changed[n] for n in lora)
     assert any(n.startswith("fusion.") for n in lora)
     assert any(n.startswith("vision.") for n in lora) == ("vision" in targets)
+    assert any(".cross_" in n for n in lora) == context
     for name, p in policy.named_parameters():
         trains = "lora_" in name or (name.startswith("head.") and "base_layer" not in name)
         assert p.requires_grad == trains, name
@@ -76,6 +78,30 @@ def test_auxiliary_token_head_co_trains_and_never_acts():
             p.zero_()
     torch.testing.assert_close(policy.act(obs, sample=False).actions, before)
     assert policy.parameter_counts()["aux_head"] == sum(p.numel() for p in policy.aux_head.parameters())
+
+
+def _backbone_grads(policy, loss):
+    policy.zero_grad()
+    loss.backward()
+    return {n: p.grad.clone() for n, p in policy.named_parameters()
+            if n.startswith(("fusion.", "queries")) and p.grad is not None}
+
+
+@pytest.mark.parametrize("insulate", [False, True])
+def test_insulated_backbone_learns_from_the_token_loss_only(insulate):
+    policy = tiny_policy(head="flow", flow_context=True, aux_token_weight=1.0,
+                         insulate_backbone=insulate)
+    obs, actions = make_obs(4), torch.rand(4, policy.chunk_size, 7) * 1.6 - 0.8
+    torch.manual_seed(0)
+    total = _backbone_grads(policy, policy.forward_sft({"obs": obs, "actions": actions})[0])
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.head.parameters())
+    seq = policy.hidden_states(policy.encode(obs))
+    target = policy.normalizer.normalize_actions(actions)
+    ce, _, _ = policy.aux_head.loss(seq[:, -policy.chunk_size:], target, torch.ones(4, policy.chunk_size))
+    token_only = _backbone_grads(policy, ce)
+    assert total.keys() == token_only.keys() and total
+    same = all(torch.allclose(total[n], token_only[n], atol=1e-7) for n in total)
+    assert same == insulate  # without insulation the flow loss reaches the backbone too
 
 
 def test_auxiliary_token_head_trains_with_lora():

@@ -59,11 +59,41 @@ class Block(nn.Module):
         self.fc1, self.fc2 = nn.Linear(d, ff), nn.Linear(ff, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mlp(self._self_attention(x))
+
+    def _self_attention(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v)
-        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class ExpertBlock(Block):
+    """A `Block` that can also cross-attend to a context sequence (pi0's action expert reading
+    the backbone): self-attention over the chunk, then cross-attention from the chunk to the
+    context (B, T, d), then the MLP. Without a context it is a plain `Block`."""
+
+    def __init__(self, d: int, heads: int, ff: int, cross: bool = False):
+        super().__init__(d, heads, ff)
+        self.cross = cross
+        if cross:
+            self.cross_norm = nn.LayerNorm(d)
+            self.cross_q, self.cross_kv = nn.Linear(d, d), nn.Linear(d, 2 * d)
+            self.cross_proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._self_attention(x)
+        if self.cross:
+            b, t, d = x.shape
+            n = self.heads
+            q = self.cross_q(self.cross_norm(x)).view(b, t, n, d // n).transpose(1, 2)
+            k, v = self.cross_kv(context).view(b, context.shape[1], 2, n, d // n).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v)
+            x = x + self.cross_proj(a.transpose(1, 2).reshape(b, t, d))
+        return self._mlp(x)
 
 
 class TokenHead(nn.Module):
@@ -136,6 +166,9 @@ class FlowHead(nn.Module):
 
     Path x_tau = tau * a + (1 - tau) * z, z ~ N(0, I), target velocity a - z; the expert is a
     small transformer over the k chunk positions with input h + W x_tau + time embedding.
+    With `context=True`, h is the backbone's whole hidden sequence (B, T, d) whose last
+    `chunk_size` rows are the action queries; every expert block then also cross-attends to
+    all T states (vision, language, proprio, queries), as pi0's expert attends to the VLM.
 
     Deterministic acting (`sample=False`): z = 0 and N Euler steps of the ODE.
     Stochastic acting (for RL): the Flow-SDE with the same marginals as the ODE (the
@@ -147,24 +180,30 @@ class FlowHead(nn.Module):
     """
 
     def __init__(self, d: int, action_dim: int, heads: int, ff: int, steps: int = 10,
-                 sde_sigma: float = 0.5, layers: int = 2):
+                 sde_sigma: float = 0.5, layers: int = 2, context: bool = False,
+                 chunk_size: int = 0):
         super().__init__()
+        if context and chunk_size < 1:
+            raise ValueError("a flow head with context needs chunk_size (the action positions at "
+                             "the end of the hidden sequence)")
         if steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {steps}")
         if sde_sigma <= 0:
             raise ValueError(f"flow_sde_sigma must be > 0 (the SDE needs noise for a density), got {sde_sigma}")
         self.d, self.steps, self.sigma = d, steps, sde_sigma
+        self.context, self.chunk_size = context, chunk_size
         self.in_proj = nn.Linear(action_dim, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
-        self.blocks = nn.ModuleList(Block(d, heads, ff) for _ in range(layers))
+        self.blocks = nn.ModuleList(ExpertBlock(d, heads, ff, context) for _ in range(layers))
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, action_dim)
 
     def velocity(self, h: torch.Tensor, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        """h (B,k,d), x (B,k,A), tau (B,) -> v (B,k,A)."""
-        z = h + self.in_proj(x) + self.time_mlp(_time_features(tau, self.d))[:, None]
+        """h (B,k,d) (with context: (B,T,d)), x (B,k,A), tau (B,) -> v (B,k,A)."""
+        context = h if self.context else None
+        z = h[:, -x.shape[1]:] + self.in_proj(x) + self.time_mlp(_time_features(tau, self.d))[:, None]
         for block in self.blocks:
-            z = block(z)
+            z = block(z, context)
         return self.out(self.norm(z))
 
     def loss(self, h, target, mask, tau: torch.Tensor | None = None):
@@ -191,7 +230,7 @@ class FlowHead(nn.Module):
 
     def sample(self, h, sample: bool, generator=None):
         b = h.shape[0]
-        shape = (b, h.shape[1], self.out.out_features)
+        shape = (b, self.chunk_size if self.context else h.shape[1], self.out.out_features)
         if not sample:
             x = torch.zeros(shape, device=h.device)
             for i in range(self.steps):

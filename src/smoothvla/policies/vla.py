@@ -3,8 +3,9 @@
 Tokens, in order: per camera grid*grid vision tokens (EfficientNet-Lite0 final feature map,
 + camera and position embeddings), one language token (MiniLM sentence embedding), one
 proprio token, then k learned action queries. A bidirectional transformer mixes them; the
-hidden states at the k query positions, h (B, k, d), feed the action head, and h[:, 0] (the
-first action position, seed 003 §4.2) feeds the optional value head.
+hidden states at the k query positions, h (B, k, d), feed the action head (a flow head with
+`flow_context` also cross-attends to the states at every token), and h[:, 0] (the first
+action position, seed 003 §4.2) feeds the optional value head.
 
 Frozen-encoder features ("vis_feat": the vision trunk's output, "lang_emb", raw "proprio")
 are returned by `encode` and stored in `ActionChunk.extras` by `act`, so `log_prob` during
@@ -48,7 +49,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 # LoRA targets: name -> regex over module names (peft full-matches it).
 LORA_TARGETS = {
     "fusion": r"fusion\.\d+\.(qkv|proj|fc1|fc2)",
-    "expert": r"head\.blocks\.\d+\.(qkv|proj|fc1|fc2)",
+    "expert": r"head\.blocks\.\d+\.(qkv|proj|fc1|fc2|cross_q|cross_kv|cross_proj)",
     "vision": r"vision\.tail_net\.\d+\.(_expand_conv|_project_conv|conv)",
 }
 
@@ -102,11 +103,20 @@ class VLAConfig:
     flow_sde_sigma: float = 0.5
     """Flow head: diffusion coefficient g of the sampling SDE (normalized action units)."""
     flow_layers: int = 2
+    flow_context: bool = False
+    """Flow head: every expert block also cross-attends to the backbone's hidden states at all
+    tokens (vision, language, proprio, action queries), as pi0's action expert attends to the
+    VLM. False = the expert sees only the action-query states, added to its inputs."""
     aux_token_weight: float = 0.0
     """Flow or Gaussian head: weight of an auxiliary token-head cross-entropy (256 bins, on the
     same action-query states) added to the SFT loss, so the backbone also learns from discrete
     action targets (co-training, as pi0.5 does with discrete action tokens). The auxiliary head
     trains with the policy and is saved with it; it never acts. 0 = off."""
+    insulate_backbone: bool = False
+    """With aux_token_weight > 0: the action head's SFT loss does not reach the backbone
+    (knowledge insulation, as pi0.5 trains its flow expert): the backbone learns from the
+    auxiliary token loss alone, the flow or Gaussian head from its loss on detached backbone
+    states. SFT only; RL updates still train the backbone through the head."""
     gaussian_state_std: bool = False
     """Gaussian head: log-std from h (True) or a learned state-independent vector."""
     gaussian_init_log_std: float = -1.0
@@ -138,6 +148,11 @@ class VLAConfig:
         if self.aux_token_weight > 0 and self.head == "token":
             raise ValueError("aux_token_weight adds a token head beside a flow or Gaussian head; "
                              "the token head needs none")
+        if self.insulate_backbone and not self.aux_token_weight > 0:
+            raise ValueError("insulate_backbone stops the head's gradient at the backbone, so it "
+                             "needs aux_token_weight > 0 to train the backbone at all")
+        if self.flow_context and self.head != "flow":
+            raise ValueError(f"flow_context is an option of the flow head, not of {self.head!r}")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
         if bad:
             raise ValueError(f"unknown lora_targets {bad}; choose from {list(LORA_TARGETS)}")
@@ -220,7 +235,8 @@ class CompactVLA(nn.Module):
             self.head = TokenHead(d, cfg.action_dim, cfg.n_bins, cfg.temperature)
         elif cfg.head == "flow":
             self.head = FlowHead(d, cfg.action_dim, cfg.n_heads, cfg.ff_dim, cfg.flow_steps,
-                                 cfg.flow_sde_sigma, cfg.flow_layers)
+                                 cfg.flow_sde_sigma, cfg.flow_layers, cfg.flow_context,
+                                 cfg.chunk_size)
         else:
             self.head = GaussianHead(d, cfg.action_dim, cfg.gaussian_state_std,
                                      cfg.gaussian_init_log_std)
@@ -352,11 +368,23 @@ class CompactVLA(nn.Module):
             return z
         return torch.cat([z[:, :3], axis_angle_to_rot6d(raw[:, 3:6]), z[:, 6:]], -1)
 
-    def backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Features -> hidden states at the action queries, (B, k, d), float32 (under bf16
-        autocast when `set_precision("bf16")`)."""
+    def hidden_states(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Features -> the fusion transformer's hidden states at every token, (B, T, d), float32
+        (under bf16 autocast when `set_precision("bf16")`); the last k are the action queries."""
         with self._autocast():
             return self._backbone(feats).float()
+
+    def backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Features -> hidden states at the action queries, (B, k, d)."""
+        return self.hidden_states(feats)[:, -self.chunk_size:]
+
+    def head_states(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the action head reads: the whole hidden sequence for a flow head with
+        `flow_context`, else the action-query states."""
+        return self._head_view(self.hidden_states(feats))
+
+    def _head_view(self, seq: torch.Tensor) -> torch.Tensor:
+        return seq if self.cfg.flow_context else seq[:, -self.chunk_size:]
 
     def _backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         vis = feats["vis_feat"]
@@ -379,7 +407,7 @@ class CompactVLA(nn.Module):
         x = torch.cat([vis, lang, prop, self.queries.expand(b, -1, -1)], 1)
         for block in self.fusion:
             x = block(x)
-        return self.norm(x[:, -self.chunk_size:])
+        return self.norm(x)
 
     # -- Policy interface -------------------------------------------------------------------
     @torch.no_grad()
@@ -390,7 +418,7 @@ class CompactVLA(nn.Module):
         what the head needs to recompute the log-probability."""
         norm = self._norm()
         feats = self.encode(obs)
-        x, logp, head_extras = self.head.sample(self.backbone(feats), sample, generator)
+        x, logp, head_extras = self.head.sample(self.head_states(feats), sample, generator)
         actions = norm.denormalize_actions(x).clamp(-1.0, 1.0)
         extras = {k: v.cpu() for k, v in {**feats, **head_extras}.items()}
         return ActionChunk(actions.cpu(), logp.cpu(), extras)
@@ -403,7 +431,7 @@ class CompactVLA(nn.Module):
         """(B, T) the factors of `log_prob` (token head: one per action token; Gaussian: one
         per action element; flow: one per denoising step and element), for per-token ratios."""
         norm = self._norm()
-        h = self.backbone(self._features(obs, chunk.extras))
+        h = self.head_states(self._features(obs, chunk.extras))
         actions = chunk.actions.float().to(h.device)
         return self.head.log_prob_terms(h, norm.normalize_actions(actions),
                                         self._to_device(chunk.extras))
@@ -425,10 +453,12 @@ class CompactVLA(nn.Module):
         mask = batch.get("mask")
         mask = (torch.ones(actions.shape[:2]) if mask is None
                 else torch.as_tensor(mask, dtype=torch.float32)).to(self.device)
-        h, target = self.backbone(feats), norm.normalize_actions(actions)
-        loss, metrics, pred = self.head.loss(h, target, mask)
+        seq, target = self.hidden_states(feats), norm.normalize_actions(actions)
+        h = self._head_view(seq)
+        loss, metrics, pred = self.head.loss(h.detach() if self.cfg.insulate_backbone else h,
+                                             target, mask)
         if self.aux_head is not None:
-            aux, aux_metrics, _ = self.aux_head.loss(h, target, mask)
+            aux, aux_metrics, _ = self.aux_head.loss(seq[:, -self.chunk_size:], target, mask)
             loss = loss + self.cfg.aux_token_weight * aux
             metrics = {**metrics, "aux_token_ce": float(aux.detach()),
                        "aux_token_accuracy": aux_metrics["token_accuracy"]}
