@@ -37,7 +37,10 @@ import torch  # noqa: E402
 
 from smoothvla.policies import CompactVLA, Normalizer, VLAConfig  # noqa: E402
 
-HEADS = ("token", "flow", "gaussian")
+# Head name -> VLAConfig fields; "flow_context" is the flow expert that also cross-attends
+# to every backbone state (`--policy.flow-context`).
+HEADS = {"token": {"head": "token"}, "flow": {"head": "flow"},
+         "flow_context": {"head": "flow", "flow_context": True}, "gaussian": {"head": "gaussian"}}
 
 
 def make_obs(n: int, size: int = 128, seed: int = 0) -> list[dict]:
@@ -86,7 +89,7 @@ def bench_inference(reps: int) -> dict:
     images = np.stack([np.stack([o["rgb"][c] for c in ("agentview", "eye_in_hand")]) for o in obs])
     out: dict = {}
     for head in HEADS:
-        policy = CompactVLA(VLAConfig(head=head), normalizer()).eval()
+        policy = CompactVLA(VLAConfig(**HEADS[head]), normalizer()).eval()
 
         def ref():
             policy.encode_images(images)
@@ -129,6 +132,8 @@ def parameter_counts() -> dict:
             VLAConfig(head="flow", lora_rank=8, lora_targets=("fusion", "expert", "vision"),
                       vision_trainable_blocks=2),
         "flow + 2 tuned vision blocks": VLAConfig(head="flow", vision_trainable_blocks=2),
+        "flow with context, 3 expert layers, aux token head": VLAConfig(
+            head="flow", flow_context=True, flow_layers=3, aux_token_weight=1.0),
     }.items():
         out[name] = CompactVLA(cfg, normalizer()).parameter_counts()
     return out
@@ -137,7 +142,7 @@ def parameter_counts() -> dict:
 def child_training_memory(head: str, steps: int = 20) -> dict:
     """Runs in its own process: peak RSS of SFT steps from cached features."""
     torch.set_num_threads(1)
-    policy = CompactVLA(VLAConfig(head=head), normalizer())
+    policy = CompactVLA(VLAConfig(**HEADS[head]), normalizer())
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=3e-4)
     feats = policy.encode(make_obs(16))
     batch = {"features": feats, "actions": torch.rand(16, policy.chunk_size, 7) * 2 - 1}
@@ -183,8 +188,8 @@ def to_markdown(r: dict) -> str:
         for head, x in r["training_memory"].items():
             lines.append(f"| {head} | {x['peak_rss_mb']:.0f} | {x['sft_step_s'] * 1e3:.1f} |")
     lines += ["", "### Parameters", ""]
-    keys = ["vision_trunk", "vision_tail", "text_encoder", "fusion", "head", "value_head", "lora",
-            "trainable"]
+    keys = ["vision_trunk", "vision_tail", "text_encoder", "fusion", "head", "aux_head", "value_head",
+            "lora", "trainable"]
     lines += ["| config | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, c in r["parameters"].items():
         lines.append(f"| {name} | " + " | ".join(f"{c.get(k, 0):,}" for k in keys) + " |")
