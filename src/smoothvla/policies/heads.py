@@ -84,14 +84,19 @@ class ExpertBlock(Block):
             self.cross_q, self.cross_kv = nn.Linear(d, d), nn.Linear(d, 2 * d)
             self.cross_proj = nn.Linear(d, d)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def context_kv(self, context: torch.Tensor) -> torch.Tensor:
+        """Keys and values of the context (B, T, d) -> (2, B, heads, T, d / heads); they do not
+        depend on the chunk, so one computation serves every denoising step."""
+        b, t, d = context.shape
+        return self.cross_kv(context).view(b, t, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, k, d); kv from `context_kv` (required when the block cross-attends)."""
         x = self._self_attention(x)
         if self.cross:
             b, t, d = x.shape
-            n = self.heads
-            q = self.cross_q(self.cross_norm(x)).view(b, t, n, d // n).transpose(1, 2)
-            k, v = self.cross_kv(context).view(b, context.shape[1], 2, n, d // n).permute(2, 0, 3, 1, 4)
-            a = F.scaled_dot_product_attention(q, k, v)
+            q = self.cross_q(self.cross_norm(x)).view(b, t, self.heads, d // self.heads).transpose(1, 2)
+            a = F.scaled_dot_product_attention(q, kv[0], kv[1])
             x = x + self.cross_proj(a.transpose(1, 2).reshape(b, t, d))
         return self._mlp(x)
 
@@ -198,12 +203,18 @@ class FlowHead(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, action_dim)
 
-    def velocity(self, h: torch.Tensor, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        """h (B,k,d) (with context: (B,T,d)), x (B,k,A), tau (B,) -> v (B,k,A)."""
-        context = h if self.context else None
+    def context_kv(self, h: torch.Tensor) -> list[torch.Tensor | None]:
+        """Per expert block, the keys and values of the context (None without context)."""
+        return [block.context_kv(h) if self.context else None for block in self.blocks]
+
+    def velocity(self, h: torch.Tensor, x: torch.Tensor, tau: torch.Tensor,
+                 kv: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """h (B,k,d) (with context: (B,T,d)), x (B,k,A), tau (B,) -> v (B,k,A). `kv`: the
+        context's `context_kv(h)`, passed in by callers that integrate many steps."""
+        kv = self.context_kv(h) if kv is None else kv
         z = h[:, -x.shape[1]:] + self.in_proj(x) + self.time_mlp(_time_features(tau, self.d))[:, None]
-        for block in self.blocks:
-            z = block(z, context)
+        for block, block_kv in zip(self.blocks, kv):
+            z = block(z, block_kv)
         return self.out(self.norm(z))
 
     def loss(self, h, target, mask, tau: torch.Tensor | None = None):
@@ -220,28 +231,29 @@ class FlowHead(nn.Module):
         pred = x_tau + (1 - t) * v  # one-step estimate of the clean chunk
         return masked_mean(mse, mask), {"flow_mse": float(masked_mean(mse, mask).detach())}, pred
 
-    def _step(self, h, x, i: int):
+    def _step(self, h, x, i: int, kv=None):
         """Mean and std of step i of the SDE from x."""
         dt = 1.0 / self.steps
         tau = torch.full((x.shape[0],), i * dt, device=x.device)
-        v = self.velocity(h, x, tau)
+        v = self.velocity(h, x, tau, kv)
         drift = v - self.sigma ** 2 * (x - i * dt * v) / (2 * (1 - i * dt))
         return x + dt * drift, self.sigma * math.sqrt(dt)
 
     def sample(self, h, sample: bool, generator=None):
         b = h.shape[0]
         shape = (b, self.chunk_size if self.context else h.shape[1], self.out.out_features)
+        kv = self.context_kv(h)
         if not sample:
             x = torch.zeros(shape, device=h.device)
             for i in range(self.steps):
                 tau = torch.full((b,), i / self.steps, device=h.device)
-                x = x + self.velocity(h, x, tau) / self.steps
+                x = x + self.velocity(h, x, tau, kv) / self.steps
             return x, torch.zeros(b, device=h.device), {}
         x = randn(shape, generator, h.device)
         path = [x]
         logp = gaussian_log_density(x, torch.zeros_like(x), 1.0, 2)
         for i in range(self.steps):
-            mean, std = self._step(h, x, i)
+            mean, std = self._step(h, x, i, kv)
             x = mean + std * randn(shape, generator, h.device)
             logp = logp + gaussian_log_density(x, mean, std, 2)
             path.append(x)
@@ -260,8 +272,9 @@ class FlowHead(nn.Module):
         if path.shape[1] != self.steps + 1:
             raise ValueError(f"flow_path has {path.shape[1] - 1} steps, the head uses {self.steps}")
         terms = [gaussian_log_density(path[:, 0], torch.zeros_like(path[:, 0]), 1.0, 0)]
+        kv = self.context_kv(h)
         for i in range(self.steps):
-            mean, std = self._step(h, path[:, i], i)
+            mean, std = self._step(h, path[:, i], i, kv)
             terms.append(gaussian_log_density(path[:, i + 1], mean, std, 0))
         return torch.stack(terms, 1).flatten(1)
 
