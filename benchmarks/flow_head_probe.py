@@ -73,12 +73,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak; 200 warm-up steps, cosine to 0")
     parser.add_argument("--tau", choices=("uniform", "beta"), default="uniform")
+    parser.add_argument("--aug-views", type=int, default=1,
+                        help="views per frame in the feature cache (the SFT run's --aug-views, to reuse its cache); "
+                             "the probe reads view 0")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
     policy = flow_probe_policy(args.token_checkpoint)
-    sft_cfg = SFTConfig(data=(args.data,), feature_cache_dir=args.feature_cache_dir)
+    sft_cfg = SFTConfig(data=(args.data,), feature_cache_dir=args.feature_cache_dir,
+                        augment=args.aug_views > 1, aug_views=args.aug_views)
     frames = load_frames(sft_cfg.data, policy.cfg.cameras, with_images=False)
     attach_features(policy, frames, sft_cfg, Path(args.out))
     t0 = time.time()
