@@ -125,3 +125,22 @@ def test_an_observation_that_is_not_a_dict_gets_a_clear_error():
         policy.act([(obs[0], {})])
     with pytest.raises(ValueError, match="lacks 'proprio'"):
         policy.act([{k: v for k, v in obs[0].items() if k != "proprio"}])
+
+
+def test_trainable_only_checkpoint_rebuilds_the_frozen_encoder(tmp_path):
+    policy = tiny_policy(head="token", seed=3)
+    with torch.no_grad():  # trained weights differ from a fresh build's
+        for p in policy.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    policy.save(tmp_path / "full")
+    policy.save(tmp_path / "small", trainable_only=True)
+    small = (tmp_path / "small" / "model.safetensors").stat().st_size
+    assert small < (tmp_path / "full" / "model.safetensors").stat().st_size
+    from safetensors.torch import load_file
+
+    kept = load_file(tmp_path / "small" / "model.safetensors")
+    assert policy.pretrained_keys() and not set(kept) & policy.pretrained_keys()
+    loaded = load_policy(tmp_path / "small")
+    for key, value in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -200,3 +202,28 @@ def test_bad_config_gives_clear_errors():
         tiny_policy(head="gaussian", flow_context=True)
     with pytest.raises(ValueError, match="needs chunk_size"):
         FlowHead(d=8, action_dim=2, heads=2, ff=16, context=True)
+
+
+def test_prefix_conditioning_keeps_the_given_actions_and_an_exact_density():
+    policy = tiny_policy(head="flow")
+    obs = make_obs(3)
+    k = policy.chunk_size
+    given = policy.act(obs, sample=False).actions[:, :2].numpy().astype(np.float64) * 0.5
+    given[1] = np.nan  # the second observation has no plan yet: all of its chunk is free
+    chunk = policy.act(obs, sample=True, generator=torch.Generator().manual_seed(0), prefix=given)
+    np.testing.assert_allclose(chunk.actions[[0, 2], :2].numpy(), given[[0, 2]], atol=1e-5)
+    mask = chunk.extras["flow_given"]
+    assert mask[0, :2].all() and not mask[0, 2:].any() and not mask[1].any()
+    # sampled and recomputed log-probs agree, and the given steps add no density terms
+    torch.testing.assert_close(policy.log_prob(obs, chunk), chunk.log_prob, rtol=1e-4, atol=1e-3)
+    terms = policy.log_prob_terms(obs, chunk).view(3, -1, k, 7)
+    assert (terms[0, :, :2] == 0).all() and (terms[1] != 0).all()
+    # with nothing given, the free chunk's log-prob covers all k steps
+    free = policy.act(obs, sample=True, generator=torch.Generator().manual_seed(0))
+    assert not free.extras["flow_given"].any()
+
+
+def test_prefix_conditioning_needs_the_flow_head():
+    policy = tiny_policy(head="token")
+    with pytest.raises(ValueError, match="needs the flow head"):
+        policy.act(make_obs(1), sample=False, prefix=np.zeros((1, 1, 7)))

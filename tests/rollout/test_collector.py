@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from smoothvla.errors import UserError
 from smoothvla.rollout.collector import Collector, GroupRequest
+from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.rollout.fake_env import make_point_mass
 from smoothvla.rollout.fake_policy import GaussianChunkPolicy
 from smoothvla.rollout.pool import InProcessPool
@@ -57,14 +59,31 @@ def test_execute_steps_replans_after_the_first_actions_of_each_chunk():
     policy = CountingPolicy(chunk_size=5)
     groups = [GroupRequest(TASK, 3, 11, 2)]
     with InProcessPool(2, env_factory=make_point_mass, env_options={"max_steps": 12}) as pool:
-        result = Collector(policy, pool, execute_steps=2).collect(groups, seed=0)
-        with pytest.raises(ValueError, match="execute_steps"):
-            Collector(policy, pool, execute_steps=0)
+        result = Collector(policy, pool, execution=ExecutionConfig("receding", steps=2)).collect(groups, seed=0)
+        with pytest.raises(UserError, match="exceed the policy's chunk size"):
+            Collector(policy, pool, execution=ExecutionConfig("receding", steps=6))
     assert policy.batch_sizes == [2] * 6  # 12 steps / 2 per chunk
     for t in result.trajectories:
         assert t.num_steps == 12 and np.flatnonzero(t.chunk_starts).tolist() == list(range(0, 12, 2))
         # the executed actions are the first two of each chunk
         np.testing.assert_allclose(t.actions.reshape(6, 2, 7), t.chunks.actions[:, :2].numpy())
+
+
+def test_ensemble_executes_the_weighted_mean_of_every_prediction():
+    policy = CountingPolicy(chunk_size=3)
+    groups = [GroupRequest(TASK, 3, 11, 2)]
+    execution = ExecutionConfig("ensemble", ensemble_decay=0.5)
+    with InProcessPool(2, env_factory=make_point_mass, env_options={"max_steps": 6}) as pool:
+        result = Collector(policy, pool, execution=execution).collect(groups, seed=0)
+    assert policy.batch_sizes == [2] * 6  # a new chunk every step
+    w = np.exp(-0.5 * np.arange(3))
+    for t in result.trajectories:
+        c = t.chunks.actions.numpy().astype(np.float64)  # chunk i predicted at step i
+        assert np.flatnonzero(t.chunk_starts).tolist() == list(range(6))
+        np.testing.assert_allclose(t.actions[0], c[0, 0])
+        np.testing.assert_allclose(t.actions[1], (w[0] * c[0, 1] + w[1] * c[1, 0]) / w[:2].sum())
+        np.testing.assert_allclose(
+            t.actions[4], (w[0] * c[2, 2] + w[1] * c[3, 1] + w[2] * c[4, 0]) / w.sum())
 
 
 def test_lanes_split_the_policy_batch():

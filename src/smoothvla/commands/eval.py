@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -12,6 +12,7 @@ from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
 from smoothvla.eval.summary import summarize
 from smoothvla.report.study_tables import cell_table
 from smoothvla.report.tables import format_table
+from smoothvla.rollout.execution import ExecutionConfig
 
 
 @dataclass
@@ -48,9 +49,10 @@ class Config:
     label."""
     envs_per_worker: int = 2
     """Envs per worker; the policy is batched over all of them."""
-    execute_steps: int = 0
-    """Execute the first n actions of every chunk, then ask the policy for a new one (receding
-    horizon; 0: the whole chunk, as in RL). Give such runs their own label."""
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    """Which actions of each chunk run: chunk (all, as in RL), receding (the first
+    --execution.steps, then a new chunk), blend, ensemble (ACT's temporal ensembling) or
+    prefix (flow head). Give such runs their own label (docs/eval.md)."""
     record_paths: int = 1
     """Keep the end-effector path of the first N init states (path figures)."""
 
@@ -61,8 +63,6 @@ class Config:
             raise ValueError("--num-init-states must be >= 1 and --first-init >= 0")
         if self.workers < 0 or self.envs_per_worker < 1:
             raise ValueError("--workers must be >= 0 and --envs-per-worker >= 1")
-        if self.execute_steps < 0:
-            raise ValueError(f"--execute-steps must be >= 0 (0: whole chunks), got {self.execute_steps}")
         if self.temperature < 0:
             raise ValueError(f"--temperature must be >= 0 (0: greedy), got {self.temperature}")
         if self.flow_steps < 0:
@@ -90,7 +90,7 @@ def run(cfg: Config) -> int:
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
         seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
-        sample=cfg.temperature > 0, execute_steps=cfg.execute_steps,
+        sample=cfg.temperature > 0, execution=cfg.execution,
     )
     results = ResultsFile(cfg.out)
     for ref in map(PolicyRef.parse, cfg.checkpoints):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from smoothvla.algorithms.trainer import TrainConfig
+from smoothvla.rollout.execution import ExecutionConfig
 
 
 @dataclass
@@ -43,6 +44,9 @@ class Config(TrainConfig):
     and 1.0, where every group fails and GRPO has no signal (docs/rl.md)."""
     flow_sde_sigma: float = 0.0
     """Flow head: noise scale g of the sampling SDE (0: the checkpoint's)."""
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    """Which actions of each chunk the rollouts execute: chunk, receding or prefix (the
+    averaging schemes blend and ensemble are evaluation-only; docs/rl.md)."""
     backend: Literal["process", "ray"] = "process"
     """Where the env workers run: local processes, or Ray actors (docs/scaling.md)."""
     ray_address: str | None = None
@@ -60,6 +64,7 @@ class Config(TrainConfig):
             raise ValueError("--temperature and --flow-sde-sigma must be >= 0 (0: keep the checkpoint's)")
         if self.workers < 0 or self.envs_per_worker < 1 or self.max_steps < 0:
             raise ValueError("--workers and --max-steps must be >= 0, --envs-per-worker >= 1")
+        self.execution.check_for_rl()
         if self.ray_address is not None and self.backend != "ray":
             raise ValueError("--ray-address needs --backend ray")
 
@@ -103,7 +108,8 @@ def run(cfg: Config) -> int:
             timeout_s=cfg.worker_timeout_s,
         )
     with pool_cm as pool:
-        collector = Collector(policy, pool, max_steps=cfg.max_steps or None, lanes=cfg.lanes)
+        collector = Collector(policy, pool, max_steps=cfg.max_steps or None, lanes=cfg.lanes,
+                              execution=cfg.execution)
         if distributed:
             ddp.broadcast_module(policy)
             trainer = ddp.DistributedTrainer(

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from smoothvla.eval.results import EpisodeResult, ResultsFile, continuous_grasp
 from smoothvla.metrics import path_metrics
 from smoothvla.rollout.collector import Collector, GroupRequest
+from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.rollout.pool import EnvFactory, InProcessPool, ProcessPool
 from smoothvla.rollout.trajectory import Trajectory
 
@@ -61,8 +62,9 @@ class EvalPlan:
     """Keep the end-effector path of the first N init states (for the path figures)."""
     sample: bool = False
     """Sample actions (seeded per batch of episodes) instead of acting greedily."""
-    execute_steps: int = 0
-    """Execute the first n actions of each chunk, then re-plan (0: the whole chunk)."""
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    """Which actions of the chunks run (whole chunks, receding horizon, blending, temporal
+    ensembling, prefix conditioning: rollout/execution.py)."""
 
 
 def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_path: bool) -> EpisodeResult:
@@ -127,8 +129,7 @@ def evaluate(
                 else ProcessPool(num_envs, num_workers=workers, env_factory=env_factory,
                                  env_options=options))
         try:
-            collector = Collector(policy, pool, sample=plan.sample,
-                                  execute_steps=plan.execute_steps or None)
+            collector = Collector(policy, pool, sample=plan.sample, execution=plan.execution)
             for start in range(0, len(requests), batch_episodes):
                 batch = requests[start : start + batch_episodes]
                 out = collector.collect(batch, seed=start)

@@ -239,25 +239,40 @@ class FlowHead(nn.Module):
         drift = v - self.sigma ** 2 * (x - i * dt * v) / (2 * (1 - i * dt))
         return x + dt * drift, self.sigma * math.sqrt(dt)
 
-    def sample(self, h, sample: bool, generator=None):
+    def sample(self, h, sample: bool, generator=None, prefix=None):
+        """`prefix` (B, k, A) with NaN where free: prefix conditioning (real-time chunking's
+        inpainting, rollout/execution.py). At every step the given elements are set to their
+        point on the noise-to-action path, tau * a + (1 - tau) * z, so the free elements are
+        denoised conditioned on them; the chunk ends with them exactly. They are not sampled,
+        so the log-probability covers the free elements only (their mask goes in extras)."""
         b = h.shape[0]
         shape = (b, self.chunk_size if self.context else h.shape[1], self.out.out_features)
         kv = self.context_kv(h)
+        given = None if prefix is None else ~torch.isnan(prefix)
+        target = None if prefix is None else torch.nan_to_num(prefix)
+
+        def inpaint(x, z, tau):
+            return x if given is None else torch.where(given, tau * target + (1 - tau) * z, x)
+
         if not sample:
             x = torch.zeros(shape, device=h.device)
             for i in range(self.steps):
+                x = inpaint(x, 0.0, i / self.steps)
                 tau = torch.full((b,), i / self.steps, device=h.device)
                 x = x + self.velocity(h, x, tau, kv) / self.steps
-            return x, torch.zeros(b, device=h.device), {}
-        x = randn(shape, generator, h.device)
+            return inpaint(x, 0.0, 1.0), torch.zeros(b, device=h.device), {}
+        z = x = randn(shape, generator, h.device)
         path = [x]
-        logp = gaussian_log_density(x, torch.zeros_like(x), 1.0, 2)
+        free = torch.ones(shape, device=h.device) if given is None else (~given).float()
+        logp = (gaussian_log_density(x, torch.zeros_like(x), 1.0, 0) * free).flatten(1).sum(-1)
         for i in range(self.steps):
             mean, std = self._step(h, x, i, kv)
             x = mean + std * randn(shape, generator, h.device)
-            logp = logp + gaussian_log_density(x, mean, std, 2)
+            logp = logp + (gaussian_log_density(x, mean, std, 0) * free).flatten(1).sum(-1)
+            x = inpaint(x, z, (i + 1) / self.steps)
             path.append(x)
-        return x, logp, {"flow_path": torch.stack(path, 1)}
+        given = torch.zeros(shape, dtype=torch.bool, device=h.device) if given is None else given
+        return x, logp, {"flow_path": torch.stack(path, 1), "flow_given": given}
 
     def log_prob(self, h, x, extras):
         return self.log_prob_terms(h, x, extras).sum(-1)
@@ -271,11 +286,13 @@ class FlowHead(nn.Module):
                              "path recorded by act(sample=True)); a deterministic chunk has no density")
         if path.shape[1] != self.steps + 1:
             raise ValueError(f"flow_path has {path.shape[1] - 1} steps, the head uses {self.steps}")
-        terms = [gaussian_log_density(path[:, 0], torch.zeros_like(path[:, 0]), 1.0, 0)]
+        given = extras.get("flow_given")
+        free = 1.0 if given is None else (~given.bool()).float()
+        terms = [gaussian_log_density(path[:, 0], torch.zeros_like(path[:, 0]), 1.0, 0) * free]
         kv = self.context_kv(h)
         for i in range(self.steps):
             mean, std = self._step(h, path[:, i], i, kv)
-            terms.append(gaussian_log_density(path[:, i + 1], mean, std, 0))
+            terms.append(gaussian_log_density(path[:, i + 1], mean, std, 0) * free)
         return torch.stack(terms, 1).flatten(1)
 
 

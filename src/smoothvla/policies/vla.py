@@ -412,16 +412,38 @@ class CompactVLA(nn.Module):
     # -- Policy interface -------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: list[Observation], *, sample: bool = True,
-            generator: torch.Generator | None = None) -> ActionChunk:
+            generator: torch.Generator | None = None,
+            prefix: np.ndarray | None = None) -> ActionChunk:
         """A chunk per observation: actions (B, k, 7) in env units clipped to [-1, 1], the
         log-probability of the sampled chunk (zeros when greedy), extras = frozen features +
-        what the head needs to recompute the log-probability."""
+        what the head needs to recompute the log-probability. `prefix` (B, n, 7) env units,
+        NaN rows for none: the first n actions of each chunk are given, not sampled (prefix
+        conditioning, flow head only; rollout/execution.py)."""
         norm = self._norm()
         feats = self.encode(obs)
-        x, logp, head_extras = self.head.sample(self.head_states(feats), sample, generator)
+        head_kwargs = {}
+        if prefix is not None:
+            head_kwargs["prefix"] = self._prefix_target(prefix, norm)
+        x, logp, head_extras = self.head.sample(self.head_states(feats), sample, generator,
+                                                **head_kwargs)
         actions = norm.denormalize_actions(x).clamp(-1.0, 1.0)
         extras = {k: v.cpu() for k, v in {**feats, **head_extras}.items()}
         return ActionChunk(actions.cpu(), logp.cpu(), extras)
+
+    def _prefix_target(self, prefix: np.ndarray, norm: Normalizer) -> torch.Tensor:
+        """(B, n, 7) env-unit prefix -> (B, k, 7) normalised, NaN where the head samples."""
+        from smoothvla.errors import UserError
+
+        if self.cfg.head != "flow":
+            raise UserError(f"prefix conditioning needs the flow head; this policy has the "
+                            f"{self.cfg.head!r} head (use another execution scheme)")
+        p = torch.as_tensor(prefix, dtype=torch.float32, device=self.device)
+        if p.ndim != 3 or p.shape[1] > self.chunk_size or p.shape[2] != self.cfg.action_dim:
+            raise ValueError(f"prefix must be (B, n <= {self.chunk_size}, {self.cfg.action_dim}), "
+                             f"got {tuple(p.shape)}")
+        out = torch.full((p.shape[0], self.chunk_size, p.shape[2]), float("nan"), device=self.device)
+        out[:, : p.shape[1]] = norm.normalize_actions(p)  # NaN stays NaN
+        return out
 
     def log_prob(self, obs: list[Observation] | None, chunk: ActionChunk) -> torch.Tensor:
         """(B,) differentiable log-probability of `chunk` (uses its cached features if present)."""
@@ -489,9 +511,18 @@ class CompactVLA(nn.Module):
         groups["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return groups
 
-    def save(self, directory: str | Path) -> None:
+    def pretrained_keys(self) -> set[str]:
+        """State-dict keys that hold the vision encoder's frozen weights: a policy built from
+        the same config has them already (from the encoder's package, or from the seed for
+        'tiny'), so `save(trainable_only=True)` leaves them out."""
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k for k in self.state_dict() if k.startswith("vision.") and k not in trainable}
+
+    def save(self, directory: str | Path, *, trainable_only: bool = False) -> None:
         """Write model.safetensors, config.json and normalizer.json atomically (a temporary
-        directory renamed into place)."""
+        directory renamed into place). `trainable_only` leaves out the frozen pretrained
+        vision weights (`pretrained_keys`; a few MB instead of ~15 MB for a token policy):
+        `load_policy` rebuilds them from the encoder's package."""
         from safetensors.torch import save_file
 
         norm = self._norm()
@@ -500,9 +531,13 @@ class CompactVLA(nn.Module):
         tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()}
+        omit = self.pretrained_keys() if trainable_only else set()
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()
+                 if k not in omit}
         save_file(state, str(tmp / "model.safetensors"))
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
+        if trainable_only:
+            meta["weights"] = "trainable-only"
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         (tmp / "normalizer.json").write_text(norm.to_json())
         _replace_dir(tmp, directory)
@@ -579,6 +614,8 @@ def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
         raise ValueError(f"{directory}/model.safetensors is corrupt or truncated: {err}") from None
     policy = CompactVLA(cfg, normalizer)
     expected = policy.state_dict()
+    if meta.get("weights") == "trainable-only":  # the frozen encoder comes from its package
+        state = {**{k: expected[k] for k in policy.pretrained_keys()}, **state}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()

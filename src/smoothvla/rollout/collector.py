@@ -5,8 +5,10 @@ Every env of the pool runs one episode at a time. The collector works in rounds:
 1. free envs start the next pending episode (`pool.reset`),
 2. ONE `policy.act` call for all live envs (they all need a new chunk: episodes advance in
    lockstep, one chunk per round),
-3. each env executes its whole chunk (`pool.run`), or its first `execute_steps` actions
-   (receding horizon, for evaluation); finished episodes become `Trajectory`s.
+3. each env executes the actions its `ActionPlan` derives from the chunks under the execution
+   scheme (rollout/execution.py: whole chunks by default; receding horizon, blending,
+   temporal ensembling, prefix conditioning); finished episodes become `Trajectory`s, whose
+   `actions` are the executed actions and whose `chunks` the sampled ones.
 
 An episode lost to a crashed, hung or failing env is dropped and counted; the rest of its
 group is kept (GRPO needs >= 2 members per group and skips smaller ones).
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from smoothvla.policies.base import ActionChunk
+from smoothvla.rollout.execution import ActionPlan, ExecutionConfig
 from smoothvla.rollout.pool import EnvPool, EnvResult, Failure, ResetRequest
 from smoothvla.rollout.trajectory import Trajectory
 
@@ -82,6 +85,7 @@ class _Episode:
     chunk_obs: list[dict[str, Any]] = field(default_factory=list)
     chunks: list[ActionChunk] = field(default_factory=list)
     env_rewards: list[float] = field(default_factory=list)
+    plan: ActionPlan | None = None
 
 
 class Collector:
@@ -96,19 +100,16 @@ class Collector:
         max_steps: int | None = None,
         lanes: int = 1,
         max_errors: int = 5,
-        execute_steps: int | None = None,
+        execution: ExecutionConfig | None = None,
     ) -> None:
         """`sample=False` acts greedily; `max_steps` truncates episodes below the env's
         limit; `lanes` > 1 splits the envs into that many contiguous blocks that take turns,
         so the policy computes one block's chunks while the others simulate.
-        `execute_steps` runs only the first n actions of every chunk and then asks for a new
-        one (receding horizon). Only for evaluation: a trajectory's `log_probs` stay those of
-        the whole chunks, which RL's ratios assume were executed."""
+        `execution` chooses which actions of the chunks run (default: whole chunks)."""
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
-        if execute_steps is not None and execute_steps < 1:
-            raise ValueError(f"execute_steps must be >= 1 or None, got {execute_steps}")
-        self.execute_steps = execute_steps
+        self.execution = execution or ExecutionConfig()
+        self.execution.steps_for(policy.chunk_size)  # a scheme that cannot fit fails here
         if not 1 <= lanes <= pool.num_envs:
             raise ValueError(f"lanes must be in [1, num_envs={pool.num_envs}], got {lanes}")
         self.policy = policy
@@ -214,12 +215,12 @@ class Collector:
                     continue
                 act_start = time.perf_counter()
                 with torch.no_grad():
-                    chunk = self.policy.act([live[e].obs for e in envs], sample=self.sample)
+                    chunk = self._act([live[e] for e in envs])
                 stats["policy_s"] += time.perf_counter() - act_start
                 stats["policy_calls"] += 1
                 _check_chunk(chunk, len(envs))
-                actions = chunk.actions.detach().cpu().numpy().astype(np.float64)
-                actions = actions[:, : self.execute_steps]  # None: the whole chunk
+                predicted = chunk.actions.detach().cpu().numpy().astype(np.float64)
+                actions = np.stack([self._plan(live[e], predicted[i]) for i, e in enumerate(envs)])
                 ticket = self._submit({e: actions[i] for i, e in enumerate(envs)})
                 in_flight[lane] = (ticket, envs, chunk, actions)
 
@@ -229,6 +230,31 @@ class Collector:
         stats["wall_s"] = time.perf_counter() - wall_start
         stats["transfer_s"] = max(stats["pool_s"] - stats["sim_critical_s"], 0.0)
         return CollectResult(done, {k: float(v) for k, v in stats.items()}, errors)
+
+    def _act(self, episodes: list[_Episode]) -> ActionChunk:
+        """One batched `policy.act`; under the prefix scheme with each episode's current plan
+        for the next `prefix_steps` steps (NaN rows where an episode has no plan yet)."""
+        obs = [ep.obs for ep in episodes]
+        if self.execution.scheme != "prefix":
+            return self.policy.act(obs, sample=self.sample)
+        n = self.execution.prefix_steps
+        plans = [None if ep.plan is None else ep.plan.prefix(len(ep.actions), n) for ep in episodes]
+        known = [p for p in plans if p is not None]
+        if not known:
+            return self.policy.act(obs, sample=self.sample)
+        prefix = np.full((len(episodes), n, known[0].shape[1]), np.nan)
+        for i, plan in enumerate(plans):
+            if plan is not None:
+                prefix[i] = plan
+        return self.policy.act(obs, sample=self.sample, prefix=prefix)
+
+    def _plan(self, episode: _Episode, chunk: np.ndarray) -> np.ndarray:
+        """Record a new chunk (k, A) in the episode's plan; the actions to run now."""
+        if episode.plan is None:
+            episode.plan = ActionPlan(self.execution, chunk.shape[0])
+        t = len(episode.actions)
+        episode.plan.add(t, chunk)
+        return episode.plan.actions(t, episode.plan.steps)
 
     def _submit(self, actions: dict[int, np.ndarray]) -> Any:
         """Send chunks off; pools without `submit` (e.g. RayPool) run them right away."""
