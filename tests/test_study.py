@@ -48,7 +48,7 @@ def test_tiny_study_runs_and_resumes(tmp_path, capsys):
     assert len(again) == 12 and len({r.key for r in again}) == 12
 
 
-def test_study_from_a_given_sft_checkpoint_skips_demos_and_sft(tmp_path):
+def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_schemes(tmp_path):
     from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
 
     sft = tmp_path / "sft"
@@ -59,15 +59,22 @@ def test_study_from_a_given_sft_checkpoint_skips_demos_and_sft(tmp_path):
     cfg = StudyConfig(**{**TINY, "methods": ("grpo-random",), "seeds": (0, 1), "rl_max_steps": 8,
                          "eval_init_states": 1, "perturbations": (), "image_size": 32},
                       out=str(tmp_path / "study"), sft_checkpoint=str(sft), grpo_ratio_level="token",
-                      kl_beta=0.1, rl_init_states=2)
+                      kl_beta=0.1, rl_init_states=2, executions=("ensemble", "receding:2"),
+                      rl_execution="receding:2")
     study = Study(cfg)
     study.run()
-    assert set(study.timings) == {"grpo-random-s0", "grpo-random-s1", "eval", "report"}
-    assert not (tmp_path / "study" / "demos.hdf5").exists()
+    # the demonstrations serve as the experts' jerk reference only
+    assert set(study.timings) == {"collect", "jerk_scale", "grpo-random-s0", "grpo-random-s1",
+                                  "eval", "report"}
     results = read_results([tmp_path / "study" / "results.jsonl"])
-    # SFT once (the given checkpoint) + RL per seed, 1 task x 1 init state each
-    assert sorted((r.policy, r.train_seed) for r in results) == [
-        ("grpo-random", 0), ("grpo-random", 1), ("sft", 0)]
+    # SFT once (the given checkpoint) + RL per seed, 1 task x 1 init state each, each acted
+    # with whole chunks, temporal ensembling and a receding horizon
+    assert sorted((r.policy, r.train_seed) for r in results) == sorted(
+        (p + s, seed) for p, seeds in (("sft", [0]), ("grpo-random", [0, 1]))
+        for seed in seeds for s in ("", "+ensemble", "+receding:2"))
+    # the RL rollouts re-planned every 2 steps
+    log = [json.loads(line) for line in (tmp_path / "study" / "grpo-random-s0" / "log.jsonl").open()]
+    assert log[0]["rollout/chunks"] >= log[0]["rollout/env_steps"] / 2
     # random rewards always spread, so GRPO updates, with the KL term to the starting policy
     log = [json.loads(line) for line in (tmp_path / "study" / "grpo-random-s1" / "log.jsonl").open()]
     assert log[0]["updates"] == 1 and "kl_ref" in log[0]
@@ -76,6 +83,10 @@ def test_study_from_a_given_sft_checkpoint_skips_demos_and_sft(tmp_path):
 
 
 def test_study_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="evaluation only"):
+        StudyConfig(rl_execution="ensemble")
+    with pytest.raises(ValueError, match="unknown execution scheme"):
+        StudyConfig(executions=("smoothest",))
     with pytest.raises(ValueError, match="unknown methods"):
         StudyConfig(methods=("grpo-magic",))
     with pytest.raises(ValueError, match="group_size"):

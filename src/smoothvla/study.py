@@ -70,8 +70,8 @@ class StudyConfig:
     """SFT peak learning rate."""
     sft_checkpoint: str = ""
     """An SFT policy to start every RL run from (a checkpoint directory) instead of training
-    one per seed; SFT is then one row trained once, and demonstrations are collected only when
-    jerk_scale_source is 'expert'."""
+    one per seed; SFT is then one row trained once, and the demonstrations collected serve
+    only as the experts' jerk reference."""
     methods: tuple[str, ...] = ("grpo-binary", "smoothvla-grpo")
     """RL variants: grpo-binary, smoothvla-grpo, grpo-random, grpo-staged, ppo, smoothvla-ppo,
     dpo, smoothvla-dpo (smoothvla-* use the hybrid smooth reward)."""
@@ -111,6 +111,12 @@ class StudyConfig:
     """Env seeds of evaluation episodes."""
     perturbations: tuple[str, ...] = ("language", "light")
     """Perturbations evaluated besides in-distribution (KIND or KIND@STRENGTH)."""
+    executions: tuple[str, ...] = ()
+    """Execution schemes evaluated on every policy besides whole chunks, as SCHEME or
+    SCHEME:STEPS (ensemble, receding:4, blend:4, prefix:4; rollout/execution.py); each gives
+    rows labelled POLICY+SCHEME. Prefix conditioning needs the flow head."""
+    rl_execution: str = "chunk"
+    """Execution scheme of the RL rollouts (chunk, receding:N or prefix:N)."""
     workers: int = 2
     """Env worker processes."""
     envs_per_worker: int = 4
@@ -138,6 +144,13 @@ class StudyConfig:
         if self.sft_checkpoint and not (Path(self.sft_checkpoint) / "config.json").is_file():
             raise FileNotFoundError(f"sft_checkpoint {self.sft_checkpoint}: not a policy checkpoint "
                                     "(no config.json in it)")
+        from smoothvla.rollout.execution import ExecutionConfig
+
+        for spec in self.executions:
+            ExecutionConfig.parse(spec).steps_for(self.chunk_size)
+        rl = ExecutionConfig.parse(self.rl_execution)
+        rl.steps_for(self.chunk_size)
+        rl.check_for_rl()
         if self.jerk_scale_source not in ("expert", "policy"):
             raise ValueError(f"jerk_scale_source must be 'expert' or 'policy', got {self.jerk_scale_source!r}")
 
@@ -242,6 +255,7 @@ class Study:
         from smoothvla.algorithms.ppo import PPOConfig
         from smoothvla.commands import train
         from smoothvla.rewards import RewardConfig
+        from smoothvla.rollout.execution import ExecutionConfig
 
         algorithm, reward = METHODS[method]
         out_dir = self.out / f"{method}-s{seed}"
@@ -261,6 +275,7 @@ class Study:
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
             max_steps=self.cfg.rl_max_steps,
             temperature=self.cfg.rl_temperature if self.cfg.head == "token" else 0.0,
+            execution=ExecutionConfig.parse(self.cfg.rl_execution),
         ))
         return str(out_dir / "policy")
 
@@ -270,6 +285,7 @@ class Study:
         from smoothvla.eval.results import ResultsFile
         from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
         from smoothvla.policies import load_policy, place
+        from smoothvla.rollout.execution import ExecutionConfig
 
         torch.set_num_threads(1)
         results = ResultsFile(self.out / "results.jsonl")
@@ -278,12 +294,17 @@ class Study:
             seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
             env_options={"cameras": self.cfg.cameras, "image_size": self.cfg.image_size},
         )
+        schemes = [("", ExecutionConfig())] + [
+            (f"+{spec}", ExecutionConfig.parse(spec)) for spec in self.cfg.executions
+            if not (spec.startswith("prefix") and self.cfg.head != "flow")]
         for (label, seed), path in checkpoints.items():
             policy = place(load_policy(path))
             policy.eval()
-            with torch.no_grad():
-                evaluate(policy, PolicyRef(label, path, seed), plan, results,
-                         workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker)
+            for suffix, execution in schemes:
+                plan.execution = execution
+                with torch.no_grad():
+                    evaluate(policy, PolicyRef(label + suffix, path, seed), plan, results,
+                             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker)
         return str(results.path)
 
     def report(self, results: str) -> str:
@@ -297,12 +318,11 @@ class Study:
     def run(self) -> dict[str, Any]:
         given = self.cfg.sft_checkpoint
         from_policy = self.cfg.jerk_scale_source == "policy"
-        if given and from_policy:
-            demos, scale = "", 1.0  # the reward's unit comes from the policy's first rollouts
-        else:
-            demos = self._stage("collect", self.collect)
-            scale = self._stage("jerk_scale", self.jerk_scale, demos)
-            _log(f"experts' mean jerk = {scale:.4g} m/s^3")
+        # the experts' jerk is the reference every jerk is reported against (x expert)
+        demos = self._stage("collect", self.collect)
+        expert = self._stage("jerk_scale", self.jerk_scale, demos)
+        _log(f"experts' mean jerk = {expert:.4g} m/s^3")
+        scale = 1.0 if from_policy else expert  # 'policy': each run measures its own unit
         unit = ("each run's starting-policy rollouts" if from_policy
                 else f"{scale:.3g} m/s^3 (the experts' mean jerk)")
         _log(f"the smooth reward's jerk unit: {unit}")
@@ -315,35 +335,59 @@ class Study:
                 checkpoints[(method, seed)] = self._stage(f"{method}-s{seed}", self.rl, method, seed, sft, scale)
         results = self._stage("eval", self.evaluate, checkpoints)
         html = self._stage("report", self.report, results)
-        return {"results": results, "report": html, "jerk_scale": scale, "jerk_unit": unit}
+        return {"results": results, "report": html, "jerk_scale": scale, "jerk_unit": unit,
+                "expert_jerk": expert}
 
 
-def summary_rows(results_path: str | Path, methods: tuple[str, ...]) -> tuple[list[str], list[list]]:
-    """The printed summary: per policy, success in distribution and under each perturbation,
-    and mean jerk of successes."""
+def summary_rows(results_path: str | Path, methods: tuple[str, ...],
+                 expert_jerk: float = float("nan")) -> tuple[list[str], list[list]]:
+    """The printed summary, one row per evaluated policy (execution variants included):
+    success in distribution with its 95% Wilson interval and under each perturbation; mean
+    jerk of in-distribution successes with its 95% interval and as a multiple of the
+    experts'; and paired tests in distribution against SFT and against GRPO-binary
+    (McNemar on success; relative jerk change of common successes with its Wilcoxon p)."""
+    from smoothvla.eval.compare import paired
     from smoothvla.eval.results import read_results
-    from smoothvla.eval.summary import IND, summarize
+    from smoothvla.eval.stats import mean_ci, wilson_interval
+    from smoothvla.eval.summary import IND
 
-    cells = summarize(read_results([results_path]), by_suite=False)
-    perts = sorted({c.perturbation for c in cells if c.perturbation != IND})
-    header = (["policy", "success IND %"] + [f"{p} %" for p in perts]
-              + ["jerk of successes m/s^3", "jerk of all m/s^3", "episodes"])
-    idx = {(c.policy, c.perturbation): c for c in cells}
+    results = read_results([results_path])
+    by_policy: dict[str, list] = {}
+    for r in results:
+        by_policy.setdefault(r.policy, []).append(r)
+    perts = sorted({r.perturbation for r in results if r.perturbation != IND})
+    base = ("sft",) + tuple(methods)
+    order = [p for b in base for p in by_policy if p == b or p.startswith(b + "+")]
+    order += [p for p in by_policy if p not in order]
+    ind = {p: [r for r in rs if r.perturbation == IND] for p, rs in by_policy.items()}
+
+    def versus(ref: str, policy: str) -> str:
+        if ref not in ind or policy == ref or not ind[policy]:
+            return ""
+        c = paired(ind[ref], ind[policy])
+        jerk = "" if not np.isfinite(c.jerk_change) else (
+            f"; jerk {100 * c.jerk_change:+.0f}%" + (f" p={c.jerk_p:.2g}" if np.isfinite(c.jerk_p) else ""))
+        return f"{c.only_a}/{c.only_b} p={c.success_p:.2g}{jerk}"
+
+    header = (["policy", "success IND % [95% CI]"] + [f"{p} %" for p in perts]
+              + ["jerk of successes m/s^3 [95% CI]", "x expert", "vs sft (lost/won p; jerk)",
+                 "vs grpo-binary", "episodes"])
     rows = []
-    for policy in ("sft",) + tuple(methods):
-        if (policy, IND) not in idx:
+    for policy in order:
+        rs = ind[policy]
+        if not rs:
             continue
-        ind = idx[(policy, IND)]
-        rows.append([policy, 100 * ind.success]
-                    + [100 * idx[(policy, p)].success if (policy, p) in idx else float("nan") for p in perts]
-                    + [ind.mean_jerk, _mean_jerk_all(results_path, policy),
-                       sum(c.episodes for k, c in idx.items() if k[0] == policy)])
+        k = sum(r.success for r in rs)
+        lo, hi = wilson_interval(k, len(rs))
+        jerks = [r.mean_jerk for r in rs if r.success and np.isfinite(r.mean_jerk)]
+        jm, jlo, jhi = mean_ci(jerks) if jerks else (float("nan"),) * 3
+        per_pert = []
+        for p in perts:
+            prs = [r for r in by_policy[policy] if r.perturbation == p]
+            per_pert.append(100 * np.mean([r.success for r in prs]) if prs else float("nan"))
+        rows.append([policy, f"{100 * k / len(rs):.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"] + per_pert
+                    + [f"{jm:.1f} [{jlo:.1f}, {jhi:.1f}]" if jerks else "-",
+                       jm / expert_jerk if jerks and expert_jerk > 0 else float("nan"),
+                       versus("sft", policy), versus("grpo-binary", policy),
+                       len(by_policy[policy])])
     return header, rows
-
-
-def _mean_jerk_all(results_path: str | Path, policy: str) -> float:
-    from smoothvla.eval.results import read_results
-
-    values = [r.mean_jerk for r in read_results([results_path])
-              if r.policy == policy and r.perturbation == "none" and np.isfinite(r.mean_jerk)]
-    return float(np.mean(values)) if values else float("nan")

@@ -82,10 +82,11 @@ def run(cfg: Config) -> int:
     study_cfg = StudyConfig.from_toml(cfg.config) if cfg.config else cfg.study
     start = time.perf_counter()
     out = Study(study_cfg).run()
-    header, rows = summary_rows(out["results"], study_cfg.methods)
+    header, rows = summary_rows(out["results"], study_cfg.methods, out["expert_jerk"])
     print(f"\nsmoothvla {study_cfg.name}: {len(study_cfg.tasks) or 'all'} task(s) of "
           f"{study_cfg.suite}, {study_cfg.eval_init_states} init states, seeds {list(study_cfg.seeds)}; "
-          f"smooth reward's jerk unit: {out['jerk_unit']}; "
+          f"smooth reward's jerk unit: {out['jerk_unit']}; experts' mean jerk "
+          f"{out['expert_jerk']:.2f} m/s^3; "
           f"{time.perf_counter() - start:.0f} s this run\n")
     print(format_table(rows, header, digits=1))
     print(f"\nreport: {Path(out['report']).resolve()}")

@@ -68,6 +68,17 @@ class ExecutionConfig:
             raise UserError("scheme 'chunk' executes whole chunks: give steps only with receding, "
                             "blend, ensemble or prefix")
 
+    @classmethod
+    def parse(cls, spec: str) -> "ExecutionConfig":
+        """'SCHEME' or 'SCHEME:STEPS' (e.g. 'ensemble', 'receding:4'), as study configs
+        name schemes; the other fields keep their defaults."""
+        from smoothvla.errors import UserError
+
+        scheme, _, steps = spec.partition(":")
+        if steps and not steps.isdigit():
+            raise UserError(f"bad execution {spec!r}: use SCHEME or SCHEME:STEPS, e.g. receding:4")
+        return cls(scheme, int(steps or 0))
+
     def steps_for(self, chunk_size: int) -> int:
         """Actions executed per policy call for chunks of `chunk_size`; checks the fit."""
         from smoothvla.errors import UserError
