@@ -107,9 +107,9 @@ class GRPOConfig:
     replace eq. 5: use them with --reward.name binary (or staged, random)."""
     smooth_weight: float = 0.5
     """w in A = A_success + w * A_smooth ('decoupled', 'chunk'). 0.5 keeps every success of
-    a group above every failure whatever its jerk, for groups of up to ~30 rollouts (a
-    success's z-score among n successes is at most sqrt(n - 1)), while an all-success
-    group learns from the smoothness term alone."""
+    a group above every failure whatever its jerk, for groups of up to 28 rollouts (a
+    success's smoothness z-score among n successes is at most sqrt(n - 1); 'decoupled'),
+    while an all-success group learns from the smoothness term alone."""
 
     def __post_init__(self) -> None:
         check_clip_range(self.eps_low, self.eps_high)
