@@ -100,3 +100,99 @@ def test_weight_drift_by_hand():
     assert weight_drift(params, ref) == pytest.approx(0.275)
     with pytest.raises(ValueError, match="shape"):
         weight_drift([t([1.0, 2.0])], [t([1.0])])
+
+
+# -- smoothness credit -------------------------------------------------------------------
+from smoothvla.algorithms.losses import (  # noqa: E402
+    advantage_split_stats,
+    chunk_smoothness_credit,
+    decoupled_advantages,
+    dense_jerk_rewards,
+    eq5_advantage_split,
+    smoothness_advantages,
+)
+
+nan = float("nan")
+
+
+def test_smoothness_advantages_by_hand():
+    # eligible jerks 1, 3, 5: mean 3, population std sqrt(8/3) = 1.632993
+    adv = smoothness_advantages(t([1.0, 3.0, nan, 5.0]), t([True, True, False, True]), eps=0.0)
+    torch.testing.assert_close(adv, t([1.224745, 0.0, 0.0, -1.224745]), atol=1e-5, rtol=0)
+    # fewer than two eligible: nothing to compare with
+    assert smoothness_advantages(t([1.0, 3.0]), t([True, False])).tolist() == [0.0, 0.0]
+
+
+def test_decoupled_advantages_by_hand_mixed_group():
+    # success 1 1 1 0: mean .75, std sqrt(.75 * .25) = .433013 -> +.577350, -1.732051
+    # jerk of the successes 2 4 6: mean 4, std 1.632993 -> +1.224745, 0, -1.224745; w = .5
+    adv, success, smooth = decoupled_advantages(
+        t([1.0, 1.0, 1.0, 0.0]), t([True, True, True, False]), t([2.0, 4.0, 6.0, 9.0]),
+        weight=0.5, eps=0.0,
+    )
+    torch.testing.assert_close(success, t([0.577350, 0.577350, 0.577350, -1.732051]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(smooth, t([0.612372, 0.0, -0.612372, 0.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(adv, t([1.189722, 0.577350, -0.035022, -1.732051]), atol=1e-5, rtol=0)
+
+
+def test_all_success_group_decoupled_has_signal_standard_is_blind_to_lam():
+    jerk = t([2.0, 4.0, 6.0, 8.0])
+    success = t([True, True, True, True])
+    # decoupled: success part 0 (eps > 0: all-equal rewards); jerk mean 5, std sqrt(5)
+    adv, success_part, smooth = decoupled_advantages(success.float(), success, jerk, 0.5)
+    assert success_part.tolist() == [0.0] * 4
+    torch.testing.assert_close(adv, 0.5 * t([1.341641, 0.447214, -0.447214, -1.341641]),
+                               atol=1e-5, rtol=0)
+    # eq. 5 on the same group: R = 1 - lam * J; lam cancels out of (R - mean) / std (up to
+    # eps = 1e-6 against std = lam * sqrt(5))
+    small, _, _ = eq5_advantage_split(1 - 0.1 * jerk, success, True)
+    large, _, smooth_large = eq5_advantage_split(1 - 0.4 * jerk, success, True)
+    torch.testing.assert_close(small, large, atol=1e-5, rtol=0)
+    torch.testing.assert_close(large, t([1.341641, 0.447214, -0.447214, -1.341641]),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(smooth_large, large)  # all of it is the jerk term
+
+
+def test_eq5_split_of_a_mixed_group_by_hand():
+    # R = .9 .7 0 0 (eq. 5, lam .2, normalised jerk .5 and 1.5): mean .4, std sqrt(.165)
+    # = .406202 -> 1.230915 .738549 -.984732 -.984732; binary success alone: +-1
+    adv, success, smooth = eq5_advantage_split(
+        t([0.9, 0.7, 0.0, 0.0]), t([True, True, False, False]), True, eps=0.0
+    )
+    torch.testing.assert_close(adv, t([1.230915, 0.738549, -0.984732, -0.984732]), atol=1e-5, rtol=0)
+    assert success.tolist() == [1.0, 1.0, -1.0, -1.0]
+    torch.testing.assert_close(smooth, t([0.230915, -0.261451, 0.015268, 0.015268]), atol=1e-5, rtol=0)
+    # a reward without jerk: the advantage is all success part
+    adv, success, smooth = eq5_advantage_split(t([1.0, 0.1]), t([True, False]), False)
+    assert torch.equal(adv, success) and smooth.tolist() == [0.0, 0.0]
+
+
+def test_chunk_smoothness_credit_by_hand():
+    # trajectories: success, success, failure; chunks 2, 2, 1
+    # success advantage: R = 1 1 0, mean 2/3, std .471405 -> .707107, .707107, -1.414214
+    # eligible chunk jerks 1 3 5 (the NaN chunk owns no window, the failure's is not
+    # compared): mean 3, std 1.632993 -> 1.224745, 0, -1.224745; w = 1
+    adv, success, smooth = chunk_smoothness_credit(
+        t([1.0, 1.0, 0.0]), t([True, True, False]), t([1.0, 3.0, nan, 5.0, 100.0]),
+        torch.tensor([0, 0, 1, 1, 2]), weight=1.0, eps=0.0,
+    )
+    torch.testing.assert_close(success, t([0.707107, 0.707107, 0.707107, 0.707107, -1.414214]),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(smooth, t([1.224745, 0.0, 0.0, -1.224745, 0.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(adv, t([1.931852, 0.707107, 0.707107, -0.517638, -1.414214]),
+                               atol=1e-5, rtol=0)
+
+
+def test_dense_jerk_rewards_by_hand():
+    # 6 windows in all: r = -.2 * (0, 6, 12) / (6 * 2) = 0, -.1, -.2; the sum -.3 is
+    # -lam * mean jerk / scale with mean jerk 18 / 6 = 3
+    r = dense_jerk_rewards(t([0.0, 6.0, 12.0]), torch.tensor([0, 2, 4]), weight=0.2, jerk_scale=2.0)
+    torch.testing.assert_close(r, t([0.0, -0.1, -0.2]))
+    assert dense_jerk_rewards(t([0.0, 0.0]), torch.tensor([0, 0]), 0.2, 2.0).tolist() == [0.0, 0.0]
+
+
+def test_advantage_split_stats_by_hand():
+    stats = advantage_split_stats(t([1.0, -1.0]), t([0.5, -0.5]))
+    assert stats["adv_success_abs_mean"] == 1.0 and stats["adv_smooth_abs_mean"] == 0.5
+    assert stats["adv_smooth_share"] == pytest.approx(1 / 3)
+    assert math.isnan(advantage_split_stats(t([0.0]), t([0.0]))["adv_smooth_share"])

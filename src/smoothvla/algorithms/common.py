@@ -8,6 +8,7 @@
   never change, so this is exactly the SFT policy at the cost of one copy of the
   trainable weights, which weight drift needs anyway.
 - rollout statistics (success rate, mean jerk, reward terms, degenerate groups).
+- the jerk each chunk caused, and which smoothness-credit options go together.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from smoothvla.algorithms.losses import weight_drift
+from smoothvla.errors import UserError
 from smoothvla.policies.base import ActionChunk
 from smoothvla.rollout.trajectory import Trajectory
 
@@ -267,3 +269,66 @@ def load_algorithm_state(name: str, algo: Any, state: dict[str, Any]) -> None:
     algo.reference.load_state_dict(state["reference"])
     algo.generator.set_state(state["generator"])
     algo.updates = int(state["updates"])
+
+
+# -- smoothness credit ---------------------------------------------------------------------
+SMOOTH_REWARD = "smooth"
+
+
+def chunk_jerk_of(traj: Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """(jerk_sum (C,), windows (C,)) of a trajectory's chunks (`metrics.attribution.chunk_jerk`
+    on its ee_pos at its control_dt); zeros for a path too short to have a jerk window."""
+    from smoothvla.metrics.attribution import chunk_jerk
+
+    if traj.chunk_starts is None:
+        raise ValueError("smoothness credit per chunk needs trajectories with chunk_starts "
+                         "(collect them with rollout.Collector)")
+    if len(traj.ee_pos) < 4:
+        return np.zeros(traj.num_chunks), np.zeros(traj.num_chunks, dtype=np.int64)
+    return chunk_jerk(traj.ee_pos, traj.control_dt, traj.chunk_starts)
+
+
+def chunk_mean_jerk(traj: Trajectory) -> np.ndarray:
+    """(C,) mean jerk of the windows each chunk owns; NaN for a chunk that owns none."""
+    sums, windows = chunk_jerk_of(traj)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(windows > 0, sums / np.maximum(windows, 1), np.nan)
+
+
+def trajectory_mean_jerk(traj: Trajectory) -> float:
+    """The path's mean jerk (`metrics.mean_jerk`); NaN for a path of fewer than 4 samples."""
+    from smoothvla.metrics import mean_jerk
+
+    return mean_jerk(traj.ee_pos, traj.control_dt) if len(traj.ee_pos) >= 4 else float("nan")
+
+
+def reward_has_jerk(traj: Trajectory) -> bool:
+    """Whether the trajectory was scored by the smooth reward (eq. 5), whose terms carry
+    the jerk penalty."""
+    return "penalty" in traj.reward_terms and "mean_jerk" in traj.reward_terms
+
+
+def check_smoothness_credit(
+    algorithm: str, reward_name: str, advantage: str, dense_jerk_weight: float
+) -> None:
+    """Refuse combinations of the smoothness-credit options that make no sense (UserError).
+
+    `grpo.advantage` decoupled/chunk and `ppo.dense_jerk_weight` > 0 replace eq. 5: they
+    take smoothness from the path and the task term from the reward, so with the smooth
+    reward jerk would count twice (and lam would act through the task term). Each option
+    belongs to its own algorithm. Binary, staged and random rewards combine with both.
+    """
+    if advantage != "standard":
+        if algorithm != "grpo":
+            raise UserError(f"--grpo.advantage {advantage} applies to --algorithm grpo only, "
+                            f"not {algorithm}")
+        if reward_name == SMOOTH_REWARD:
+            raise UserError(f"--grpo.advantage {advantage} replaces the smooth reward's jerk "
+                            "term (it would count jerk twice): use --reward.name binary")
+    if dense_jerk_weight > 0:
+        if algorithm != "ppo":
+            raise UserError("--ppo.dense-jerk-weight applies to --algorithm ppo only, "
+                            f"not {algorithm}")
+        if reward_name == SMOOTH_REWARD:
+            raise UserError("--ppo.dense-jerk-weight replaces the smooth reward's jerk term "
+                            "(it would count jerk twice): use --reward.name binary")

@@ -3,11 +3,15 @@
 One `update(trajectories)` reads top to bottom:
 
 1. rewards and rollout statistics (success, jerk, reward terms, degenerate groups);
-2. group-relative advantage per trajectory, A_i = (R_i - mean R) / (std R + eps) over the
-   G rollouts that share a task and initial state, applied to every chunk of trajectory i;
-   with `dynamic_sampling`, groups whose rewards are all equal are dropped first: their
-   advantages are all zero, so they only dilute the loss (seed 004 §7.3: all-fail groups
-   under a binary reward; with the hybrid reward an all-success group still has spread);
+2. group-relative advantages over the G rollouts that share a task and initial state, one
+   per chunk, by `advantage` (docs/rl.md, "Smoothness credit"): 'standard' is
+   A_i = (R_i - mean R) / (std R + eps) applied to every chunk of trajectory i (seed 000
+   eq. 1); 'decoupled' adds w * the smoothness advantage of trajectory i among the group's
+   successes; 'chunk' adds w * the smoothness advantage of each chunk's own jerk among all
+   chunks of the group's successes. With `dynamic_sampling`, groups without signal are
+   dropped first: their advantages are all zero, so they only dilute the loss (seed 004
+   §7.3: all-fail groups under a binary reward). Signal is reward spread, and for the
+   decoupled/chunk variants also a nonzero smoothness term (an all-success group);
 3. the chunks of the kept trajectories become one batch; reference log-probs (if beta > 0);
 4. `epochs` passes of minibatches over chunks: ratio = pi_theta(chunk) / pi_old(chunk),
    clipped surrogate with separate eps_low / eps_high, + beta * k3-KL to the reference,
@@ -20,7 +24,7 @@ One `update(trajectories)` reads top to bottom:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -32,17 +36,31 @@ from smoothvla.algorithms.common import (
     batched_log_prob,
     chunk_log_prob,
     chunk_log_prob_terms,
+    chunk_mean_jerk,
     group_indices,
     load_algorithm_state,
     mean_of,
     minibatches,
     optimizer_step,
     require_chunks,
+    reward_has_jerk,
     rollout_stats,
     trainable_parameters,
+    trajectory_mean_jerk,
 )
-from smoothvla.algorithms.losses import approx_kl, clipped_surrogate, group_advantages, kl_k3
+from smoothvla.algorithms.losses import (
+    advantage_split_stats,
+    approx_kl,
+    chunk_smoothness_credit,
+    clipped_surrogate,
+    decoupled_advantages,
+    eq5_advantage_split,
+    kl_k3,
+)
+from smoothvla.errors import UserError
 from smoothvla.rollout.trajectory import Trajectory
+
+ADVANTAGES = ("standard", "decoupled", "chunk")
 
 
 @dataclass
@@ -80,11 +98,28 @@ class GRPOConfig:
     read per chunk); 'token': one ratio and clip per factor of the chunk's log-probability
     (per action token for the token head), the surrogate averaged over them. A chunk ratio
     multiplies 56 token ratios, so it leaves the clip range after small per-token changes."""
+    advantage: Literal["standard", "decoupled", "chunk"] = "standard"
+    """How smoothness enters the advantage (docs/rl.md, "Smoothness credit"). 'standard':
+    the group-normalised reward, eq. 5 of the SmoothVLA paper with --reward.name smooth.
+    'decoupled': the reward's and the jerk's advantages normalised each within the group
+    (jerk among the group's successes), summed with weight smooth_weight. 'chunk': as
+    decoupled, but each chunk's smoothness advantage comes from the jerk it caused. Both
+    replace eq. 5: use them with --reward.name binary (or staged, random)."""
+    smooth_weight: float = 0.5
+    """w in A = A_success + w * A_smooth ('decoupled', 'chunk'). 0.5 keeps every success of
+    a group above every failure whatever its jerk, for groups of up to 28 rollouts (a
+    success's smoothness z-score among n successes is at most sqrt(n - 1); 'decoupled'),
+    while an all-success group learns from the smoothness term alone."""
 
     def __post_init__(self) -> None:
         check_clip_range(self.eps_low, self.eps_high)
         if self.ratio_level not in ("chunk", "token"):
             raise ValueError(f"ratio_level must be 'chunk' or 'token', got {self.ratio_level!r}")
+        if self.advantage not in ADVANTAGES:
+            raise UserError(f"advantage must be one of {', '.join(ADVANTAGES)}, "
+                            f"got {self.advantage!r}")
+        if not (np.isfinite(self.smooth_weight) and self.smooth_weight >= 0):
+            raise UserError(f"smooth_weight must be a finite number >= 0, got {self.smooth_weight}")
         check_positive(
             lr=self.lr,
             minibatch_chunks=self.minibatch_chunks,
@@ -93,6 +128,61 @@ class GRPOConfig:
         )
         if self.beta < 0:
             raise ValueError(f"beta (KL weight) must be >= 0, got {self.beta}")
+
+
+# -- advantage variants: (group, rewards (G,), cfg) -> advantage, success part, smooth part,
+# each (N,) over the group's chunks, trajectory by trajectory --------------------------
+GroupAdvantage = Callable[
+    [list[Trajectory], torch.Tensor, GRPOConfig], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+]
+
+
+def per_chunk(group: list[Trajectory], values: torch.Tensor) -> torch.Tensor:
+    """(G,) one value per trajectory -> (N,) that value on each of its chunks."""
+    return values.repeat_interleave(torch.tensor([len(t.chunks) for t in group]))
+
+
+def _success(group: list[Trajectory]) -> torch.Tensor:
+    return torch.tensor([t.success for t in group], dtype=torch.bool)
+
+
+def standard_advantage(
+    group: list[Trajectory], rewards: torch.Tensor, cfg: GRPOConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seed 000 eq. 1 on the configured reward; the smooth part is what eq. 5's jerk term
+    changes against the binary success (`losses.eq5_advantage_split`)."""
+    jerk_in_reward = all(reward_has_jerk(t) for t in group)
+    split = eq5_advantage_split(rewards, _success(group), jerk_in_reward, cfg.adv_eps)
+    return tuple(per_chunk(group, x) for x in split)  # type: ignore[return-value]
+
+
+def decoupled_advantage(
+    group: list[Trajectory], rewards: torch.Tensor, cfg: GRPOConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`losses.decoupled_advantages` with each trajectory's mean jerk from its path."""
+    jerk = torch.tensor([trajectory_mean_jerk(t) for t in group], dtype=torch.float32)
+    split = decoupled_advantages(rewards, _success(group), jerk, cfg.smooth_weight, cfg.adv_eps)
+    return tuple(per_chunk(group, x) for x in split)  # type: ignore[return-value]
+
+
+def chunk_advantage(
+    group: list[Trajectory], rewards: torch.Tensor, cfg: GRPOConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`losses.chunk_smoothness_credit` with each chunk's mean jerk from
+    `metrics.attribution.chunk_jerk`."""
+    jerks = [chunk_mean_jerk(t) for t in group]
+    chunk_jerk = torch.tensor(np.concatenate(jerks), dtype=torch.float32)
+    chunk_traj = torch.repeat_interleave(torch.tensor([len(j) for j in jerks]))
+    return chunk_smoothness_credit(
+        rewards, _success(group), chunk_jerk, chunk_traj, cfg.smooth_weight, cfg.adv_eps
+    )
+
+
+GROUP_ADVANTAGES: dict[str, GroupAdvantage] = {
+    "standard": standard_advantage,
+    "decoupled": decoupled_advantage,
+    "chunk": chunk_advantage,
+}
 
 
 def check_clip_range(eps_low: float, eps_high: float) -> None:
@@ -126,22 +216,36 @@ class GRPO:
         require_chunks(trajectories)
         stats = rollout_stats(trajectories)
 
-        # -- group-relative advantages, one per trajectory --------------------------------
+        if cfg.advantage != "standard" and any(reward_has_jerk(t) for t in trajectories):
+            raise UserError(f"advantage {cfg.advantage!r} replaces the smooth reward's jerk "
+                            "term (it would count jerk twice): score with the binary reward")
+
+        # -- group-relative advantages, one per chunk, and their smoothness part ---------
         rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
-        advantages = torch.zeros(len(trajectories))
+        group_advantage = GROUP_ADVANTAGES[cfg.advantage]
         kept: list[int] = []
-        too_small = no_signal = 0
+        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        too_small = no_signal = smooth_only = 0
         for members in group_indices(trajectories).values():
             if len(members) < 2:  # a group that lost members to crashed workers
                 too_small += 1
                 continue
             group_rewards = rewards[members]
-            if cfg.dynamic_sampling and float(group_rewards.max() - group_rewards.min()) <= 1e-8:
+            advantage, success_part, smooth_part = group_advantage(
+                [trajectories[i] for i in members], group_rewards, cfg
+            )
+            reward_spread = float(group_rewards.max() - group_rewards.min()) > 1e-8
+            # eq. 5's smooth part is a share of its reward spread; the variants' is signal
+            # of its own (an all-success group), which dynamic sampling must keep
+            smooth_spread = cfg.advantage != "standard" and bool(smooth_part.abs().max() > 0)
+            if cfg.dynamic_sampling and not (reward_spread or smooth_spread):
                 no_signal += 1
                 continue
-            advantages[members] = group_advantages(group_rewards, cfg.adv_eps)
+            smooth_only += int(smooth_spread and not reward_spread)
+            parts.append((advantage, success_part, smooth_part))
             kept.extend(members)
-        stats.update(groups_too_small=float(too_small), groups_dropped=float(no_signal))
+        stats.update(groups_too_small=float(too_small), groups_dropped=float(no_signal),
+                     groups_smooth_only=float(smooth_only))
         stats["trajectories_used"] = float(len(kept))
         if not kept:
             stats.update(self._weight_stats(), skipped=1.0)
@@ -150,7 +254,13 @@ class GRPO:
         # -- the chunks of the kept trajectories -----------------------------------------
         kept_trajs = [trajectories[i] for i in kept]
         batch = ChunkBatch.from_trajectories(kept_trajs)
-        chunk_adv = advantages[kept][batch.traj_index]
+        # groups were kept in order and each lists its chunks trajectory by trajectory,
+        # as ChunkBatch does
+        chunk_adv, success_part, smooth_part = (torch.cat(p) for p in zip(*parts))
+        if len(chunk_adv) != len(batch):
+            raise ValueError(f"{len(chunk_adv)} advantages for {len(batch)} chunks: "
+                             "a trajectory's chunk_starts disagree with its chunks")
+        stats.update(advantage_split_stats(success_part, smooth_part))
         logp_old = batch.logp_old
         by_token = cfg.ratio_level == "token"
         if by_token:

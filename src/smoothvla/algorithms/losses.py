@@ -162,3 +162,143 @@ def weight_drift(params: Iterable[torch.Tensor], ref_params: Iterable[torch.Tens
         change += (p.detach().float() - r.detach().float().to(p.device)).abs().sum().item()
         scale += r.detach().float().abs().sum().item()
     return change / max(scale, 1e-12)
+
+
+# -- smoothness credit (docs/rl.md, "Smoothness credit") ---------------------------------
+# Eq. 5 of the SmoothVLA paper folds jerk into one reward; after group normalisation its
+# jerk term moves a success's advantage by a few percent in a mixed group and, in an
+# all-success group, lam cancels out of (R - mean R) / std R. The variants below keep
+# success and smoothness apart (multi-reward GRPO's normalise-then-sum: TRL's
+# multi_objective_aggregation="normalize_then_sum", verl's GDPO) and can credit each chunk
+# with the jerk it caused.
+
+
+def smoothness_advantages(jerk: torch.Tensor, eligible: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Smoothness advantage among the eligible entries of one group: lower jerk is better.
+
+    jerk (N,), eligible (N,) bool -> (N,): -(J_i - mean J) / (std J + eps) over the eligible
+    entries (population std), 0 for the others. Fewer than 2 eligible entries give zeros:
+    a lone success has nothing to be compared with. Entries of `jerk` that are not eligible
+    may be NaN (no jerk measured) and are never read.
+    """
+    if jerk.ndim != 1 or eligible.shape != jerk.shape:
+        raise ValueError(
+            f"smoothness_advantages needs jerk (N,) and eligible (N,); got "
+            f"{tuple(jerk.shape)}, {tuple(eligible.shape)}"
+        )
+    out = torch.zeros_like(jerk, dtype=torch.float32)
+    if int(eligible.sum()) < 2:
+        return out
+    j = jerk[eligible].float()
+    out[eligible] = -(j - j.mean()) / (j.std(unbiased=False) + eps)
+    return out
+
+
+def eq5_advantage_split(
+    rewards: torch.Tensor, success: torch.Tensor, jerk_in_reward: bool, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The standard GRPO advantage and how much of it the jerk term of the reward makes.
+
+    rewards (G,), success (G,) bool -> advantage (G,), success part (G,), smooth part (G,):
+    advantage = group_advantages(rewards) (the baseline, unchanged). With a reward that
+    carries jerk (eq. 5), success part = group_advantages(1[success]) and smooth part =
+    advantage - success part, the lam-effect; otherwise the whole advantage is the
+    success part and the smooth part is 0.
+    """
+    advantage = group_advantages(rewards, eps)
+    if not jerk_in_reward:
+        return advantage, advantage, torch.zeros_like(advantage)
+    success_part = group_advantages(success.float(), eps)
+    return advantage, success_part, advantage - success_part
+
+
+def decoupled_advantages(
+    rewards: torch.Tensor,
+    success: torch.Tensor,
+    jerk: torch.Tensor,
+    weight: float,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Success and smoothness normalised each on its own within the group, then summed.
+
+    rewards (G,) task reward without jerk (binary: 1[success]), success (G,) bool,
+    jerk (G,) mean jerk of each trajectory (NaN: not measured) ->
+    advantage (G,), success part (G,), smooth part (G,):
+
+        success part = group_advantages(rewards)
+        smooth part  = weight * smoothness_advantages(jerk, success & finite jerk)
+        advantage    = success part + smooth part
+
+    Failures get no smoothness advantage; an all-success group, where the success part is
+    0, still gets the smooth part.
+    """
+    success_part = group_advantages(rewards, eps)
+    eligible = success.bool() & torch.isfinite(jerk)
+    smooth_part = weight * smoothness_advantages(jerk, eligible, eps)
+    return success_part + smooth_part, success_part, smooth_part
+
+
+def chunk_smoothness_credit(
+    rewards: torch.Tensor,
+    success: torch.Tensor,
+    chunk_jerk: torch.Tensor,
+    chunk_traj: torch.Tensor,
+    weight: float,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-chunk advantages: the trajectory's success advantage plus the chunk's own
+    smoothness advantage.
+
+    rewards (G,), success (G,) bool of the group's trajectories; chunk_jerk (N,) mean jerk
+    of the windows each chunk owns (`metrics.attribution.chunk_jerk` sum / windows; NaN for
+    a chunk that owns none); chunk_traj (N,) long, the trajectory of each chunk ->
+    advantage (N,), success part (N,), smooth part (N,):
+
+        success part = group_advantages(rewards)[chunk_traj]
+        smooth part  = weight * smoothness_advantages(chunk_jerk, eligible)
+        eligible     = success[chunk_traj] & finite chunk_jerk
+
+    i.e. a chunk's jerk is compared with all chunks of the group's successes.
+    """
+    success_part = group_advantages(rewards, eps)[chunk_traj]
+    eligible = success.bool()[chunk_traj] & torch.isfinite(chunk_jerk)
+    smooth_part = weight * smoothness_advantages(chunk_jerk, eligible, eps)
+    return success_part + smooth_part, success_part, smooth_part
+
+
+def dense_jerk_rewards(
+    jerk_sum: torch.Tensor, windows: torch.Tensor, weight: float, jerk_scale: float
+) -> torch.Tensor:
+    """PPO's dense jerk penalty of one trajectory, one reward per chunk.
+
+    jerk_sum (C,) sum of ||jerk|| over the windows each chunk owns, windows (C,) their
+    count (`metrics.attribution.chunk_jerk`) -> (C,):
+
+        r_c = -weight * jerk_sum_c / (sum_c windows_c * jerk_scale)
+
+    so the chunks' penalties add up to weight * mean jerk / jerk_scale, eq. 5's penalty
+    with lam = weight, whatever the episode's length; each chunk pays its share of the
+    jerk windows it caused. A path with no window gives zeros.
+    """
+    total = float(windows.sum())
+    if total == 0:
+        return torch.zeros(len(jerk_sum))
+    return -weight * jerk_sum.float() / (total * jerk_scale)
+
+
+def advantage_split_stats(success_part: torch.Tensor, smooth_part: torch.Tensor) -> dict[str, float]:
+    """How much of the advantage smoothness contributes (logged every update).
+
+    success_part, smooth_part (N,) the two parts of the advantage of N chunks ->
+    adv_success_abs_mean = mean |success part|, adv_smooth_abs_mean = mean |smooth part|,
+    adv_smooth_share = adv_smooth_abs_mean / (adv_success_abs_mean + adv_smooth_abs_mean)
+    (NaN when both are 0).
+    """
+    success_abs = float(success_part.abs().mean()) if len(success_part) else 0.0
+    smooth_abs = float(smooth_part.abs().mean()) if len(smooth_part) else 0.0
+    total = success_abs + smooth_abs
+    return {
+        "adv_success_abs_mean": success_abs,
+        "adv_smooth_abs_mean": smooth_abs,
+        "adv_smooth_share": smooth_abs / total if total > 0 else float("nan"),
+    }

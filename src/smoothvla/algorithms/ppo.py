@@ -4,13 +4,18 @@ The MDP is taken at the chunk level: a state is the observation a chunk was samp
 an action is the whole chunk (its log-prob is summed over k steps and 7 dimensions, as
 seed 003's product over action tokens), the trajectory's reward arrives with its last
 chunk, and the episode ends there (no bootstrap: the reward is of the whole trajectory).
+With `dense_jerk_weight` > 0, every chunk of a success also gets a penalty for the jerk
+it caused (`losses.dense_jerk_rewards`), so GAE credits jerk where it happened.
 
 One `update(trajectories)` reads top to bottom:
 
 1. rollout statistics;
 2. old values V(s_c) of every chunk with the current critic (no grad);
-3. GAE(gamma, lambda) per trajectory -> advantages and returns; ORZ (seed 003 §4.1) is
-   gamma = lambda = 1 (`PPOConfig.orz()`), i.e. advantage = R - V(s_c);
+3. per-chunk rewards (the trajectory's reward on its last chunk, plus any dense jerk
+   penalty), GAE(gamma, lambda) per trajectory -> advantages and returns; ORZ (seed 003
+   §4.1) is gamma = lambda = 1 (`PPOConfig.orz()`), i.e. advantage = R - V(s_c); the
+   advantage of the smoothness rewards alone (GAE is linear in the rewards) is logged as
+   its share;
 4. `epochs` (default 1, seed 003 §4.2) passes of minibatches: clipped surrogate + vf_coef *
    clipped value loss, one AdamW step each (value head at its own learning rate);
 5. diagnostics as GRPO's, plus value loss and explained variance.
@@ -33,13 +38,23 @@ from smoothvla.algorithms.common import (
     mean_of,
     minibatches,
     optimizer_step,
+    chunk_jerk_of,
     policy_value,
     require_chunks,
+    reward_has_jerk,
     rollout_stats,
     trainable_parameters,
 )
 from smoothvla.algorithms.grpo import check_clip_range, check_positive
-from smoothvla.algorithms.losses import approx_kl, clipped_surrogate, compute_gae, value_loss
+from smoothvla.algorithms.losses import (
+    advantage_split_stats,
+    approx_kl,
+    clipped_surrogate,
+    compute_gae,
+    dense_jerk_rewards,
+    value_loss,
+)
+from smoothvla.errors import UserError
 from smoothvla.rollout.trajectory import Trajectory
 
 VALUE_HEAD_PREFIX = "value_head."
@@ -77,9 +92,19 @@ class PPOConfig:
     """Clip the global gradient norm to this (<= 0: no clipping)."""
     seed: int = 0
     """Seed of the minibatch shuffling."""
+    dense_jerk_weight: float = 0.0
+    """w of the dense jerk penalty (docs/rl.md, "Smoothness credit"): each chunk of a
+    successful trajectory gets reward -w * (jerk it caused) / (its windows in the whole
+    path * jerk_scale), so the penalties of a success add up to w * mean jerk / jerk_scale
+    (eq. 5's with lam = w), paid chunk by chunk. 0: off. Replaces eq. 5: use it with
+    --reward.name binary; jerk_scale is the reward config's."""
 
     def __post_init__(self) -> None:
         check_clip_range(self.eps_low, self.eps_high)
+        if not (np.isfinite(self.dense_jerk_weight) and self.dense_jerk_weight >= 0):
+            raise UserError(
+                f"dense_jerk_weight must be a finite number >= 0, got {self.dense_jerk_weight}"
+            )
         check_positive(
             lr=self.lr,
             value_lr=self.value_lr,
@@ -99,9 +124,14 @@ class PPOConfig:
 
 
 class PPO:
-    """Owns the optimizer (policy + value head) and the drift reference."""
+    """Owns the optimizer (policy + value head) and the drift reference. `jerk_scale`
+    (m/s^3 that count as 1, `RewardConfig.jerk_scale`) scales the dense jerk penalty; a
+    trainer that measures it later sets the attribute."""
 
-    def __init__(self, policy: Any, cfg: PPOConfig) -> None:
+    def __init__(self, policy: Any, cfg: PPOConfig, jerk_scale: float = 1.0) -> None:
+        if not (np.isfinite(jerk_scale) and jerk_scale > 0):
+            raise UserError(f"jerk_scale must be a positive number, got {jerk_scale}")
+        self.jerk_scale = float(jerk_scale)
         if getattr(policy, "value_head", None) is None and hasattr(policy, "attach_value_head"):
             policy.attach_value_head()
         if not hasattr(policy, "value"):
@@ -123,6 +153,9 @@ class PPO:
     def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
         cfg = self.cfg
         require_chunks(trajectories)
+        if cfg.dense_jerk_weight > 0 and any(reward_has_jerk(t) for t in trajectories):
+            raise UserError("dense_jerk_weight replaces the smooth reward's jerk term (it "
+                            "would count jerk twice): score with the binary reward")
         stats = rollout_stats(trajectories)
         batch = ChunkBatch.from_trajectories(trajectories)
 
@@ -136,17 +169,30 @@ class PPO:
             )
         advantages = torch.zeros(len(batch))
         returns = torch.zeros(len(batch))
+        smooth_adv = torch.zeros(len(batch))
+        dense_returns = []
         for i, t in enumerate(trajectories):
             rows = torch.nonzero(batch.traj_index == i).squeeze(1)
-            rewards = torch.zeros(len(rows))
-            rewards[-1] = float(t.reward)
+            dense = self._dense_rewards(t, len(rows))
+            dense_returns.append(float(dense.sum()))
+            smooth_rewards = dense.clone()
+            if reward_has_jerk(t):  # eq. 5's jerk term, R - 1[success], on the last chunk
+                smooth_rewards[-1] += float(t.reward) - float(t.success)
+            rewards = dense.clone()
+            rewards[-1] += float(t.reward)
             dones = torch.zeros(len(rows))
             dones[-1] = 1.0
             values = torch.cat([values_old[rows], torch.zeros(1)])
             advantages[rows], returns[rows] = compute_gae(
                 rewards, values, dones, cfg.gamma, cfg.lam
             )
+            # GAE is linear in (rewards, values): this is the smoothness rewards' share of A
+            smooth_adv[rows], _ = compute_gae(
+                smooth_rewards, torch.zeros(len(rows) + 1), dones, cfg.gamma, cfg.lam
+            )
         adv_raw = advantages.clone()
+        stats.update(advantage_split_stats(adv_raw - smooth_adv, smooth_adv))
+        stats["dense_jerk_return"] = float(np.mean(dense_returns))
         if cfg.normalize_advantages and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         logp_old = batch.logp_old
@@ -195,6 +241,19 @@ class PPO:
             lr=cfg.lr,
         )
         return stats
+
+    def _dense_rewards(self, traj: Trajectory, num_chunks: int) -> torch.Tensor:
+        """(C,) the dense jerk penalty of each chunk; zeros when off or for a failure (as
+        eq. 5, only successes are paid for smoothness: a failure that moved is not worse
+        than one that stood still)."""
+        if self.cfg.dense_jerk_weight == 0 or not traj.success:
+            return torch.zeros(num_chunks)
+        sums, windows = chunk_jerk_of(traj)
+        if len(sums) != num_chunks:
+            raise ValueError(f"trajectory has {num_chunks} chunks but chunk_starts marks "
+                             f"{len(sums)}")
+        return dense_jerk_rewards(torch.from_numpy(sums), torch.from_numpy(windows),
+                                  self.cfg.dense_jerk_weight, self.jerk_scale)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (see `common.algorithm_state`)."""
