@@ -82,6 +82,31 @@ def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_sch
         StudyConfig(sft_checkpoint=str(tmp_path / "nowhere"))
 
 
+def test_study_methods_map_to_their_smoothness_credit(tmp_path):
+    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+
+    sft = tmp_path / "sft"
+    rng = np.random.default_rng(0)
+    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=4, n_bins=16),
+               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))).save(sft)
+    study = Study(StudyConfig(**TINY, out=str(tmp_path / "s"), sft_checkpoint=str(sft),
+                              smooth_weight=0.3, dense_jerk_weight=0.4))
+    expected = {
+        "grpo-binary": ("grpo", "binary", "standard", 0.0),
+        "smoothvla-grpo": ("grpo", "smooth", "standard", 0.0),
+        "grpo-decoupled": ("grpo", "binary", "decoupled", 0.0),
+        "grpo-chunk-credit": ("grpo", "binary", "chunk", 0.0),
+        "ppo-dense-jerk": ("ppo", "binary", "standard", 0.4),
+    }
+    for method, (algorithm, reward, advantage, dense) in expected.items():
+        cfg = study.train_config(method, 1, str(sft), 2.0)
+        assert (cfg.algorithm, cfg.reward.name, cfg.grpo.advantage, cfg.ppo.dense_jerk_weight) == (
+            algorithm, reward, advantage, dense)
+        assert cfg.grpo.smooth_weight == 0.3 and cfg.seed == 1
+        assert cfg.out_dir.endswith(f"{method}-s1")
+
+
 def test_study_config_errors(tmp_path):
     with pytest.raises(ValueError, match="evaluation only"):
         StudyConfig(rl_execution="ensemble")

@@ -27,16 +27,22 @@ import numpy as np
 
 from smoothvla.io import atomic_write_json
 
-# Method label -> (algorithm, reward). "sft" is the starting checkpoint itself.
-METHODS: dict[str, tuple[str, str]] = {
-    "grpo-binary": ("grpo", "binary"),
-    "smoothvla-grpo": ("grpo", "smooth"),
-    "grpo-random": ("grpo", "random"),
-    "grpo-staged": ("grpo", "staged"),
-    "ppo": ("ppo", "binary"),
-    "smoothvla-ppo": ("ppo", "smooth"),
-    "dpo": ("dpo", "binary"),
-    "smoothvla-dpo": ("dpo", "smooth"),
+# Method label -> (algorithm, reward, smoothness credit). "sft" is the starting checkpoint
+# itself. smoothvla-* use eq. 5 of the SmoothVLA paper as published; the credit variants
+# (docs/rl.md, "Smoothness credit") pay for smoothness through the advantage instead, on the
+# binary reward: GRPO's decoupled or per-chunk advantage, PPO's dense per-chunk jerk penalty.
+METHODS: dict[str, tuple[str, str, str]] = {
+    "grpo-binary": ("grpo", "binary", ""),
+    "smoothvla-grpo": ("grpo", "smooth", ""),
+    "grpo-decoupled": ("grpo", "binary", "decoupled"),
+    "grpo-chunk-credit": ("grpo", "binary", "chunk"),
+    "grpo-random": ("grpo", "random", ""),
+    "grpo-staged": ("grpo", "staged", ""),
+    "ppo": ("ppo", "binary", ""),
+    "smoothvla-ppo": ("ppo", "smooth", ""),
+    "ppo-dense-jerk": ("ppo", "binary", "dense"),
+    "dpo": ("dpo", "binary", ""),
+    "smoothvla-dpo": ("dpo", "smooth", ""),
 }
 
 
@@ -73,8 +79,9 @@ class StudyConfig:
     one per seed; SFT is then one row trained once, and the demonstrations collected serve
     only as the experts' jerk reference."""
     methods: tuple[str, ...] = ("grpo-binary", "smoothvla-grpo")
-    """RL variants: grpo-binary, smoothvla-grpo, grpo-random, grpo-staged, ppo, smoothvla-ppo,
-    dpo, smoothvla-dpo (smoothvla-* use the hybrid smooth reward)."""
+    """RL variants: grpo-binary, smoothvla-grpo, grpo-decoupled, grpo-chunk-credit, grpo-random,
+    grpo-staged, ppo, smoothvla-ppo, ppo-dense-jerk, dpo, smoothvla-dpo (smoothvla-* use the
+    hybrid reward of eq. 5; the credit variants are in METHODS' comment)."""
     seeds: tuple[int, ...] = (0,)
     """Training seeds: every method (and SFT) is trained once per seed."""
     rl_iterations: int = 10
@@ -97,7 +104,12 @@ class StudyConfig:
     """Token head: sampling temperature of RL rollouts. At 1.0 the demo's SFT policy never
     succeeds when sampled (45% greedy), so every group fails and RL learns nothing."""
     lam: float = 0.2
-    """Smoothness weight of the hybrid reward (seed 000 eq. 5)."""
+    """Smoothness weight of the hybrid reward (the SmoothVLA paper's eq. 5)."""
+    smooth_weight: float = 0.5
+    """Weight w of the smoothness advantage in grpo-decoupled and grpo-chunk-credit."""
+    dense_jerk_weight: float = 0.2
+    """Weight of ppo-dense-jerk's per-chunk jerk penalty (in units of the starting policy's
+    mean jerk, as eq. 5's lam)."""
     jerk_scale_source: str = "policy"
     """Unit of jerk in the hybrid reward: 'expert' (the demonstrations' mean jerk) or
     'policy' (the SFT policy's mean jerk in the first RL iteration). Compact SFT policies
@@ -249,7 +261,8 @@ class Study:
         ))
         return str(final)
 
-    def rl(self, method: str, seed: int, init: str, jerk_scale: float) -> str:
+    def train_config(self, method: str, seed: int, init: str, jerk_scale: float):
+        """The `smoothvla train` config of one RL run of the study."""
         from smoothvla.algorithms.dpo import DPOConfig
         from smoothvla.algorithms.grpo import GRPOConfig
         from smoothvla.algorithms.ppo import PPOConfig
@@ -257,27 +270,35 @@ class Study:
         from smoothvla.rewards import RewardConfig
         from smoothvla.rollout.execution import ExecutionConfig
 
-        algorithm, reward = METHODS[method]
-        out_dir = self.out / f"{method}-s{seed}"
-        train.run(train.Config(
+        algorithm, reward, credit = METHODS[method]
+        advantage = credit if credit in ("decoupled", "chunk") else "standard"
+        return train.Config(
             policy=init, tasks=tuple(self.task_ids()), algorithm=algorithm,
             iterations=self.cfg.rl_iterations, group_size=self.cfg.group_size,
             groups_per_iteration=self.cfg.groups_per_iteration, seed=seed,
             init_ids=tuple(range(self.cfg.rl_init_states)),
             max_resample_rounds=self.cfg.rl_resample_rounds,
-            out_dir=str(out_dir), resume=True, checkpoint_every=1,
+            out_dir=str(self.out / f"{method}-s{seed}"), resume=True, checkpoint_every=1,
             reward=RewardConfig(name=reward, lam=self.cfg.lam, jerk_scale=jerk_scale, seed=seed,
                                 jerk_scale_from_policy=self.cfg.jerk_scale_source == "policy"),
             grpo=GRPOConfig(lr=self.cfg.rl_lr, seed=seed, ratio_level=self.cfg.grpo_ratio_level,
-                            beta=self.cfg.kl_beta),
-            ppo=PPOConfig(lr=self.cfg.rl_lr, seed=seed),
+                            beta=self.cfg.kl_beta, advantage=advantage,
+                            smooth_weight=self.cfg.smooth_weight),
+            ppo=PPOConfig(lr=self.cfg.rl_lr, seed=seed,
+                          dense_jerk_weight=self.cfg.dense_jerk_weight if credit == "dense" else 0.0),
             dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
             max_steps=self.cfg.rl_max_steps,
             temperature=self.cfg.rl_temperature if self.cfg.head == "token" else 0.0,
             execution=ExecutionConfig.parse(self.cfg.rl_execution),
-        ))
-        return str(out_dir / "policy")
+        )
+
+    def rl(self, method: str, seed: int, init: str, jerk_scale: float) -> str:
+        from smoothvla.commands import train
+
+        cfg = self.train_config(method, seed, init, jerk_scale)
+        train.run(cfg)
+        return str(Path(cfg.out_dir) / "policy")
 
     def evaluate(self, checkpoints: dict[tuple[str, int], str]) -> str:
         import torch

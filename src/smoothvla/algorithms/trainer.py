@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
+from smoothvla.algorithms.common import check_smoothness_credit
 from smoothvla.algorithms.dpo import DPO, DPOConfig
 from smoothvla.algorithms.grpo import GRPO, GRPOConfig
 from smoothvla.algorithms.ppo import PPO, PPOConfig
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"max_resample_rounds must be >= 0, got {self.max_resample_rounds}")
         if any(i < 0 for i in self.init_ids):
             raise ValueError(f"init_ids must be >= 0, got {self.init_ids}")
+        check_smoothness_credit(self.algorithm, self.reward.name, self.grpo.advantage,
+                                self.ppo.dense_jerk_weight)
 
 
 def make_algorithm(policy: Any, cfg: TrainConfig) -> GRPO | PPO | DPO:
@@ -99,7 +102,7 @@ def make_algorithm(policy: Any, cfg: TrainConfig) -> GRPO | PPO | DPO:
     if cfg.algorithm == "grpo":
         return GRPO(policy, cfg.grpo)
     if cfg.algorithm == "ppo":
-        return PPO(policy, cfg.ppo)
+        return PPO(policy, cfg.ppo, jerk_scale=cfg.reward.jerk_scale)
     return DPO(policy, cfg.dpo)
 
 
@@ -134,8 +137,9 @@ class Trainer:
         self.reward_fn = reward_fn or make_reward(cfg.reward, rng=self.reward_rng)
         # set on the first scored batch when cfg.reward.jerk_scale_from_policy (checkpointed)
         self.measured_jerk_scale: float | None = None
+        dense = cfg.algorithm == "ppo" and cfg.ppo.dense_jerk_weight > 0
         self._measure_jerk_scale = (reward_fn is None and cfg.reward.jerk_scale_from_policy
-                                    and cfg.reward.name == "smooth")
+                                    and (cfg.reward.name == "smooth" or dense))
         self.init_choices = {task: self._init_choices(task, num_init_states) for task in cfg.tasks}
         self.iteration = 0
 
@@ -209,6 +213,8 @@ class Trainer:
             return
         self.measured_jerk_scale = value
         self.reward_fn = make_reward(replace(self.cfg.reward, jerk_scale=value), rng=self.reward_rng)
+        if isinstance(self.algorithm, PPO):  # the dense jerk penalty's unit
+            self.algorithm.jerk_scale = value
 
     def _sample_groups(self, count: int) -> list[GroupRequest]:
         groups = []
