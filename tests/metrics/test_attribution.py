@@ -90,7 +90,8 @@ def test_gripper_command_event_takes_precedence_over_a_boundary():
     s = jerk_sources(P, 1.0, STARTS, gripper_actions=close_at_6, margin=0)
     assert s["jerk_event"] == 5.0 and s["jerk_event_share"] == pytest.approx(5 / 15)
     assert s["jerk_event_windows"] == pytest.approx(1 / 5)
-    assert s["jerk_boundary"] == pytest.approx(2.5) and s["jerk_boundary_share"] == pytest.approx(5 / 15)
+    assert s["jerk_boundary"] == pytest.approx(2.5)
+    assert s["jerk_boundary_share"] == pytest.approx(5 / 15)
     assert s["jerk_inside"] == pytest.approx(2.5)
     # margin 2: windows t >= 6 - 2 - 2 = 2 are events
     s = jerk_sources(P, 1.0, STARTS, gripper_actions=close_at_6, margin=2)
@@ -122,7 +123,8 @@ def test_jerk_sources_add_up_on_a_random_path():
     assert sum(s[f"jerk_{c}_share"] for c in classes) == pytest.approx(1.0)
     assert sum(s[f"jerk_{c}_windows"] for c in classes) == pytest.approx(1.0)
     for c in classes:
-        assert s[f"jerk_{c}_share"] == pytest.approx(s[f"jerk_{c}_windows"] * s[f"jerk_{c}"] / s["mean_jerk"])
+        expected = s[f"jerk_{c}_windows"] * s[f"jerk_{c}"] / s["mean_jerk"]
+        assert s[f"jerk_{c}_share"] == pytest.approx(expected)
     # events at actions 30 (command) and 33 (grasp between states 33 and 34), margin 2:
     # windows t with t - 2 <= s <= t + 4, i.e. 26..32 and 29..35, 10 of 57
     assert s["jerk_event_windows"] == pytest.approx(10 / 57)
