@@ -56,6 +56,8 @@ def chunk_jerk(positions, dt, chunk_starts) -> tuple[np.ndarray, np.ndarray]:
 
 
 JERK_CLASSES = ("boundary", "inside", "event")
+EVENT_MARGIN = 2
+"""Actions of slack around a gripper event within which a jerk window counts as an event."""
 SPLIT_KEYS = tuple(
     f"jerk_{c}{suffix}" for c in JERK_CLASSES for suffix in ("", "_share", "_windows")
 )
@@ -112,7 +114,8 @@ def jerk_trace(positions, dt, *, smooth_window: int = 0) -> tuple[np.ndarray, np
     return np.arange(len(norms)) + 1.5, norms
 
 
-def classify_windows(num_actions: int, chunk_starts, events, margin: int = 2) -> np.ndarray:
+def classify_windows(num_actions: int, chunk_starts, events,
+                     margin: int = EVENT_MARGIN) -> np.ndarray:
     """(T-3,) class index into JERK_CLASSES of each jerk window of a path with
     `num_actions` = T - 1 actions (see `jerk_sources` for the rule)."""
     if margin < 0:
@@ -131,7 +134,7 @@ def classify_windows(num_actions: int, chunk_starts, events, margin: int = 2) ->
 
 
 def jerk_sources(positions, dt, chunk_starts, *, gripper_actions=None, grasping=None,
-                 margin: int = 2, smooth_window: int = 0) -> dict[str, float]:
+                 margin: int = EVENT_MARGIN, smooth_window: int = 0) -> dict[str, float]:
     """Where a path's jerk comes from: chunk boundaries, inside chunks, or gripper events.
 
     Each jerk window t (positions p_t..p_{t+3}, so actions a_t, a_{t+1}, a_{t+2}; module
