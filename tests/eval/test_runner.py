@@ -82,8 +82,9 @@ def test_episode_result_carries_the_jerk_split():
     assert r.jerk_boundary == 2.0 and r.jerk_boundary_windows == pytest.approx(1 / 5)
     assert r.jerk_inside == 1.0 and r.jerk_inside_share == pytest.approx(1 / 15)
     assert r.chunk_start_steps == [0, 3, 6] and r.event_steps == [6]
+    assert r.jerk_trace == pytest.approx([1, 2, 3, 4, 5])
     bare = episode_result(traj, PolicyRef("p", "-"), "none", keep_path=False)
-    assert bare.chunk_start_steps is None and bare.event_steps is None
+    assert bare.chunk_start_steps is None and bare.event_steps is None and bare.jerk_trace is None
     assert bare.jerk_event == r.jerk_event
     no_chunks = Trajectory(ee_pos=pos, actions=actions, control_dt=1.0, success=True)
     assert math.isnan(episode_result(no_chunks, PolicyRef("p", "-"), "none", True).jerk_boundary)

@@ -60,6 +60,8 @@ class EpisodeResult:
     event_steps: list[int] | None = None
     """Action index of each gripper event (command change or grasp transition), kept with
     `ee_path`."""
+    jerk_trace: list[float] | None = None
+    """Jerk norm of each window t (m/s^3, at step t + 1.5), kept with `ee_path`."""
     ee_path: list[list[float]] | None = None
     """Optional (T, 3) end-effector path, kept for the path figures."""
     grasp_step: int = -1

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from smoothvla.eval.results import EpisodeResult, ResultsFile, continuous_grasp
 from smoothvla.metrics import path_metrics
-from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events
+from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events, jerk_trace
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.pool import EnvFactory, InProcessPool, ProcessPool
 from smoothvla.rollout.trajectory import Trajectory
@@ -94,6 +94,8 @@ def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_pat
         ee_path=np.round(traj.ee_pos, 5).tolist() if keep_path else None,
         chunk_start_steps=np.flatnonzero(traj.chunk_starts).tolist() if keep_starts else None,
         event_steps=gripper_events(gripper, traj.is_grasping).tolist() if keep_events else None,
+        jerk_trace=(np.round(jerk_trace(traj.ee_pos, traj.control_dt)[1], 4).tolist()
+                    if keep_path and metrics else None),
     )
 
 
