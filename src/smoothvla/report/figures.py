@@ -99,12 +99,12 @@ def jerk_over_time(episodes: Mapping[str, EpisodeResult], title: str = "") -> by
                              sharex=True, squeeze=False)
     for ax, ((label, r), color) in zip(axes[:, 0], zip(episodes.items(), COLORS)):
         norms = np.asarray(r.jerk_trace, dtype=float)
-        ax.plot(np.arange(len(norms)) + 1.5, norms, color=color, lw=1.2, label="jerk")
+        ax.plot(np.arange(len(norms)) + 1.5, norms, color=color, lw=1.2, label="jerk", zorder=3)
         for i, s in enumerate((r.chunk_start_steps or [])[1:]):
-            ax.axvline(s, color="#555555", ls=":", lw=0.8,
+            ax.axvline(s, color="#555555", ls=":", lw=0.8, zorder=1,
                        label="chunk boundary" if i == 0 else None)
         for i, e in enumerate(r.event_steps or []):
-            ax.axvline(e + 0.5, color="#C44E52", lw=1.4,
+            ax.axvline(e + 0.5, color="#C44E52", lw=1.4, zorder=2,
                        label="gripper event" if i == 0 else None)
         note = ""
         if math.isfinite(r.jerk_boundary_share):
