@@ -10,7 +10,7 @@ import pytest
 
 from smoothvla.cli import VERBS, main
 from smoothvla.data import Demo, DemoWriter
-from smoothvla.metrics import mean_jerk
+from smoothvla.metrics import jerk_sources, mean_jerk
 from smoothvla.metrics.synthetic import jittery, pick_place_path
 
 
@@ -82,6 +82,46 @@ def test_jerk_on_robomimic_key_and_npz(tmp_path, capsys):
     assert len(eps) == 3
     assert eps[0]["mean_jerk"] == pytest.approx(eps[1]["mean_jerk"])
     assert eps[2]["steps"] == 49
+
+
+def test_jerk_chunk_size_without_actions(tmp_path, capsys):
+    # --chunk-size on a file without actions used to raise KeyError 'chunk_jump'
+    pos = pick_place_path(0.05)
+    npz = tmp_path / "good.npz"
+    np.savez(npz, ee_pos=pos)
+    assert main(["jerk", str(npz), "--chunk-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "No actions in the file(s): no chunk jump" in out
+    assert "chunk jump" not in out.splitlines()[0]  # no column for it
+    assert "boundary jerk share" in out and "gripper events are not measured" in out
+    split = jerk_sources(pos, 0.05, 8)
+    assert f"{split['jerk_boundary_share']:.3f}" in out
+    assert main(["jerk", str(npz), "--chunk-size", "8", "--json"]) == 0
+    ep = json.loads(capsys.readouterr().out)["episodes"][0]
+    assert ep["jerk_boundary"] == pytest.approx(split["jerk_boundary"])
+    assert ep["jerk_event"] is None or np.isnan(ep["jerk_event"])
+
+
+def test_jerk_split_with_gripper_actions_in_libero_layout(tmp_path, capsys):
+    pos = pick_place_path(0.05)
+    actions = np.zeros((len(pos), 7))  # LIBERO layout: one action per observation
+    actions[:, 6] = np.where(np.arange(len(pos)) < 64, -1.0, 1.0)  # closes at action 64
+    path = tmp_path / "demo.hdf5"
+    with DemoWriter(path) as w:
+        w.add(Demo(actions=actions, obs={"ee_pos": pos}))
+    no_actions = tmp_path / "no_actions.npz"
+    np.savez(no_actions, ee_pos=pos)
+    assert main(["jerk", str(path), str(no_actions), "--chunk-size", "8", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    ep = result["episodes"][0]
+    split = jerk_sources(pos, 0.05, 8, gripper_actions=actions[:-1, 6])
+    for k in ("jerk_event", "jerk_event_share", "jerk_boundary", "jerk_inside_windows"):
+        assert ep[k] == pytest.approx(split[k])
+    assert ep["jerk_event_windows"] == pytest.approx(7 / (len(pos) - 3))  # windows 60..66
+    assert len(pos) == 145  # 145 actions: 18 chunk boundaries, at 8, 16, ..., 144
+    assert ep["chunk_jump"] == pytest.approx(2.0 / 18)  # one jump of 2, at the boundary 64
+    assert result["summary"]["chunk_jump"]["count"] == 1  # the npz has no actions: NaN there
+    assert result["summary"]["jerk_event"]["count"] == 1
 
 
 def test_jerk_clear_errors(tmp_path, capsys):

@@ -67,3 +67,38 @@ def test_summarize_cells_and_drop():
     assert cells["none"].success_seed_std == pytest.approx(0.2)  # seeds at 0.8 and 0.4
     assert cells["light"].drop == pytest.approx((0.6 - 0.6) / 0.6)
     assert cells["light"].mean_jerk == pytest.approx(2.0)
+
+
+def test_results_without_the_jerk_split_still_read(tmp_path):
+    old = {"policy": "sft", "task_id": "s/t", "init_id": 0, "seed": 0, "success": True,
+           "mean_jerk": 2.0, "chunk_jump": 0.1, "ee_path": [[0, 0, 0]] * 4}
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    (r,) = read_results([path])
+    assert math.isnan(r.jerk_boundary) and math.isnan(r.jerk_event_share)
+    assert r.chunk_start_steps is None and r.event_steps is None
+    f = ResultsFile(tmp_path / "new.jsonl")
+    f.append(EpisodeResult(policy="p", task_id="s/t", init_id=0, seed=0, jerk_boundary=3.0,
+                           jerk_event_share=0.25, chunk_start_steps=[0, 8], event_steps=[5]))
+    (back,) = f.read()
+    assert (back.jerk_boundary, back.jerk_event_share) == (3.0, 0.25)
+    assert back.chunk_start_steps == [0, 8] and back.event_steps == [5]
+
+
+def test_summarize_averages_the_jerk_split_per_episode():
+    nan = float("nan")
+    results = [
+        EpisodeResult(policy="p", task_id="s/t", suite="s", init_id=0, seed=0, success=True,
+                      jerk_boundary=4.0, jerk_boundary_share=0.5, jerk_event=nan),
+        EpisodeResult(policy="p", task_id="s/t", suite="s", init_id=1, seed=0, success=True,
+                      jerk_boundary=2.0, jerk_boundary_share=0.3, jerk_event=6.0),
+        EpisodeResult(policy="p", task_id="s/t", suite="s", init_id=2, seed=0, success=False,
+                      jerk_boundary=9.0, jerk_boundary_share=0.7, jerk_event=nan),
+    ]
+    (cell,) = summarize(results)
+    assert cell.jerk_split["jerk_boundary"] == pytest.approx(3.0)  # successes only
+    assert cell.jerk_split["jerk_boundary_share"] == pytest.approx(0.4)
+    assert cell.jerk_split["jerk_event"] == 6.0  # episodes without event windows left out
+    assert cell.jerk_split_all["jerk_boundary"] == pytest.approx(5.0)
+    assert cell.jerk_split_all["jerk_boundary_share"] == pytest.approx(0.5)
+    assert math.isnan(cell.jerk_split["jerk_inside"])  # old results: not measured

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from smoothvla.cli import main
-from smoothvla.eval import EpisodeResult, ResultsFile
+from smoothvla.eval import EpisodeResult, ResultsFile, read_results
+from smoothvla.eval.runner import PolicyRef, episode_result
+from smoothvla.eval.summary import Cell, summarize
+from smoothvla.metrics.attribution import SPLIT_KEYS
 from smoothvla.metrics.synthetic import jittery, pick_place_path
+from smoothvla.report import figures
+from smoothvla.report.study_tables import jerk_source_table
+from smoothvla.rollout.trajectory import Trajectory
 
 
 def make_results(path, rng):
@@ -84,3 +90,86 @@ def test_html_report_renders_its_figures_in_chromium(tmp_path):
     def coloured(img):
         return int(((img.max(axis=2) - img.min(axis=2)) > 0.25).sum())
     assert coloured(with_figs) > 20 * max(1, coloured(without)), (coloured(with_figs), coloured(without))
+
+
+def traced_results(path, rng):
+    """Results through `episode_result`, as evaluation writes them: chunks of 8, the gripper
+    closing at action 60, the object held from state 62; the path of init 0 recorded."""
+    base = pick_place_path(0.05)
+    n = len(base) - 1
+    actions = np.zeros((n, 7))
+    actions[60:, 6] = 1.0
+    f = ResultsFile(path)
+    expected = {}
+    for policy, noise in [("sft", 2e-5), ("grpo-binary", 1e-4)]:
+        for init in range(3):
+            traj = Trajectory(ee_pos=jittery(base, noise, rng), actions=actions, control_dt=0.05,
+                              success=init < 2, chunk_starts=np.arange(n) % 8 == 0,
+                              is_grasping=np.arange(n + 1) >= 62, task_id="tabletop-object/t-v1",
+                              init_id=init, seed=0)
+            r = episode_result(traj, PolicyRef(policy, "-"), "none", keep_path=init == 0)
+            f.append(r)
+            expected.setdefault(policy, []).append(r)
+    return expected
+
+
+def test_report_shows_where_the_jerk_comes_from(tmp_path):
+    results = tmp_path / "results.jsonl"
+    expected = traced_results(results, np.random.default_rng(2))
+    out = tmp_path / "report"
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "Where the jerk comes from" in md
+    for policy, rs in expected.items():
+        ok = [r for r in rs if r.success]
+        share = 100 * np.mean([r.jerk_boundary_share for r in ok])
+        event = np.mean([r.jerk_event for r in rs])
+        rows = {cols[2]: cols for cols in ([c.strip() for c in line.strip("|").split("|")]
+                                           for line in md.splitlines()
+                                           if line.startswith(f"| {policy} ") and "%" not in line)
+                if len(cols) == 10}
+        assert rows["successes"][4] == f"{share:.1f}"  # boundary jerk %
+        assert rows["all"][9] == f"{event:.3f}"  # event jerk
+    assert (out / "figures" / "jerk_over_time.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "report.html").read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 4  # + jerk over time
+    assert "Jerk along the path" in html
+
+
+def test_report_tables_leave_out_older_results(tmp_path):
+    results = tmp_path / "results.jsonl"
+    make_results(results, np.random.default_rng(0))
+    cells = summarize(read_results([results]))
+    assert jerk_source_table(cells)[1] == []
+
+
+def test_jerk_source_table_by_hand():
+    split = {k: float("nan") for k in SPLIT_KEYS}
+    split.update(jerk_boundary_windows=0.24, jerk_boundary_share=0.38, jerk_boundary=30.0,
+                 jerk_inside=15.0, jerk_event_windows=0.02, jerk_event_share=0.05,
+                 jerk_event=50.0)
+    cell = Cell(policy="sft", suite="s", perturbation="none", episodes=4, success=0.5,
+                success_ci=(0.1, 0.9), success_seed_std=0.0, grasp=1.0, cont_grasp=1.0,
+                mean_jerk=20.0, mean_jerk_ci=(19.0, 21.0), ldlj=-10.0, sparc=-3.0, steps=100.0,
+                chunk_jump=0.1, jerk_split=split, jerk_split_all={k: float("nan") for k in split})
+    header, rows = jerk_source_table([cell])
+    assert rows == [["sft", "s", "successes", "24.0", "38.0", 30.0, 15.0, "2.0", "5.0", 50.0]]
+    assert header[3:5] == ["boundary windows %", "boundary jerk %"]
+
+
+def _red_pixels(png: bytes) -> int:
+    import io
+
+    import matplotlib.image as mpimg
+    img = mpimg.imread(io.BytesIO(png), format="png")[..., :3]
+    red = np.array([0xC4, 0x4E, 0x52]) / 255
+    return int((np.abs(img - red).max(axis=2) < 0.08).sum())
+
+
+def test_jerk_over_time_marks_gripper_events():
+    trace = list(np.abs(np.sin(np.arange(80) / 5)) * 10)
+    plain = EpisodeResult(policy="sft", task_id="s/t", init_id=0, seed=0, jerk_trace=trace,
+                          chunk_start_steps=list(range(0, 83, 8)), event_steps=[])
+    with_events = EpisodeResult(**{**plain.__dict__, "event_steps": [20, 50]})
+    assert _red_pixels(figures.jerk_over_time({"sft": with_events})) > \
+        10 * max(1, _red_pixels(figures.jerk_over_time({"sft": plain})))

@@ -13,10 +13,15 @@ import tyro
 
 from smoothvla.data.paths import load_episodes
 from smoothvla.metrics import path_metrics
+from smoothvla.metrics.attribution import EVENT_MARGIN, SPLIT_KEYS
 from smoothvla.report.tables import format_table
 
 COLUMNS = ("steps", "duration", "path_length", "mean_jerk", "ldlj", "sparc", "idle_ratio")
 HEADER = ("episode", "steps", "duration s", "path m", "mean jerk m/s^3", "LDLJ", "SPARC", "idle")
+SPLIT_COLUMNS = ("jerk_boundary_windows", "jerk_boundary_share", "jerk_boundary", "jerk_inside",
+                 "jerk_event_windows", "jerk_event_share", "jerk_event")
+SPLIT_HEADER = ("episode", "boundary windows", "boundary jerk share", "boundary jerk",
+                "inside jerk", "event windows", "event jerk share", "event jerk")
 
 
 @dataclass
@@ -33,7 +38,9 @@ class Config:
     smooth_window: int = 0
     """Savitzky-Golay pre-smoothing window (odd); 0 = off. Lowers jerk; say so if used."""
     chunk_size: int = 0
-    """If > 0, also report the mean action jump at chunk boundaries of this size."""
+    """If > 0, the policy executed chunks of this many actions: also report where the jerk
+    comes from (chunk boundaries, inside chunks, gripper events) and, when the file has
+    actions, the mean action jump at chunk boundaries."""
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -44,8 +51,17 @@ class Config:
             raise ValueError(f"--chunk-size must be >= 0, got {self.chunk_size}")
 
 
+def _gripper(actions: np.ndarray | None, num_steps: int) -> np.ndarray | None:
+    """The gripper command (T-1,) of 7-D actions: LIBERO-layout files store one action per
+    observation (T rows, the last one never took effect), npz files T-1."""
+    if actions is None or actions.ndim != 2 or actions.shape[1] != 7:
+        return None
+    return actions[:num_steps, 6] if len(actions) == num_steps + 1 else actions[:, 6]
+
+
 def analyze(cfg: Config) -> dict:
-    """Per-episode metrics and their summary (mean, std, count) over all files."""
+    """Per-episode metrics and their summary (mean, std, count) over all files. A metric
+    that some episodes lack (chunk_jump without actions) is NaN there."""
     dt = 1.0 / cfg.control_hz
     episodes = []
     for path in cfg.paths:
@@ -55,12 +71,16 @@ def analyze(cfg: Config) -> dict:
                     ep.positions, dt,
                     actions=ep.actions if cfg.chunk_size else None,
                     chunk_starts=cfg.chunk_size if cfg.chunk_size else None,
+                    gripper_actions=_gripper(ep.actions, len(ep.positions) - 1),
                     smooth_window=cfg.smooth_window,
                 )
             except ValueError as err:
                 raise ValueError(f"{ep.source}: episode {ep.name}: {err}") from None
             episodes.append({"file": ep.source, "episode": ep.name, **m})
-    keys = [k for k in episodes[0] if k not in ("file", "episode")]
+    keys = list(dict.fromkeys(k for e in episodes for k in e if k not in ("file", "episode")))
+    for e in episodes:
+        for k in keys:
+            e.setdefault(k, float("nan"))
     summary = {}
     for k in keys:
         values = np.array([e[k] for e in episodes], dtype=float)
@@ -78,21 +98,40 @@ def run(cfg: Config) -> int:
     if cfg.json:
         print(json.dumps(result, indent=1))
         return 0
-    columns = COLUMNS + (("chunk_jump",) if cfg.chunk_size else ())
-    header = HEADER + (("chunk jump",) if cfg.chunk_size else ())
+    s = result["summary"]
+    jump = "chunk_jump" in s
+    columns = COLUMNS + (("chunk_jump",) if jump else ())
+    header = HEADER + (("chunk jump",) if jump else ())
     multi = len(cfg.paths) > 1
+    names = [f"{Path(e['file']).name}:{e['episode']}" if multi else e["episode"]
+             for e in result["episodes"]]
     rows = [
-        [f"{Path(e['file']).name}:{e['episode']}" if multi else e["episode"]]
-        + [int(e[c]) if c == "steps" else e[c] for c in columns]
-        for e in result["episodes"]
+        [name] + [int(e[c]) if c == "steps" else e[c] for c in columns]
+        for name, e in zip(names, result["episodes"])
     ]
     print(format_table(rows, header))
-    s = result["summary"]
+    split = "jerk_boundary" in s
+    if split:
+        print("\nWhere the jerk comes from (windows: fraction of jerk windows; share: fraction "
+              "of the summed jerk; jerk: mean over those windows, m/s^3)")
+        print(format_table(
+            [[name] + [e[c] for c in SPLIT_COLUMNS] for name, e in zip(names, result["episodes"])],
+            SPLIT_HEADER,
+        ))
     print()
     print(format_table(
-        [[c, s[c]["mean"], s[c]["std"], s[c]["count"]] for c in columns],
+        [[c, s[c]["mean"], s[c]["std"], s[c]["count"]]
+         for c in columns + (tuple(k for k in SPLIT_KEYS if k in s) if split else ())],
         ("metric", "mean", "std", "episodes"),
     ))
     print(f"\n{len(rows)} episodes at {cfg.control_hz:g} Hz; jerk by third finite difference "
           "of the end-effector position (docs/metrics.md)")
+    if split:
+        print("A jerk window (4 positions, 3 actions) is an event when a gripper command change "
+              f"lies within {EVENT_MARGIN} actions of it, else a boundary window when its actions "
+              f"span two chunks of {cfg.chunk_size}, else inside.")
+        if s["jerk_event"]["count"] == 0 and s["jerk_event_windows"]["count"] == 0:
+            print("No 7-D actions in the file(s): gripper events are not measured (nan).")
+    if cfg.chunk_size and not jump:
+        print("No actions in the file(s): no chunk jump.")
     return 0

@@ -43,6 +43,25 @@ class EpisodeResult:
     sparc: float = float("nan")
     path_length: float = float("nan")
     chunk_jump: float = float("nan")
+    jerk_boundary: float = float("nan")
+    """Where the jerk comes from (docs/metrics.md): mean jerk of the windows whose actions
+    span two chunks, of those inside one chunk, and of those near a gripper event (m/s^3);
+    `_share`: their part of the summed jerk; `_windows`: their part of the windows."""
+    jerk_boundary_share: float = float("nan")
+    jerk_boundary_windows: float = float("nan")
+    jerk_inside: float = float("nan")
+    jerk_inside_share: float = float("nan")
+    jerk_inside_windows: float = float("nan")
+    jerk_event: float = float("nan")
+    jerk_event_share: float = float("nan")
+    jerk_event_windows: float = float("nan")
+    chunk_start_steps: list[int] | None = None
+    """Action index of each chunk's first action, kept with `ee_path`."""
+    event_steps: list[int] | None = None
+    """Action index of each gripper event (command change or grasp transition), kept with
+    `ee_path`."""
+    jerk_trace: list[float] | None = None
+    """Jerk norm of each window t (m/s^3, at step t + 1.5), kept with `ee_path`."""
     ee_path: list[list[float]] | None = None
     """Optional (T, 3) end-effector path, kept for the path figures."""
     grasp_step: int = -1

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from smoothvla.eval.results import EpisodeResult, ResultsFile, continuous_grasp
 from smoothvla.metrics import path_metrics
+from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events, jerk_trace
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.rollout.pool import EnvFactory, InProcessPool, ProcessPool
@@ -73,10 +74,14 @@ def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_pat
         continuous_grasp(traj.is_grasping, traj.success) if traj.is_grasping is not None
         else (False, False, -1)
     )
+    gripper = traj.actions[:, 6] if traj.actions.shape[1] == 7 else None
     metrics: dict[str, float] = {}
     if len(traj.ee_pos) >= 4:
         metrics = path_metrics(traj.ee_pos, traj.control_dt, actions=traj.actions,
-                               chunk_starts=traj.chunk_starts)
+                               chunk_starts=traj.chunk_starts, gripper_actions=gripper,
+                               grasping=traj.is_grasping)
+    keep_starts = keep_path and traj.chunk_starts is not None
+    keep_events = keep_path and (gripper is not None or traj.is_grasping is not None)
     kind, _, strength = perturbation.partition("@")
     return EpisodeResult(
         policy=ref.label, train_seed=ref.train_seed, task_id=traj.task_id,
@@ -87,7 +92,12 @@ def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_pat
         mean_jerk=metrics.get("mean_jerk", math.nan), ldlj=metrics.get("ldlj", math.nan),
         sparc=metrics.get("sparc", math.nan), path_length=metrics.get("path_length", math.nan),
         chunk_jump=metrics.get("chunk_jump", math.nan),
+        **{k: metrics.get(k, math.nan) for k in SPLIT_KEYS},
         ee_path=np.round(traj.ee_pos, 5).tolist() if keep_path else None,
+        chunk_start_steps=np.flatnonzero(traj.chunk_starts).tolist() if keep_starts else None,
+        event_steps=gripper_events(gripper, traj.is_grasping).tolist() if keep_events else None,
+        jerk_trace=(np.round(jerk_trace(traj.ee_pos, traj.control_dt)[1], 4).tolist()
+                    if keep_path and metrics else None),
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
 from smoothvla.eval.results import EpisodeResult
 from smoothvla.eval.stats import mean_ci, relative_drop, wilson_interval
+from smoothvla.metrics.attribution import SPLIT_KEYS
 
 IND = "none"
 
@@ -36,6 +37,16 @@ class Cell:
     chunk_jump: float
     drop: float = float("nan")
     """(success - success in distribution) / success in distribution, same policy and suite."""
+    jerk_split: dict[str, float] = field(default_factory=dict)
+    """Where the jerk comes from (`metrics.attribution.SPLIT_KEYS`), each the mean over the
+    successful episodes that have it (NaN-free), like the other smoothness columns."""
+    jerk_split_all: dict[str, float] = field(default_factory=dict)
+    """The same over all episodes, failures included."""
+
+
+def _split_means(results: list[EpisodeResult]) -> dict[str, float]:
+    """Per split key, the mean over the episodes where it is defined (NaN if none is)."""
+    return {k: mean_ci([getattr(r, k) for r in results])[0] for k in SPLIT_KEYS}
 
 
 def _seed_std(results: list[EpisodeResult]) -> float:
@@ -69,6 +80,7 @@ def summarize(results: Iterable[EpisodeResult], by_suite: bool = True) -> list[C
             ldlj=mean_ci([r.ldlj for r in ok])[0], sparc=mean_ci([r.sparc for r in ok])[0],
             steps=float(np.mean([r.steps for r in rs])),
             chunk_jump=mean_ci([r.chunk_jump for r in ok])[0],
+            jerk_split=_split_means(ok), jerk_split_all=_split_means(rs),
         ))
     ind = {(c.policy, c.suite): c.success for c in cells if c.perturbation == IND}
     for c in cells:

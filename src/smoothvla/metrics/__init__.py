@@ -3,6 +3,7 @@
 See docs/metrics.md for each formula and its units.
 """
 
+from smoothvla.metrics.attribution import gripper_events, jerk_sources, jerk_trace
 from smoothvla.metrics.joints import ee_jerk_from_joints
 from smoothvla.metrics.kinematics import (
     action_jumps,
@@ -24,8 +25,11 @@ __all__ = [
     "chunk_boundary_jump",
     "duration",
     "ee_jerk_from_joints",
+    "gripper_events",
     "idle_ratio",
     "jerk",
+    "jerk_sources",
+    "jerk_trace",
     "ldlj",
     "mean_jerk",
     "path_length",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from smoothvla.metrics.attribution import SPLIT_KEYS, jerk_sources
 from smoothvla.metrics.kinematics import chunk_boundary_jump, duration, idle_ratio, mean_jerk, path_length
 from smoothvla.metrics.spectral import ldlj, sparc
 
@@ -16,6 +17,7 @@ METRIC_UNITS = {
     "sparc": "",
     "idle_ratio": "",
     "chunk_jump": "action units",
+    **{k: "" if k.endswith(("_share", "_windows")) else "m/s^3" for k in SPLIT_KEYS},
 }
 
 
@@ -25,13 +27,18 @@ def path_metrics(
     *,
     actions=None,
     chunk_starts=None,
+    gripper_actions=None,
+    grasping=None,
     smooth_window: int = 0,
 ) -> dict[str, float]:
     """Metrics of one (T, 3) path sampled every `dt` seconds.
 
-    Keys: steps, duration, path_length, mean_jerk, ldlj, sparc, idle_ratio, and chunk_jump
-    when `actions` and `chunk_starts` are given. LDLJ and SPARC are NaN for a path that
-    never moves (they are undefined there), so one idle episode does not stop a report.
+    Keys: steps, duration, path_length, mean_jerk, ldlj, sparc, idle_ratio; chunk_jump
+    when `actions` and `chunk_starts` are given; and when `chunk_starts` ((T-1,) bool or an
+    int chunk size) is given, where the jerk comes from (`attribution.jerk_sources`, keys
+    `attribution.SPLIT_KEYS`), with gripper events from `gripper_actions` (T-1,) and
+    `grasping` (T,) when given. LDLJ and SPARC are NaN for a path that never moves (they
+    are undefined there), so one idle episode does not stop a report.
     """
     p = np.asarray(positions, dtype=np.float64)
     out = {
@@ -46,4 +53,8 @@ def path_metrics(
     out["sparc"] = sparc(p, dt) if moves else float("nan")
     if actions is not None and chunk_starts is not None:
         out["chunk_jump"] = chunk_boundary_jump(actions, chunk_starts)
+    if chunk_starts is not None:
+        split = jerk_sources(p, dt, chunk_starts, gripper_actions=gripper_actions,
+                             grasping=grasping, smooth_window=smooth_window)
+        out.update({k: split[k] for k in SPLIT_KEYS})
     return out

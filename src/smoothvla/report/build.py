@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from smoothvla.report.study_tables import (
     ablation_table,
     cell_table,
     grasp_table,
+    jerk_source_table,
     jerk_table,
     robustness_table,
     to_latex,
@@ -39,21 +40,29 @@ class ReportFiles:
     figures: list[Path]
 
 
-def _example_paths(results: list[EpisodeResult]) -> tuple[dict, dict, str]:
-    """Paths of each policy from the first (task, init, seed) that every policy recorded."""
+def _same_start(results: list[EpisodeResult], keep: Callable[[EpisodeResult], bool]
+                ) -> tuple[dict[str, EpisodeResult], str]:
+    """One kept in-distribution episode per policy, all from the first (task, init, seed)
+    that the most policies recorded; and a description of that start."""
     by_cell = defaultdict(dict)
     for r in results:
-        if r.ee_path and r.perturbation == IND:
+        if keep(r) and r.perturbation == IND:
             by_cell[(r.task_id, r.init_id, r.seed)].setdefault(r.policy, r)
     if not by_cell:
-        return {}, {}, ""
+        return {}, ""
     most = max(len(v) for v in by_cell.values())
     key = sorted(k for k, v in by_cell.items() if len(v) == most)[0]
     chosen = by_cell[key]
     order = [p for p in METHOD_ORDER if p in chosen] + sorted(set(chosen) - set(METHOD_ORDER))
-    paths = {p: np.asarray(chosen[p].ee_path) for p in order}
-    grasps = {p: chosen[p].grasp_step for p in order}
-    return paths, grasps, f"{key[0]}, init state {key[1]}, seed {key[2]}"
+    return {p: chosen[p] for p in order}, f"{key[0]}, init state {key[1]}, seed {key[2]}"
+
+
+def _example_paths(results: list[EpisodeResult]) -> tuple[dict, dict, str]:
+    """Paths of each policy from the first (task, init, seed) that every policy recorded."""
+    chosen, where = _same_start(results, lambda r: bool(r.ee_path))
+    paths = {p: np.asarray(r.ee_path) for p, r in chosen.items()}
+    grasps = {p: r.grasp_step for p, r in chosen.items()}
+    return paths, grasps, where
 
 
 def build_report(results_paths: Sequence[str | Path], out_dir: str | Path,
@@ -80,6 +89,11 @@ def build_report(results_paths: Sequence[str | Path], out_dir: str | Path,
     for suite in suites:
         tables.append((f"Grasp accuracy, continuous grasp and success on {suite} "
                        "(seed 003 Tables 1-3)", grasp_table(cells, suite, policies)))
+    sources = jerk_source_table(cells, policies)
+    if sources[1]:
+        tables.append(("Where the jerk comes from, in distribution: % of jerk windows and % of "
+                       "the summed jerk at chunk boundaries and near gripper events, mean jerk "
+                       "per class (m/s³), averaged over episodes", sources))
     tables.append(("All cells with 95% confidence intervals (Wilson for success, Student t "
                    "for jerk)", cell_table(cells)))
 
@@ -88,6 +102,10 @@ def build_report(results_paths: Sequence[str | Path], out_dir: str | Path,
     if paths:
         figs.append(("paths", f"End-effector paths from the same initial state ({where})",
                      figures.paths_3d(paths, grasps)))
+    traced, where = _same_start(results, lambda r: bool(r.jerk_trace))
+    if traced:
+        figs.append(("jerk_over_time", f"Jerk along the path, chunk boundaries dotted, gripper "
+                     f"events red ({where})", figures.jerk_over_time(traced)))
     figs.append(("jerk_bars", "Mean jerk per suite (successful in-distribution episodes)",
                  figures.jerk_bars(cells, policies)))
     figs.append(("success_vs_jerk", "Success against mean jerk per cell",

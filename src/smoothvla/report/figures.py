@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from smoothvla.eval.results import EpisodeResult  # noqa: E402
 from smoothvla.eval.summary import IND, Cell  # noqa: E402
 
 COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
@@ -85,6 +86,40 @@ def jerk_bars(cells: Sequence[Cell], policies: Sequence[str] = ()) -> bytes:
     ax.set_ylabel("mean jerk (m/s³), successes")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def jerk_over_time(episodes: Mapping[str, EpisodeResult], title: str = "") -> bytes:
+    """Where along the path the jerk happens: one panel per policy with the jerk norm of
+    each window over time (`EpisodeResult.jerk_trace`, window t at step t + 1.5), chunk
+    boundaries (dotted, at the step where a chunk's first action starts) and gripper events
+    (red, in the middle of the action during which they happen). Episodes need
+    `jerk_trace`; `chunk_start_steps` and `event_steps` are drawn when present."""
+    fig, axes = plt.subplots(len(episodes), 1, figsize=(10, 1.9 * len(episodes) + 0.6),
+                             sharex=True, squeeze=False)
+    for ax, ((label, r), color) in zip(axes[:, 0], zip(episodes.items(), COLORS)):
+        norms = np.asarray(r.jerk_trace, dtype=float)
+        ax.plot(np.arange(len(norms)) + 1.5, norms, color=color, lw=1.2, label="jerk", zorder=3)
+        for i, s in enumerate((r.chunk_start_steps or [])[1:]):
+            ax.axvline(s, color="#555555", ls=":", lw=0.8, zorder=1,
+                       label="chunk boundary" if i == 0 else None)
+        for i, e in enumerate(r.event_steps or []):
+            ax.axvline(e + 0.5, color="#C44E52", lw=1.4, zorder=2,
+                       label="gripper event" if i == 0 else None)
+        note = ""
+        if math.isfinite(r.jerk_boundary_share):
+            note = (f": boundary windows {100 * r.jerk_boundary_windows:.0f}% carry "
+                    f"{100 * r.jerk_boundary_share:.0f}% of the jerk")
+            if math.isfinite(r.jerk_event_share):
+                note += (f", event windows {100 * r.jerk_event_windows:.0f}% carry "
+                         f"{100 * r.jerk_event_share:.0f}%")
+        ax.set_title(label + note, fontsize=9, loc="left")
+        ax.set_ylabel("jerk (m/s³)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("control step")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _png(fig)
 
 

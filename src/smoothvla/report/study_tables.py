@@ -4,6 +4,8 @@
 - `robustness_table`: seed 000 Table 2 (success under perturbations, drop from original)
 - `ablation_table`: seed 000 Table 3 (rewards compared on one suite, deltas to the best)
 - `grasp_table`: seed 003 Tables 1-3 (grasp / continuous grasp / success, std over seeds)
+- `jerk_source_table`: where the jerk comes from (chunk boundaries, inside chunks, gripper
+  events), in distribution
 
 Each returns (header, rows); rows hold strings and floats.
 """
@@ -122,6 +124,31 @@ def grasp_table(cells: list[Cell], suite: str, policies: Sequence[str]) -> Table
                 else:
                     row.append(f"{getattr(c, attr):.3f}")
         rows.append(row)
+    return header, rows
+
+
+def jerk_source_table(cells: list[Cell], policies: Sequence[str] = ()) -> Table:
+    """Rows: (policy, suite) in distribution, over successful episodes and over all; columns:
+    per class the % of jerk windows, the % of the summed jerk, and the mean jerk of its
+    windows (m/s^3), each averaged over episodes (docs/metrics.md). Cells without the split
+    (older results) are left out."""
+    header = ["Model", "suite", "episodes",
+              "boundary windows %", "boundary jerk %", "boundary jerk",
+              "inside jerk",
+              "event windows %", "event jerk %", "event jerk"]
+    ind = {(c.policy, c.suite): c for c in cells if c.perturbation == IND}
+    rows = []
+    for p in _order(sorted({c.policy for c in ind.values()}), policies):
+        for suite in sorted(s for q, s in ind if q == p):
+            c = ind[(p, suite)]
+            for over, split in (("successes", c.jerk_split), ("all", c.jerk_split_all)):
+                if not any(math.isfinite(v) for v in split.values()):
+                    continue
+                rows.append([p, suite, over,
+                             pct(split["jerk_boundary_windows"]), pct(split["jerk_boundary_share"]),
+                             split["jerk_boundary"], split["jerk_inside"],
+                             pct(split["jerk_event_windows"]), pct(split["jerk_event_share"]),
+                             split["jerk_event"]])
     return header, rows
 
 
