@@ -75,9 +75,10 @@ class StudyConfig:
     sft_lr: float = 3e-4
     """SFT peak learning rate."""
     sft_checkpoint: str = ""
-    """An SFT policy to start every RL run from (a checkpoint directory) instead of training
-    one per seed; SFT is then one row trained once, and the demonstrations collected serve
-    only as the experts' jerk reference."""
+    """An SFT policy to start every RL run from (a checkpoint directory, or
+    'smoothvla:NAME' for one shipped with the package, e.g. smoothvla:demo-token) instead of
+    training one per seed; SFT is then one row trained once, and the demonstrations collected
+    serve only as the experts' jerk reference."""
     methods: tuple[str, ...] = ("grpo-binary", "smoothvla-grpo")
     """RL variants: grpo-binary, smoothvla-grpo, grpo-decoupled, grpo-chunk-credit, grpo-random,
     grpo-staged, ppo, smoothvla-ppo, ppo-dense-jerk, dpo, smoothvla-dpo (smoothvla-* use the
@@ -153,6 +154,7 @@ class StudyConfig:
             raise ValueError(f"grpo_ratio_level must be 'chunk' or 'token', got {self.grpo_ratio_level!r}")
         if self.rl_init_states < 0 or self.rl_resample_rounds < 0 or self.kl_beta < 0:
             raise ValueError("rl_init_states, rl_resample_rounds and kl_beta must be >= 0")
+        self.sft_checkpoint = packaged_checkpoint(self.sft_checkpoint)
         if self.sft_checkpoint and not (Path(self.sft_checkpoint) / "config.json").is_file():
             raise FileNotFoundError(f"sft_checkpoint {self.sft_checkpoint}: not a policy checkpoint "
                                     "(no config.json in it)")
@@ -181,6 +183,23 @@ class StudyConfig:
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}")
         return cls(**data)
+
+
+PACKAGED = "smoothvla:"
+
+
+def packaged_checkpoint(name: str) -> str:
+    """'smoothvla:NAME' -> the folder of checkpoint NAME shipped in smoothvla/assets (its
+    recipe is in that folder's RECIPE.md); any other string is returned unchanged."""
+    if not name.startswith(PACKAGED):
+        return name
+    from importlib.resources import files
+
+    path = Path(str(files("smoothvla") / "assets" / name.removeprefix(PACKAGED)))
+    if not path.is_dir():
+        raise FileNotFoundError(f"{name}: no such packaged checkpoint (have: "
+                                f"{sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []})")
+    return str(path)
 
 
 def _log(message: str) -> None:
