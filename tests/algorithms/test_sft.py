@@ -64,6 +64,69 @@ def test_chunk_targets_pad_with_last_action_and_mask():
     assert a[3, :, 0].tolist() == [28, 28, 28]  # never crosses into another episode
 
 
+def test_previous_actions_by_hand():
+    actions = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)  # row t starts with 7 t
+    frames = sft.Frames(actions, np.zeros((5, 8)), np.array([3, 3, 3, 5, 5]), np.zeros(5, int),
+                        ["x"], [{}, {}])
+    prev = sft.previous_actions(frames, np.array([0, 1, 2, 3, 4]), 2)
+    assert prev.shape == (5, 2, 7) and prev.dtype == np.float32
+    # Oldest first; zeros before the episode start, never the previous episode's actions.
+    assert prev[:, :, 0].tolist() == [[0, 0], [0, 0], [0, 7], [0, 0], [0, 21]]
+    assert prev[2, 1].tolist() == actions[1].tolist() and not prev[1, 0].any()
+    assert sft.previous_actions(frames, np.array([2]), 3)[0, :, 0].tolist() == [0, 0, 7]
+
+
+def test_batches_carry_the_previous_actions_of_the_same_demo(tmp_path, demos):
+    cfg = config(tmp_path, demos, policy=replace(TINY, prev_actions=3), cache_features=False)
+    policy = CompactVLA(cfg.policy)
+    frames = sft.load_frames(cfg.data, TINY.cameras, with_images=True)
+    policy.set_normalizer(Normalizer.from_arrays(frames.actions, frames.proprio))
+    batch = sft.make_batch(policy, frames, policy.text.encode(frames.instructions), cfg, step=1)
+    idx = np.sort(np.random.default_rng([cfg.seed, 1]).integers(0, len(frames.actions), cfg.batch_size))
+    for row, i in zip(batch["features"]["prev_actions"].numpy(), idx):
+        t = i % 12  # the fixture's demos have 12 steps each
+        for j in range(3):
+            back = 3 - j
+            expected = frames.actions[i - back] if t >= back else np.zeros(7)
+            assert np.array_equal(row[j], expected), (i, j)
+    loss, _ = policy.forward_sft(batch)
+    assert torch.isfinite(loss)
+
+
+def test_dct_head_bins_are_fitted_by_sft_with_history_and_smoothness(tmp_path, demos):
+    cfg = config(tmp_path, demos, steps=3, checkpoint_every=3, smooth_weight=0.1,
+                 policy=replace(TINY, head="dct", dct_coefficients=2, prev_actions=2))
+    final = sft.train(cfg)
+    policy = load_policy(final)
+    assert not policy.action_head_needs_fit() and policy.cfg.prev_actions == 2
+    frames = sft.load_frames(cfg.data, TINY.cameras, with_images=False)
+    chunks = sft.chunk_targets(frames, np.arange(len(frames.actions)), 4)[0]
+    fresh = CompactVLA(cfg.policy, policy.normalizer)
+    fresh.fit_action_head(chunks)
+    assert torch.equal(policy.head.coef_low, fresh.head.coef_low)
+    assert torch.equal(policy.head.coef_high, fresh.head.coef_high)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["smooth"]) and np.isfinite(r["total_loss"]) for r in records)
+    # The smoothness term reaches the DCT head through the expected chunk.
+    batch = sft.make_batch(policy, sft.load_frames(cfg.data, TINY.cameras, with_images=True),
+                           policy.text.encode(frames.instructions), replace(cfg, cache_features=False), 0)
+    _, _, predicted = policy.sft_outputs(batch)
+    sft.chunk_jerk(predicted, batch["mask"]).backward()
+    assert policy.head.coef_out.weight.grad.abs().sum() > 0
+
+
+def test_sft_evaluation_envs_carry_the_action_history():
+    policy = CompactVLA(replace(TINY, prev_actions=2))
+    env = sft._make_env("tabletop-object/pick-ketchup-place-basket-v1", policy)
+    try:
+        obs, _ = env.reset(seed=0, init_id=0)
+        assert not obs["prev_actions"].any()
+        obs, *_ = env.step(np.full(7, 0.5))
+        assert np.allclose(obs["prev_actions"][-1], 0.5)
+    finally:
+        env.close()
+
+
 def test_chunk_jerk_by_hand():
     # Position deltas 0, 0, 0, 1 (x only): positions 0, 0, 0, 1 -> one jerk value of 1.
     a = torch.zeros(1, 4, 7)
@@ -85,12 +148,14 @@ def test_lr_schedule_by_hand(tmp_path, demos):
 
 
 @pytest.mark.parametrize("head,metric,factor", [("token", "loss", 4), ("gaussian", "mse", 10),
-                                                ("flow", "loss", 4)])
+                                                ("flow", "loss", 4), ("dct", "loss", 4)])
 def test_overfits_one_batch(head, metric, factor):
     rng = np.random.default_rng(0)
     actions = rng.uniform(-0.8, 0.8, (6, 4, 7)).astype(np.float32)
     policy = CompactVLA(replace(TINY, head=head),
                         Normalizer.from_arrays(actions.reshape(-1, 7), rng.normal(size=(24, 8))))
+    if policy.action_head_needs_fit():
+        policy.fit_action_head(actions)
     obs = [{"rgb": {c: rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
                     for c in ("agentview", "eye_in_hand")},
             "proprio": rng.normal(size=8).astype(np.float32), "instruction": f"task {i}"}

@@ -210,6 +210,19 @@ def chunk_targets(frames: Frames, idx: np.ndarray, k: int) -> tuple[np.ndarray, 
     return frames.actions[np.minimum(steps, last)], mask
 
 
+def previous_actions(frames: Frames, idx: np.ndarray, n: int) -> np.ndarray:
+    """What obs['prev_actions'] holds at frames idx (B,): actions t-n..t-1 of the same episode
+    (oldest first), zeros before its start; returns (B, n, 7). Demos written with the idle
+    filter lack the dropped (near-zero, same gripper) steps, so the history skips them."""
+    ends = np.unique(frames.episode_end)
+    pos = np.searchsorted(ends, idx, side="right")
+    start = np.where(pos > 0, ends[np.maximum(pos - 1, 0)], 0)
+    steps = idx[:, None] - n + np.arange(n)[None]
+    valid = steps >= start[:, None]
+    out = frames.actions[np.maximum(steps, 0)] * valid[..., None]
+    return out.astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # Batches
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +249,8 @@ def _frames_in_first_demos(path: str, count: int) -> int:
 
 def make_batch(policy: CompactVLA, frames: Frames, lang: torch.Tensor, cfg: SFTConfig,
                step: int) -> dict[str, Any]:
-    """The batch of step `step`: features, target chunks (B, k, 7), mask (B, k)."""
+    """The batch of step `step`: features (with the previous actions, `previous_actions`, when
+    the policy reads them), target chunks (B, k, 7), mask (B, k)."""
     rng = np.random.default_rng([cfg.seed, step])
     idx = np.sort(rng.integers(0, len(frames.actions), cfg.batch_size))
     actions, mask = chunk_targets(frames, idx, policy.chunk_size)
@@ -257,6 +271,8 @@ def make_batch(policy: CompactVLA, frames: Frames, lang: torch.Tensor, cfg: SFTC
                                   rng).reshape(images.shape)
         vis = policy.encode_images(images)
     features = {"vis_feat": vis, "lang_emb": lang_emb, "proprio": proprio}
+    if policy.cfg.prev_actions:
+        features["prev_actions"] = torch.as_tensor(previous_actions(frames, idx, policy.cfg.prev_actions))
     return {"features": features, "actions": torch.as_tensor(actions), "mask": torch.as_tensor(mask)}
 
 
@@ -491,6 +507,8 @@ def train(cfg: SFTConfig) -> Path:
                          max_demos=cfg.max_demos)
     if policy.normalizer is None:
         policy.set_normalizer(Normalizer.from_arrays(frames.actions, frames.proprio))
+    if policy.action_head_needs_fit():  # e.g. the DCT head's coefficient bins
+        policy.fit_action_head(chunk_targets(frames, np.arange(len(frames.actions)), policy.chunk_size)[0])
     if cfg.cache_features:
         attach_features(policy, frames, cfg, run_dir)
     lang = policy.text.encode(frames.instructions)

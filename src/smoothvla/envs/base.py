@@ -4,6 +4,10 @@ Observation (DESIGN.md): a dict with
     rgb:         {camera name: uint8 (H, W, 3)}, upright images
     proprio:     float32 (8,): ee position (3), ee orientation as axis-angle (3), gripper (2)
     instruction: str
+    prev_actions: float32 (H, 7): the last H executed actions (clipped to [-1, 1]), oldest
+                 first, zeros before the episode start (added by `ActionHistory`, which
+                 `make` wraps around every env; H = ACTION_HISTORY unless `make` is given
+                 action_history=H)
 Action: float (7,) in [-1, 1]: ee position delta (3), rotation delta (3), gripper (1;
 -1 open, +1 close), as LIBERO's OSC_POSE delta control.
 Per-step `info`: ee_pos (3,), ee_quat (4, w x y z), joint_pos (n,), gripper (float, opening
@@ -20,6 +24,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 ACTION_DIM = 7
+ACTION_HISTORY = 16
+"""Executed actions an observation carries by default (obs['prev_actions'])."""
 Observation = dict[str, Any]
 
 
@@ -58,6 +64,47 @@ def check_action(action: Any) -> np.ndarray:
     if not np.isfinite(arr).all():  # the method: np.all's wrapper costs more than the check
         raise ValueError(f"action contains NaN or inf: {arr.tolist()}")
     return arr
+
+
+class ActionHistory:
+    """Wraps a `TaskEnv` so that every observation also carries the last `length` executed
+    actions, obs['prev_actions'] (length, 7) float32, oldest first: zeros at reset (the
+    robot was at rest), then each action as the env executes it (validated and clipped to
+    [-1, 1]). Shared by every suite through `make`, so rollouts, evaluation and SFT's own
+    evaluation see the same observation. Everything else is the wrapped env's."""
+
+    def __init__(self, env: TaskEnv, length: int = ACTION_HISTORY):
+        if length < 1:
+            raise ValueError(f"action_history must be >= 1, got {length}")
+        self.env = env
+        self.history = np.zeros((length, ACTION_DIM), np.float32)
+
+    def _observe(self, obs: Observation) -> Observation:
+        return {**obs, "prev_actions": self.history.copy()}
+
+    def reset(self, *args: Any, **kwargs: Any) -> tuple[Observation, dict]:
+        obs, info = self.env.reset(*args, **kwargs)
+        self.history[:] = 0.0
+        return self._observe(obs), info
+
+    def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]:
+        executed = np.clip(check_action(action), -1.0, 1.0)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.history = np.roll(self.history, -1, axis=0)
+        self.history[-1] = executed
+        return self._observe(obs), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.env.close()
+
+    @property
+    def unwrapped(self) -> TaskEnv:
+        return self.env
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "env":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.env, name)
 
 
 @dataclass(frozen=True)
@@ -121,7 +168,8 @@ def get_task(task_id: str) -> TaskSpec:
     raise ValueError(f"unknown task id {task_id!r} in suite {suite_name!r} (e.g. {known}, ...)")
 
 
-def make(task_id: str, **options: Any) -> TaskEnv:
-    """Build the environment of one task; options are suite-specific (cameras, perturbations)."""
+def make(task_id: str, action_history: int = ACTION_HISTORY, **options: Any) -> TaskEnv:
+    """Build the environment of one task, wrapped in `ActionHistory(env, action_history)`;
+    options are suite-specific (cameras, perturbations)."""
     spec = get_task(task_id)
-    return _load_suite(spec.suite).make(spec, **options)
+    return ActionHistory(_load_suite(spec.suite).make(spec, **options), action_history)

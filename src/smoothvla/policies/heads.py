@@ -1,4 +1,4 @@
-"""Transformer block, the three action heads and the value head.
+"""Transformer block, the action heads (token, flow, Gaussian, DCT) and the value head.
 
 Every action head works on the backbone's hidden states at the k action-query positions,
 h (B, k, d), and on actions in the normalizer's space (x in [-1, 1] between the 1st and 99th
@@ -19,6 +19,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from smoothvla.policies.normalizer import MissingStatisticsError
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -354,3 +356,195 @@ class ValueHead(nn.Module):
     def forward(self, h0: torch.Tensor) -> torch.Tensor:
         """(B, d) -> (B,)."""
         return self.net(h0).squeeze(-1)
+
+
+def dct_matrix(k: int) -> torch.Tensor:
+    """Orthonormal DCT-II matrix (k, k): D[m, t] = s_m cos(pi (t + 1/2) m / k), s_0 = sqrt(1/k),
+    s_m = sqrt(2/k). Coefficients of a chunk x (B, k, A) are D @ x; D^T undoes it (D D^T = I)."""
+    t = torch.arange(k, dtype=torch.float64)
+    m = torch.arange(k, dtype=torch.float64)[:, None]
+    d = torch.cos(math.pi * (t + 0.5) * m / k) * math.sqrt(2.0 / k)
+    d[0] = math.sqrt(1.0 / k)
+    return d.float()
+
+
+class MissingBinRangesError(MissingStatisticsError):
+    """A head whose bins come from training data was used before they were set."""
+
+
+# A (coefficient, dimension) whose 1st-99th percentile range is narrower than twice this
+# (e.g. a dimension the demonstrations never move) gets this half-range around its middle.
+_MIN_COEF_HALF_RANGE = 1e-2
+
+
+class DCTHead(nn.Module):
+    """A chunk that is smooth by construction: the k steps of each normalized action dimension
+    are the inverse orthonormal DCT-II of M <= k coefficients, and every kept coefficient is
+    one token over `n_bins` uniform bins (a FAST-like discretization without BPE, so SFT keeps
+    the token head's cross-entropy). Coefficient m of every smooth dimension is read from the
+    m-th action-query state.
+
+    Bins: uniform per (coefficient, dimension) between the 1st and 99th percentile of the
+    training chunks' coefficients, in the persistent buffers `coef_low`, `coef_high` (M, A_s)
+    set once by `fit` (SFT calls it through `CompactVLA.fit_action_head`) and saved with the
+    weights; NaN until then, and every use raises `MissingBinRangesError`. Coefficients out
+    of the range go to the end bins.
+
+    Gripper (`gripper_dim`, the last dimension by default): a binary open/close switch that a
+    low-frequency basis would smear over the chunk and delay, so it stays one token per step
+    over uniform bins in [-1, 1] as in `TokenHead` (None: every dimension is smooth).
+
+    Sampling draws every token independently from softmax(logits / temperature); the
+    log-probability is under that tempered distribution: M * A_s coefficient terms then k
+    gripper terms (`log_prob_terms`), whose sum is `log_prob`. The chosen tokens travel in
+    extras["dct_tokens"] (B, M * A_s + k) so the log-probability is recomputed exactly even
+    when the executed chunk was clipped.
+    """
+
+    def __init__(self, d: int, action_dim: int, chunk_size: int, n_coefficients: int,
+                 n_bins: int = 256, temperature: float = 1.0, gripper_dim: int | None = None):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 1 <= n_coefficients <= chunk_size:
+            raise ValueError(f"dct_coefficients must be in [1, chunk_size={chunk_size}], "
+                             f"got {n_coefficients}")
+        self.k, self.m, self.n_bins, self.temperature = chunk_size, n_coefficients, n_bins, temperature
+        self.action_dim, self.gripper_dim = action_dim, gripper_dim
+        self.smooth_dims = [a for a in range(action_dim) if a != gripper_dim]
+        n_smooth = len(self.smooth_dims)
+        self.coef_out = nn.Linear(d, n_smooth * n_bins)
+        self.gripper_out = nn.Linear(d, n_bins) if gripper_dim is not None else None
+        self.register_buffer("basis", dct_matrix(chunk_size)[:n_coefficients], persistent=False)
+        self.register_buffer("coef_low", torch.full((n_coefficients, n_smooth), float("nan")))
+        self.register_buffer("coef_high", torch.full((n_coefficients, n_smooth), float("nan")))
+        edges = torch.linspace(-1, 1, n_bins + 1)
+        self.register_buffer("edges", edges, persistent=False)
+        self.register_buffer("centers", (edges[1:] + edges[:-1]) / 2, persistent=False)
+
+    # -- bins -------------------------------------------------------------------------------
+    @property
+    def fitted(self) -> bool:
+        return bool(torch.isfinite(self.coef_low).all() and torch.isfinite(self.coef_high).all())
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized chunk (B, k, A) -> kept DCT coefficients of the smooth dims (B, M, A_s)."""
+        return torch.einsum("mt,bta->bma", self.basis, x[..., self.smooth_dims])
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Set the bin ranges from training chunks x (N, k, A), normalized: the 1st and 99th
+        percentile of each kept coefficient of each smooth dimension."""
+        if x.ndim != 3 or x.shape[1:] != (self.k, self.action_dim) or len(x) == 0:
+            raise ValueError(f"fit needs chunks (N > 0, {self.k}, {self.action_dim}), got {tuple(x.shape)}")
+        c = self.coefficients(x.float().to(self.basis.device)).flatten(1).double()
+        low = torch.quantile(c, 0.01, dim=0).view(self.coef_low.shape)
+        high = torch.quantile(c, 0.99, dim=0).view(self.coef_low.shape)
+        mid, half = (low + high) / 2, ((high - low) / 2).clamp(min=_MIN_COEF_HALF_RANGE)
+        self.coef_low.copy_(mid - half)
+        self.coef_high.copy_(mid + half)
+
+    def _ranges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.fitted:
+            raise MissingBinRangesError(
+                "the dct head has no coefficient bin ranges: SFT sets them from the training "
+                "chunks (CompactVLA.fit_action_head), and checkpoints carry them; a fresh dct "
+                "policy must be fitted before it acts or trains")
+        return self.coef_low, self.coef_high
+
+    def coef_bins_of(self, c: torch.Tensor) -> torch.Tensor:
+        """Bin index (long) of coefficients c (B, M, A_s); out-of-range values go to the end bins."""
+        low, high = self._ranges()
+        u = (c - low) / (high - low) * self.n_bins
+        return u.floor().clamp(0, self.n_bins - 1).long()
+
+    def coef_centers(self, bins: torch.Tensor) -> torch.Tensor:
+        """Bin centres (B, M, A_s) of coefficient bins (B, M, A_s)."""
+        low, high = self._ranges()
+        return low + (bins.float() + 0.5) / self.n_bins * (high - low)
+
+    def gripper_bins_of(self, g: torch.Tensor) -> torch.Tensor:
+        return torch.bucketize(g.contiguous(), self.edges[1:-1], right=True)
+
+    # -- logits and tokens ------------------------------------------------------------------
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, k, d) -> logits of every token (B, M * A_s + k, n_bins) (gripper tokens last)."""
+        b = h.shape[0]
+        out = [self.coef_out(h[:, :self.m]).view(b, -1, self.n_bins)]
+        if self.gripper_out is not None:
+            out.append(self.gripper_out(h))
+        return torch.cat(out, 1)
+
+    def tokens_of(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, M * A_s + k) of a normalized chunk x (B, k, A)."""
+        tokens = [self.coef_bins_of(self.coefficients(x)).flatten(1)]
+        if self.gripper_dim is not None:
+            tokens.append(self.gripper_bins_of(x[..., self.gripper_dim]))
+        return torch.cat(tokens, 1)
+
+    def chunk_of(self, coef: torch.Tensor, gripper: torch.Tensor | None) -> torch.Tensor:
+        """Normalized chunk (B, k, A) from coefficient values (B, M, A_s) and gripper values
+        (B, k) (None without a gripper dimension): the inverse DCT of the kept coefficients."""
+        smooth = torch.einsum("mt,bma->bta", self.basis, coef)
+        x = smooth.new_zeros(coef.shape[0], self.k, self.action_dim)
+        x[..., self.smooth_dims] = smooth
+        if self.gripper_dim is not None:
+            x[..., self.gripper_dim] = gripper
+        return x
+
+    def _split(self, tokens_or_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n = self.m * len(self.smooth_dims)
+        coef = tokens_or_values[:, :n].unflatten(1, (self.m, len(self.smooth_dims)))
+        return coef, (tokens_or_values[:, n:] if self.gripper_dim is not None else None)
+
+    def chunk_of_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Normalized chunk (B, k, A) of tokens (B, M * A_s + k): bin centres, inverse DCT."""
+        coef, grip = self._split(tokens)
+        return self.chunk_of(self.coef_centers(coef), None if grip is None else self.centers[grip])
+
+    # -- the head interface -----------------------------------------------------------------
+    def loss(self, h, target, mask):
+        """Cross-entropy over every token. Coefficient tokens are not masked: a chunk padded
+        past the episode end (with the last action) is still the chunk to predict, and a
+        coefficient belongs to every step; gripper tokens are masked per step."""
+        logits = self.logits(h)
+        tokens = self.tokens_of(target)
+        ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
+        weight = torch.ones_like(ce)
+        if self.gripper_dim is not None:
+            weight[:, -self.k:] = mask
+        loss = (ce * weight).sum() / weight.sum().clamp(min=1.0)
+        hit = (logits.argmax(-1) == tokens).float()
+        probs = logits.softmax(-1)
+        coef_p, grip_p = self._split(probs)
+        low, high = self._ranges()
+        steps = (torch.arange(self.n_bins, device=h.device) + 0.5) / self.n_bins
+        coef_values = low[..., None] + steps * (high - low)[..., None]  # (M, A_s, n_bins)
+        pred = self.chunk_of((coef_p * coef_values).sum(-1), None if grip_p is None else grip_p @ self.centers)
+        mse = masked_mean(((pred - target) ** 2).mean(-1), mask)
+        return loss, {"token_accuracy": float((hit * weight).sum() / weight.sum().clamp(min=1.0)),
+                      "chunk_mse": float(mse.detach())}, pred
+
+    def sample(self, h, sample: bool, generator=None):
+        logits = self.logits(h) / self.temperature
+        if not sample:
+            tokens = logits.argmax(-1)
+            return self.chunk_of_tokens(tokens), torch.zeros(h.shape[0], device=h.device), {"dct_tokens": tokens}
+        probs = logits.softmax(-1).flatten(0, 1)
+        if generator is not None and generator.device != probs.device:
+            probs = probs.to(generator.device)
+        tokens = torch.multinomial(probs, 1, generator=generator).to(h.device).view(logits.shape[:-1])
+        logp = logits.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(-1)
+        return self.chunk_of_tokens(tokens), logp, {"dct_tokens": tokens}
+
+    def log_prob(self, h, x, extras):
+        return self.log_prob_terms(h, x, extras).sum(-1)
+
+    def log_prob_terms(self, h, x, extras):
+        """(B, M * A_s + k): the log-probability of each coefficient token, then of each
+        gripper token; they sum to `log_prob`. Without extras["dct_tokens"] the tokens are
+        re-derived from x (exact unless the executed chunk was clipped)."""
+        tokens = extras.get("dct_tokens")
+        tokens = self.tokens_of(x) if tokens is None else tokens.long()
+        logp = (self.logits(h) / self.temperature).log_softmax(-1)
+        return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

@@ -2,12 +2,14 @@
 
 Tokens, in order: per camera grid*grid vision tokens (EfficientNet-Lite0 final feature map,
 + camera and position embeddings), one language token (MiniLM sentence embedding), one
-proprio token, then k learned action queries. A bidirectional transformer mixes them; the
+proprio token, with `prev_actions` > 0 one token of the last n executed actions, then k
+learned action queries. A bidirectional transformer mixes them; the
 hidden states at the k query positions, h (B, k, d), feed the action head (a flow head with
 `flow_context` also cross-attends to the states at every token), and h[:, 0] (the first
 action position, seed 003 §4.2) feeds the optional value head.
 
-Frozen-encoder features ("vis_feat": the vision trunk's output, "lang_emb", raw "proprio")
+Frozen-encoder features ("vis_feat": the vision trunk's output, "lang_emb", raw "proprio",
+raw "prev_actions" when the policy reads them)
 are returned by `encode` and stored in `ActionChunk.extras` by `act`, so `log_prob` during
 RL updates starts from them and never re-runs the CNN or the sentence encoder (pass the
 chunk; `obs` may then be None). SFT passes the same dict, pre-computed from a disk cache,
@@ -38,12 +40,12 @@ from torch import nn
 from smoothvla.envs.base import Observation
 from smoothvla.policies.base import ActionChunk
 from smoothvla.policies.encoders import SpatialSoftmax, TextEncoder, VisionEncoder
-from smoothvla.policies.heads import Block, FlowHead, GaussianHead, TokenHead, ValueHead
+from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
 
 FORMAT = "smoothvla-compact-vla"
 FORMAT_VERSION = 1
-HEADS = ("token", "flow", "gaussian")
+HEADS = ("token", "flow", "gaussian", "dct")
 FEATURE_KEYS = ("vis_feat", "lang_emb", "proprio")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 # LoRA targets: name -> regex over module names (peft full-matches it).
@@ -94,10 +96,23 @@ class VLAConfig:
     n_heads: int = 4
     ff_dim: int = 256
     head: str = "flow"
-    """Action head: 'token' (256 bins), 'flow' (flow matching + Flow-SDE), 'gaussian'."""
+    """Action head: 'token' (256 bins per step and dimension), 'flow' (flow matching +
+    Flow-SDE), 'gaussian', 'dct' (tokens of the chunk's first DCT coefficients: smooth by
+    construction; its bin ranges are fitted by SFT, see `fit_action_head`)."""
     n_bins: int = 256
     temperature: float = 1.0
-    """Token head: sampling temperature (log-probs are under the tempered distribution)."""
+    """Token and DCT heads: sampling temperature (log-probs are under the tempered distribution)."""
+    dct_coefficients: int = 4
+    """DCT head: coefficients M kept per action dimension (1..chunk_size); each step of the
+    chunk is a sum of the M lowest-frequency cosines. M = chunk_size can express any chunk."""
+    dct_gripper_steps: bool = True
+    """DCT head: the gripper (last action dimension) stays one token per step, so an
+    open/close switch is not smeared over the chunk by the low-frequency basis; False = the
+    gripper is a smooth dimension like the others."""
+    prev_actions: int = 0
+    """Feed the last n executed actions (obs['prev_actions'], zeros before the episode start;
+    normalized with the action statistics) to the backbone as one extra token, so a new chunk
+    can continue the motion it follows; 0 = off (the token sequence of older checkpoints)."""
     flow_steps: int = 10
     """Flow head: Euler steps N."""
     flow_sde_sigma: float = 0.5
@@ -151,6 +166,12 @@ class VLAConfig:
         if self.insulate_backbone and not self.aux_token_weight > 0:
             raise ValueError("insulate_backbone stops the head's gradient at the backbone, so it "
                              "needs aux_token_weight > 0 to train the backbone at all")
+        if self.head == "dct" and not 1 <= self.dct_coefficients <= self.chunk_size:
+            raise ValueError(f"dct_coefficients must be in [1, chunk_size={self.chunk_size}], "
+                             f"got {self.dct_coefficients}")
+        if not 0 <= self.prev_actions <= self.chunk_size:
+            raise ValueError(f"prev_actions must be in [0, chunk_size={self.chunk_size}], "
+                             f"got {self.prev_actions}")
         if self.flow_context and self.head != "flow":
             raise ValueError(f"flow_context is an option of the flow head, not of {self.head!r}")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
@@ -230,9 +251,16 @@ class CompactVLA(nn.Module):
         self.queries = nn.Parameter(torch.randn(cfg.chunk_size, d) * 0.02)
         self.fusion = nn.ModuleList(Block(d, cfg.n_heads, cfg.ff_dim) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
-        self.n_tokens = n_vis + 2 + cfg.chunk_size
+        if cfg.prev_actions:
+            self.prev_proj = nn.Sequential(nn.Linear(cfg.prev_actions * cfg.action_dim, d), nn.GELU(),
+                                           nn.Linear(d, d))
+            self.prev_embed = nn.Parameter(torch.randn(d) * 0.02)
+        self.n_tokens = n_vis + 2 + (1 if cfg.prev_actions else 0) + cfg.chunk_size
         if cfg.head == "token":
             self.head = TokenHead(d, cfg.action_dim, cfg.n_bins, cfg.temperature)
+        elif cfg.head == "dct":
+            self.head = DCTHead(d, cfg.action_dim, cfg.chunk_size, cfg.dct_coefficients, cfg.n_bins,
+                                cfg.temperature, cfg.action_dim - 1 if cfg.dct_gripper_steps else None)
         elif cfg.head == "flow":
             self.head = FlowHead(d, cfg.action_dim, cfg.n_heads, cfg.ff_dim, cfg.flow_steps,
                                  cfg.flow_sde_sigma, cfg.flow_layers, cfg.flow_context,
@@ -279,6 +307,24 @@ class CompactVLA(nn.Module):
 
     def set_normalizer(self, normalizer: Normalizer) -> None:
         self.normalizer = normalizer
+
+    @property
+    def feature_keys(self) -> tuple[str, ...]:
+        """The keys of `encode`'s features (and of cached features in extras)."""
+        return FEATURE_KEYS + (("prev_actions",) if self.cfg.prev_actions else ())
+
+    def action_head_needs_fit(self) -> bool:
+        """True when the action head takes statistics from the training data that it does not
+        have yet (the DCT head's coefficient bin ranges); SFT then calls `fit_action_head`."""
+        return isinstance(self.head, DCTHead) and not self.head.fitted
+
+    def fit_action_head(self, chunks: np.ndarray | torch.Tensor) -> None:
+        """Give the action head its statistics from training chunks (N, k, 7) in env units (the
+        SFT targets), normalized with the policy's normalizer; saved with the weights. A no-op
+        for heads without data statistics."""
+        if isinstance(self.head, DCTHead):
+            x = torch.as_tensor(np.asarray(chunks), dtype=torch.float32).to(self.device)
+            self.head.fit(self._norm().normalize_actions(x))
 
     @property
     def device(self) -> torch.device:
@@ -344,17 +390,37 @@ class CompactVLA(nn.Module):
         proprio = proprio.to(self.device)
         if proprio.shape[1] != self.cfg.proprio_dim:
             raise ValueError(f"proprio must have {self.cfg.proprio_dim} values, got {proprio.shape[1]}")
-        return {
+        feats = {
             "vis_feat": self.encode_images(images),
             "lang_emb": self.text.encode([o["instruction"] for o in obs]).to(self.device),
             "proprio": proprio,
         }
+        if self.cfg.prev_actions:
+            feats["prev_actions"] = self._prev_actions(obs)
+        return feats
+
+    def _prev_actions(self, obs: list[Observation]) -> torch.Tensor:
+        """The last n executed actions of each observation, (B, n, 7) env units."""
+        n = self.cfg.prev_actions
+        rows = []
+        for o in obs:
+            if "prev_actions" not in o:
+                raise ValueError(f"this policy reads the last {n} executed actions "
+                                 "(VLAConfig.prev_actions) but the observation has no "
+                                 "'prev_actions': build envs with smoothvla.envs.make")
+            prev = np.asarray(o["prev_actions"], np.float32)
+            if prev.ndim != 2 or prev.shape[0] < n or prev.shape[1] != self.cfg.action_dim:
+                raise ValueError(f"obs['prev_actions'] must be (>= {n}, {self.cfg.action_dim}), "
+                                 f"got {prev.shape}")
+            rows.append(prev[prev.shape[0] - n:])
+        return torch.as_tensor(np.stack(rows)).to(self.device)
 
     def _features(self, obs: list[Observation] | None, extras: dict | None) -> dict:
-        if extras is not None and all(k in extras for k in FEATURE_KEYS):
-            return self._to_device({k: extras[k] for k in FEATURE_KEYS})
+        keys = self.feature_keys
+        if extras is not None and all(k in extras for k in keys):
+            return self._to_device({k: extras[k] for k in keys})
         if obs is None:
-            raise ValueError(f"need observations or cached features {FEATURE_KEYS} in extras")
+            raise ValueError(f"need observations or cached features {keys} in extras")
         return self.encode(obs)
 
     # -- backbone ---------------------------------------------------------------------------
@@ -404,7 +470,11 @@ class CompactVLA(nn.Module):
         lang = self.lang_proj(feats["lang_emb"].float())[:, None] + self.type_embed[1]
         prop = self.proprio_proj(self.proprio_features(feats["proprio"].float()))[:, None]
         prop = prop + self.type_embed[2]
-        x = torch.cat([vis, lang, prop, self.queries.expand(b, -1, -1)], 1)
+        context = [vis, lang, prop]
+        if self.cfg.prev_actions:
+            prev = self._norm().normalize_actions(feats["prev_actions"].float())
+            context.append(self.prev_proj(prev.flatten(1))[:, None] + self.prev_embed)
+        x = torch.cat([*context, self.queries.expand(b, -1, -1)], 1)
         for block in self.fusion:
             x = block(x)
         return self.norm(x)
@@ -500,7 +570,7 @@ class CompactVLA(nn.Module):
             if name.startswith("vision."):
                 key = "vision_trunk" if name.startswith("vision.trunk_net.") else "vision_tail"
             elif name.startswith(("fusion.", "norm.", "queries", "vis_", "lang_", "proprio_", "type_",
-                                  "keypoints.", "kp_", "film.")):
+                                  "keypoints.", "kp_", "film.", "prev_")):
                 key = "fusion"
             else:
                 key = name.split(".")[0]
