@@ -169,3 +169,18 @@ def test_every_field_has_a_type_check():
     from smoothvla.eval.results import _CHECKS
 
     assert [name for name, check in _CHECKS.items() if check is None] == []
+
+
+def test_summarize_refuses_a_label_mixing_settings_or_checkpoints():
+    from dataclasses import replace
+
+    rows = [replace(ep(init=i), checkpoint="a", settings={}) for i in range(2)]
+    assert summarize(rows)[0].episodes == 2
+    seeds = rows + [replace(ep(init=0, train_seed=1), checkpoint="b", settings={})]
+    assert summarize(seeds)[0].episodes == 3  # another training seed is another checkpoint
+    with pytest.raises(UserError, match=r"'sft'.*execute_steps"):
+        summarize(rows + [replace(ep(init=2), checkpoint="a", settings={"execute_steps": 4})])
+    with pytest.raises(UserError, match=r"'sft'.*checkpoint"):
+        summarize(rows + [replace(ep(init=2), checkpoint="z", settings={})])
+    with pytest.raises(UserError, match=r"'sft'.*unknown"):
+        summarize(rows + [ep(init=2)])  # a row of an older file: settings unknown
