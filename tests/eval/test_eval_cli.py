@@ -52,3 +52,8 @@ def test_rerun_with_other_settings_is_refused_or_relabelled(tmp_path, capsys, ch
     rows = read_results([out])
     assert sorted(r.policy for r in rows) == ["sft", "sft[execute_steps=4]"]
     assert "sft[execute_steps=4]" in capsys.readouterr().out
+    # sampled (the compact VLA acting one observation at a time, seeded per episode)
+    assert main(base + ["--temperature", "1.0", "--sampling-seed", "3", "--relabel"]) == 0
+    sampled = [r for r in read_results([out]) if r.settings.get("sample")]
+    assert [r.policy for r in sampled] == ["sft[sample=true,sampling_seed=3,temperature=1.0]"]
+    assert sampled[0].settings == {"sample": True, "sampling_seed": 3, "temperature": 1.0}

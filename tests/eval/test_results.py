@@ -184,3 +184,15 @@ def test_summarize_refuses_a_label_mixing_settings_or_checkpoints():
         summarize(rows + [replace(ep(init=2), checkpoint="z", settings={})])
     with pytest.raises(UserError, match=r"'sft'.*unknown"):
         summarize(rows + [ep(init=2)])  # a row of an older file: settings unknown
+
+
+def test_a_write_that_would_mix_a_label_is_refused_under_the_lock(tmp_path):
+    # two evaluations that started together both passed evaluate's check on an empty file
+    from dataclasses import replace
+
+    f = ResultsFile(tmp_path / "r.jsonl")
+    f.append_new([replace(ep(init=0), checkpoint="a", settings={})])
+    with pytest.raises(UserError, match=r"'sft'.*execute_steps"):
+        f.append_new([replace(ep(init=1), checkpoint="a", settings={"execute_steps": 4})])
+    assert f.append_new([replace(ep(init=1, policy="other"), checkpoint="b", settings={"x": 1})])
+    assert len(read_results([f.path])) == 2

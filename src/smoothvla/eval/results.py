@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -192,6 +193,34 @@ def check_result(result: EpisodeResult) -> None:
     _parse(json.loads(json.dumps(asdict(result), allow_nan=True)))
 
 
+def check_labels(results: Iterable[EpisodeResult], labels: set[str] | None = None) -> None:
+    """UserError when one label's rows were acted with different settings, or come from
+    different checkpoints for one training seed (e.g. two results files that reuse a label):
+    a cell would average two different policies. Unknown (older rows') settings and
+    checkpoints count as one more distinct value. `labels`: check only these."""
+    settings: dict[str, dict] = defaultdict(dict)
+    checkpoints: dict[tuple, set] = defaultdict(set)
+    for r in results:
+        if labels is not None and r.policy not in labels:
+            continue
+        settings[r.policy].setdefault(settings_key(r.settings), r.settings)
+        checkpoints[(r.policy, r.train_seed)].add(r.checkpoint)
+    for policy, seen in settings.items():
+        if len(seen) > 1:
+            known = [s for s in seen.values() if s is not None]
+            names = sorted({k for s in known for k in s
+                            if len({json.dumps(t.get(k), sort_keys=True) for t in known}) > 1})
+            names += ["<unknown>"] if None in seen else []
+            raise UserError(f"results of '{policy}' were acted with {len(seen)} different settings "
+                            f"(differing: {', '.join(names) or 'unknown'}; '<unknown>': rows written "
+                            "before settings were recorded); evaluate them under separate labels")
+    for (policy, seed), seen in checkpoints.items():
+        if len(seen) > 1:
+            raise UserError(f"results of '{policy}' (training seed {seed}) come from {len(seen)} "
+                            f"different checkpoints ({', '.join(sorted(c or 'unknown' for c in seen))}); "
+                            "evaluate them under separate labels")
+
+
 # -- the file ------------------------------------------------------------------------------
 
 def _complete_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -252,7 +281,8 @@ class ResultsFile:
         """Append the results whose key the file does not hold yet; returns those written.
 
         Under the lock: cut a last line left unfinished by a crashed writer, re-read the
-        keys, write the missing episodes in one write and fsync."""
+        rows, refuse (UserError) rows that would mix a label's settings or checkpoints
+        (`check_labels`), write the missing episodes in one write and fsync."""
         results = list(results)
         for r in results:
             check_result(r)
@@ -265,12 +295,15 @@ class ResultsFile:
                             self.path, len(data) - cut)
                 f.truncate(cut)
                 data = data[:cut]
-            have = {r.key for r in _parse_lines(self.path, data)}
+            stored = _parse_lines(self.path, data)
+            have = {r.key for r in stored}
             new = []
             for r in results:
                 if r.key not in have:
                     have.add(r.key)
                     new.append(r)
+            # a concurrent evaluation of the same label acted otherwise: refuse to mix them
+            check_labels(stored + new, labels={r.policy for r in new})
             if new:
                 text = "".join(json.dumps(asdict(r), allow_nan=True) + "\n" for r in new)
                 f.write(text.encode("utf-8"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -335,9 +336,9 @@ def check_plan(plan: EvalPlan, *, registry: bool = True) -> None:
     inits = list(plan.init_ids)
     if not inits:
         raise UserError("--num-init-states: no init state to evaluate")
-    if any(not isinstance(i, int) or i < 0 for i in inits):
+    if any(not isinstance(i, numbers.Integral) or i < 0 for i in inits):
         raise UserError(f"--first-init: init state ids must be integers >= 0, got {min(inits)}")
-    if not plan.seeds or any(not isinstance(s, int) or s < 0 for s in plan.seeds):
+    if not plan.seeds or any(not isinstance(s, numbers.Integral) or s < 0 for s in plan.seeds):
         raise UserError(f"--seeds: env seeds must be integers >= 0, got {list(plan.seeds)}")
     if plan.sampling_seed < 0:
         raise UserError(f"--sampling-seed must be >= 0, got {plan.sampling_seed}")

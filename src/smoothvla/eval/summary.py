@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from smoothvla.errors import UserError
-from smoothvla.eval.results import EpisodeResult, settings_key
+from smoothvla.eval.results import EpisodeResult, check_labels
 from smoothvla.eval.stats import mean_ci, relative_drop, wilson_interval
 
 IND = "none"
@@ -46,32 +44,6 @@ def _seed_std(results: list[EpisodeResult]) -> float:
         by_seed[r.train_seed].append(r.success)
     rates = [np.mean(v) for v in by_seed.values()]
     return float(np.std(rates)) if len(rates) > 1 else 0.0
-
-
-def check_labels(results: Iterable[EpisodeResult]) -> None:
-    """UserError when one label's rows were acted with different settings, or come from
-    different checkpoints for one training seed (e.g. two results files that reuse a label):
-    a cell would average two different policies. Unknown (older rows') settings and
-    checkpoints count as one more distinct value."""
-    settings: dict[str, dict] = defaultdict(dict)
-    checkpoints: dict[tuple, set] = defaultdict(set)
-    for r in results:
-        settings[r.policy].setdefault(settings_key(r.settings), r.settings)
-        checkpoints[(r.policy, r.train_seed)].add(r.checkpoint)
-    for policy, seen in settings.items():
-        if len(seen) > 1:
-            known = [s for s in seen.values() if s is not None]
-            names = sorted({k for s in known for k in s
-                            if len({json.dumps(t.get(k), sort_keys=True) for t in known}) > 1})
-            names += ["<unknown>"] if None in seen else []
-            raise UserError(f"results of '{policy}' were acted with {len(seen)} different settings "
-                            f"(differing: {', '.join(names) or 'unknown'}; '<unknown>': rows written "
-                            "before settings were recorded); evaluate them under separate labels")
-    for (policy, seed), seen in checkpoints.items():
-        if len(seen) > 1:
-            raise UserError(f"results of '{policy}' (training seed {seed}) come from {len(seen)} "
-                            f"different checkpoints ({', '.join(sorted(c or 'unknown' for c in seen))}); "
-                            "evaluate them under separate labels")
 
 
 def summarize(results: Iterable[EpisodeResult], by_suite: bool = True) -> list[Cell]:
