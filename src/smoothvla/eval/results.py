@@ -211,14 +211,15 @@ def check_labels(results: Iterable[EpisodeResult], labels: set[str] | None = Non
             names = sorted({k for s in known for k in s
                             if len({json.dumps(t.get(k), sort_keys=True) for t in known}) > 1})
             names += ["<unknown>"] if None in seen else []
-            raise UserError(f"results of '{policy}' were acted with {len(seen)} different settings "
-                            f"(differing: {', '.join(names) or 'unknown'}; '<unknown>': rows written "
-                            "before settings were recorded); evaluate them under separate labels")
+            raise UserError(
+                f"results of '{policy}' were acted with {len(seen)} different settings "
+                f"(differing: {', '.join(names) or 'unknown'}; '<unknown>': rows written "
+                "before settings were recorded); evaluate them under separate labels")
     for (policy, seed), seen in checkpoints.items():
         if len(seen) > 1:
+            names = ", ".join(sorted(c or "unknown" for c in seen))
             raise UserError(f"results of '{policy}' (training seed {seed}) come from {len(seen)} "
-                            f"different checkpoints ({', '.join(sorted(c or 'unknown' for c in seen))}); "
-                            "evaluate them under separate labels")
+                            f"different checkpoints ({names}); evaluate them under separate labels")
 
 
 # -- the file ------------------------------------------------------------------------------

@@ -299,10 +299,10 @@ def _label(rows: list[EpisodeResult], ref: PolicyRef, checkpoint: str, settings:
         parts.append(f"checkpoint={checkpoint[:8]}")
     derived = f"{ref.label}[{','.join(parts)}]"
     if relabel:
-        again = _differences(rows, PolicyRef(derived, ref.path, ref.train_seed), checkpoint, settings)
-        if not again:
+        ref = PolicyRef(derived, ref.path, ref.train_seed)
+        diffs = _differences(rows, ref, checkpoint, settings)
+        if not diffs:
             return derived
-        diffs, ref = again, PolicyRef(derived, ref.path, ref.train_seed)
     count = sum(r.policy == ref.label for r in rows)
     detail = "; ".join(f"{n}: {d}" for n, d in diffs.items())
     raise UserError(
