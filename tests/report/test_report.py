@@ -173,3 +173,24 @@ def test_jerk_over_time_marks_gripper_events():
     with_events = EpisodeResult(**{**plain.__dict__, "event_steps": [20, 50]})
     assert _red_pixels(figures.jerk_over_time({"sft": with_events})) > \
         10 * max(1, _red_pixels(figures.jerk_over_time({"sft": plain})))
+
+
+def test_report_counts_a_results_file_given_twice_once(tmp_path, caplog):
+    results = tmp_path / "results.jsonl"
+    make_results(results, np.random.default_rng(2))
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    assert main(["report", "--results", str(results), "--out", str(once)]) == 0
+    with caplog.at_level("WARNING"):
+        assert main(["report", "--results", str(results), str(results), "--out", str(twice)]) == 0
+    assert "duplicate episode(s)" in caplog.text and "a file given twice" in caplog.text
+    assert (once / "report.md").read_text() == (twice / "report.md").read_text()
+
+
+def test_report_refuses_one_label_acted_two_ways(tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path, settings in ((a, {}), (b, {"execute_steps": 4})):
+        ResultsFile(path).append(EpisodeResult(
+            policy="sft", task_id="tabletop-object/pick-x-v1", suite="tabletop-object", init_id=0,
+            seed=0, success=True, checkpoint="c0ffee", settings=settings))
+    assert main(["report", "--results", str(a), str(b), "--out", str(tmp_path / "r")]) == 1
+    assert "'sft'" in capsys.readouterr().err

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from smoothvla.errors import UserError
 from smoothvla.eval.results import ResultsFile, read_results
-from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
+from smoothvla.eval.runner import EvalPlan, PolicyRef, check_plan, evaluate
 from smoothvla.eval.summary import summarize
 from smoothvla.report.study_tables import cell_table
 from smoothvla.report.tables import format_table
@@ -32,7 +33,9 @@ class Config:
     perturbations: tuple[str, ...] = ("none",)
     """'none' (in distribution) and/or KIND or KIND@STRENGTH (see docs/envs.md)."""
     out: Path = Path("runs/eval/results.jsonl")
-    """Results file (JSONL); re-running skips the episodes it already holds."""
+    """Results file (JSONL); re-running skips the episodes it already holds. A label whose
+    rows there were acted with other settings (or come from another checkpoint) is refused,
+    naming the difference: give the run its own label or pass --relabel."""
     workers: int = 2
     """Env worker processes (0: run the envs in this process)."""
     device: str = "auto"
@@ -41,12 +44,19 @@ class Config:
     """'fp32' or 'bf16' (CUDA only: vision encoder and fusion under bf16 autocast)."""
     temperature: float = 0.0
     """0: greedy actions. > 0: sampled actions, the token head at this temperature (e.g. the
-    rollout temperature RL trained with; give such runs their own label)."""
+    rollout temperature RL trained with)."""
+    sampling_seed: int = 0
+    """Seed of sampled evaluation (--temperature > 0): each episode samples from a stream
+    seeded by its task, init state, env seed, perturbation and this seed, so an interrupted
+    and resumed run samples exactly the episodes an uninterrupted one would."""
     flow_steps: int = 0
     """Flow head: Euler steps of the ODE (greedy) or SDE (sampled); 0: the checkpoint's own.
     More steps integrate the flow more exactly; the head's cost grows with N, though the vision
-    encoder dominates (30 vs 10 steps: 1.10x the act time on CPU). Give such runs their own
-    label."""
+    encoder dominates (30 vs 10 steps: 1.10x the act time on CPU)."""
+    relabel: bool = False
+    """When --out already holds rows of a label acted with other settings (or another
+    checkpoint for the same training seed), store this run under LABEL[field=value,...]
+    instead of refusing; the same command run again resumes into that label."""
     envs_per_worker: int = 2
     """Envs per worker; the policy is batched over all of them."""
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
@@ -78,8 +88,20 @@ def _task_ids(cfg: Config) -> list[str]:
     by_name = {s.name: s.task_id for s in specs} | {s.task_id: s.task_id for s in specs}
     missing = [t for t in cfg.tasks if t not in by_name]
     if missing:
-        raise ValueError(f"unknown tasks in {cfg.suite}: {missing}")
+        raise UserError(f"--tasks: unknown tasks in {cfg.suite}: {missing}")
     return [by_name[t] for t in cfg.tasks]
+
+
+def _policy_settings(cfg: Config) -> dict[str, object]:
+    """Load-time overrides that change how the policy acts (recorded in every row)."""
+    out: dict[str, object] = {}
+    if cfg.temperature > 0:
+        out["temperature"] = cfg.temperature
+    if cfg.flow_steps:
+        out["flow_steps"] = cfg.flow_steps
+    if cfg.precision != "fp32":
+        out["precision"] = cfg.precision
+    return out
 
 
 def run(cfg: Config) -> int:
@@ -90,10 +112,13 @@ def run(cfg: Config) -> int:
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
         seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
-        sample=cfg.temperature > 0, execution=cfg.execution,
+        sample=cfg.temperature > 0, sampling_seed=cfg.sampling_seed,
+        execution=cfg.execution, policy_settings=_policy_settings(cfg),
     )
+    check_plan(plan)  # before any checkpoint loads or episode runs
+    refs = [PolicyRef.parse(text) for text in cfg.checkpoints]
     results = ResultsFile(cfg.out)
-    for ref in map(PolicyRef.parse, cfg.checkpoints):
+    for ref in refs:
         overrides = {"temperature": cfg.temperature} if cfg.temperature > 0 else {}
         if cfg.flow_steps:
             overrides["flow_steps"] = cfg.flow_steps
@@ -101,7 +126,10 @@ def run(cfg: Config) -> int:
         policy.eval()
         with torch.no_grad():
             evaluate(policy, ref, plan, results, workers=cfg.workers,
-                     envs_per_worker=cfg.envs_per_worker)
+                     envs_per_worker=cfg.envs_per_worker, relabel=cfg.relabel)
+    if not cfg.out.exists():
+        raise UserError(f"no episode finished, so nothing was written to {cfg.out}; see the "
+                        "env errors above")
     header, rows = cell_table(summarize(read_results([cfg.out])))
     keep = [header.index(h) for h in ("policy", "suite", "perturbation", "episodes", "success %",
                                       "95% CI", "drop", "mean jerk", "LDLJ", "SPARC")]

@@ -1,22 +1,34 @@
 """Evaluate policies over tasks x initial states x perturbations x seeds.
 
 Episodes run greedily (`sample=False`; `EvalPlan.sample` samples instead, e.g. the tempered
-policy that RL optimizes) through the same batched collector and worker pool as RL rollouts, one pool per perturbation (a perturbation is an env option). Each finished
-batch of episodes is appended to the results file before the next starts, so a killed
-evaluation loses at most one batch and, re-run, skips every episode already recorded.
+policy that RL optimizes) through the same batched collector and worker pool as RL rollouts,
+one pool per perturbation (a perturbation is an env option). Each finished batch of episodes
+is appended to the results file before the next starts, so a killed evaluation loses at most
+one batch and, re-run, skips every episode already recorded.
+
+Every row carries the checkpoint's content hash and the plan's settings (`EvalPlan.settings`),
+and both are part of its key. A label whose rows in the file were acted with other settings,
+or come from another checkpoint for the same training seed, is refused before any episode
+runs (the message names what differs); `relabel=True` stores the run under
+`LABEL[field=value,...]` instead. The plan is checked before anything runs (`check_plan`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+import numbers
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from smoothvla.eval.results import EpisodeResult, ResultsFile, continuous_grasp
+from smoothvla.errors import UserError
+from smoothvla.eval.results import EpisodeResult, ResultsFile, continuous_grasp, settings_key
+from smoothvla.eval.sampling import EpisodeSeededFactory, EpisodeSeededPolicy
 from smoothvla.metrics import path_metrics
 from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events, jerk_trace
 from smoothvla.rollout.collector import Collector, GroupRequest
@@ -43,29 +55,68 @@ class PolicyRef:
         if "@" in label:
             label, _, seed_text = label.partition("@")
             if not seed_text.isdigit():
-                raise ValueError(f"bad training seed in {text!r}: use LABEL@SEED=DIR")
+                raise UserError(f"bad training seed in {text!r}: use LABEL@SEED=DIR")
             seed = int(seed_text)
         if not label or not path:
-            raise ValueError(f"bad checkpoint {text!r}: use DIR, LABEL=DIR or LABEL@SEED=DIR")
+            raise UserError(f"bad checkpoint {text!r}: use DIR, LABEL=DIR or LABEL@SEED=DIR")
         return PolicyRef(label, path, seed)
+
+
+_GRID = ("task_ids", "init_ids", "seeds", "perturbations", "record_paths")
+"""EvalPlan fields that say which episodes to run; every other field is a setting."""
 
 
 @dataclass
 class EvalPlan:
-    """What to run: every (task, init state, seed) for every perturbation."""
+    """What to run: every (task, init state, seed) for every perturbation, and how.
+
+    Every field outside `_GRID` is a setting: it changes how episodes are acted, so it is
+    stored in each row and is part of the row's key (`settings()`). A new field added here
+    joins the key without other changes; give it the old behaviour as its default and old
+    results keep their keys."""
 
     task_ids: Sequence[str]
     init_ids: Sequence[int]
     seeds: Sequence[int] = (0,)
     perturbations: Sequence[str] = ("none",)
     env_options: dict[str, Any] = field(default_factory=dict)
+    """Options for every env (e.g. cameras, image size)."""
     record_paths: int = 1
     """Keep the end-effector path of the first N init states (for the path figures)."""
     sample: bool = False
-    """Sample actions (seeded per batch of episodes) instead of acting greedily."""
+    """Sample actions instead of acting greedily; each episode's samples are seeded by its
+    own key and `sampling_seed` (`smoothvla.eval.sampling`)."""
+    sampling_seed: int = 0
+    """Seed of sampled evaluation (unused when greedy)."""
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     """Which actions of the chunks run (whole chunks, receding horizon, blending, temporal
     ensembling, prefix conditioning: rollout/execution.py)."""
+    policy_settings: dict[str, Any] = field(default_factory=dict)
+    """How the policy was configured when loaded, where that changes how it acts (e.g.
+    {"temperature": 0.2, "flow_steps": 30}); recorded in the rows, not applied here."""
+
+    def settings(self) -> dict[str, Any]:
+        """The canonical settings dict stored in every row: the setting fields whose value
+        is not their default, `policy_settings` merged in at the top level, the sampling
+        seed only when sampling; JSON types (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if f.name in _GRID or value == default:
+                continue
+            if f.name == "sampling_seed" and not self.sample:
+                continue
+            if f.name == "policy_settings":
+                clash = sorted(set(value) & {g.name for g in fields(self)})
+                if clash:
+                    raise ValueError(f"policy_settings may not repeat plan fields {clash}")
+                out.update(value)
+            elif isinstance(value, ExecutionConfig):  # flat, so relabels stay readable
+                out.update({f"execution.{k}": v for k, v in value.settings().items()})
+            else:
+                out[f.name] = value
+        return json.loads(json.dumps(out, sort_keys=True, default=str))
 
 
 def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_path: bool) -> EpisodeResult:
@@ -113,46 +164,63 @@ def evaluate(
     env_factory: EnvFactory | None = None,
     progress: bool = True,
     on_batch: Callable[[list[EpisodeResult]], None] | None = None,
+    relabel: bool = False,
 ) -> list[EpisodeResult]:
-    """Run the plan's missing episodes for one policy; returns the new results."""
-    done = results.done_keys()
+    """Run the plan's missing episodes for one policy; returns the rows it stored.
+
+    Raises UserError before any episode runs for a bad plan (`check_plan`; task ids, init
+    states and perturbation kinds are checked against the suite registry unless
+    `env_factory` is given) and when `results` holds rows of `ref.label` acted otherwise
+    (`relabel`: store this run under a label that names the difference instead)."""
+    check_plan(plan, registry=env_factory is None)
+    settings = plan.settings()
+    checkpoint = checkpoint_digest(ref.path)
+    rows = results.read()
+    label = _label(rows, ref, checkpoint, settings, results.path, relabel)
+    run_ref = PolicyRef(label, ref.path, ref.train_seed)
+    done = {r.key for r in rows}
     new: list[EpisodeResult] = []
     keep = set(list(plan.init_ids)[: plan.record_paths])
     todo = {
         pert: [
             GroupRequest(task, init, seed, 1)
             for task in plan.task_ids for init in plan.init_ids for seed in plan.seeds
-            if _key(ref, task, init, seed, pert) not in done
+            if _key(run_ref, checkpoint, settings, task, init, seed, pert) not in done
         ]
         for pert in plan.perturbations
     }
     total = sum(len(v) for v in todo.values())
-    bar = tqdm(total=total, desc=f"eval {ref.label}", unit="ep", disable=not progress or total == 0)
+    bar = tqdm(total=total, desc=f"eval {label}", unit="ep", disable=not progress or total == 0)
     for pert, requests in todo.items():
         if not requests:
             continue
         options = dict(plan.env_options)
         if pert != "none":
             options["perturbation"] = pert
-        num_envs = max(1, min(workers * envs_per_worker, len(requests)))
-        pool = (InProcessPool(num_envs, env_factory=env_factory, env_options=options) if workers == 0
-                else ProcessPool(num_envs, num_workers=workers, env_factory=env_factory,
+        factory, actor = env_factory, policy
+        if plan.sample:  # each episode samples from its own stream (smoothvla.eval.sampling)
+            factory = EpisodeSeededFactory(env_factory, *_strength(pert), plan.sampling_seed)
+            actor = EpisodeSeededPolicy(policy)
+        num_envs = max(1, min(max(workers, 1) * envs_per_worker, len(requests)))
+        pool = (InProcessPool(num_envs, env_factory=factory, env_options=options) if workers == 0
+                else ProcessPool(num_envs, num_workers=workers, env_factory=factory,
                                  env_options=options))
         try:
-            collector = Collector(policy, pool, sample=plan.sample, execution=plan.execution)
+            collector = Collector(actor, pool, sample=plan.sample, execution=plan.execution)
             for start in range(0, len(requests), batch_episodes):
                 batch = requests[start : start + batch_episodes]
                 out = collector.collect(batch, seed=start)
-                records = [episode_result(t, ref, pert, t.init_id in keep) for t in out.trajectories]
+                records = [episode_result(t, run_ref, pert, t.init_id in keep)
+                           for t in out.trajectories]
                 for r in records:
-                    results.append(r)
-                new += records
+                    r.checkpoint, r.settings = checkpoint, settings
+                new += results.append_new(records)
                 if on_batch:
                     on_batch(records)
                 bar.update(len(batch))
                 lost = len(batch) - len(out.trajectories)
                 if lost:
-                    bar.write(f"eval {ref.label}: {lost} episode(s) lost to env failures "
+                    bar.write(f"eval {label}: {lost} episode(s) lost to env failures "
                               f"({'; '.join(out.errors[:2])}); re-run to retry them")
         finally:
             pool.close()
@@ -160,7 +228,164 @@ def evaluate(
     return new
 
 
-def _key(ref: PolicyRef, task: str, init: int, seed: int, pert: str) -> tuple:
+def _strength(pert: str) -> tuple[str, float]:
+    """(kind, strength) of 'none', 'KIND' (strength 0.5) or 'KIND@STRENGTH'."""
     kind, _, strength = pert.partition("@")
-    s = float(strength) if strength else (0.0 if kind == "none" else 0.5)
-    return (ref.label, ref.train_seed, task, init, seed, kind, s)
+    return kind, float(strength) if strength else (0.0 if kind == "none" else 0.5)
+
+
+def _key(ref: PolicyRef, checkpoint: str, settings: dict[str, Any], task: str, init: int,
+         seed: int, pert: str) -> tuple:
+    kind, strength = _strength(pert)
+    return (ref.label, ref.train_seed, checkpoint, settings_key(settings), task, init, seed,
+            kind, strength)
+
+
+# -- checkpoint identity and label conflicts -----------------------------------------------
+
+POLICY_FILES = ("config.json", "model.safetensors", "normalizer.json")
+"""The files that define a saved policy (`CompactVLA.save`); training state beside them
+(optimizer, trainer state) does not change how it acts and is not hashed."""
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    """Content hash of a checkpoint: sha256 over the names and bytes of its `POLICY_FILES`
+    (every file of the folder when it has none of them; the file itself for a file), first
+    16 hex digits. UserError when the path does not exist."""
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = [path / n for n in POLICY_FILES if (path / n).is_file()]
+        files = files or sorted(f for f in path.rglob("*") if f.is_file())
+    else:
+        raise UserError(f"{path}: no such checkpoint")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _value(settings: dict[str, Any], name: str) -> str:
+    if name not in settings:
+        return "default"
+    value = settings[name]
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _differences(rows: list[EpisodeResult], ref: PolicyRef, checkpoint: str,
+                 settings: dict[str, Any]) -> dict[str, str]:
+    """{field: 'stored X, now Y'} between this run and the rows stored under its label:
+    settings must agree over the whole label, the checkpoint per training seed."""
+    diffs: dict[str, str] = {}
+    for r in rows:
+        if r.policy != ref.label:
+            continue
+        if r.settings is None:
+            diffs["settings"] = "stored unknown (rows written before settings were recorded)"
+        else:
+            for name in sorted(set(r.settings) | set(settings)):
+                if r.settings.get(name) != settings.get(name) and name not in diffs:
+                    diffs[name] = (f"stored {_value(r.settings, name)}, "
+                                   f"now {_value(settings, name)}")
+        if r.train_seed == ref.train_seed and r.checkpoint != checkpoint:
+            diffs.setdefault("checkpoint", f"stored {r.checkpoint or 'unknown'}, now {checkpoint} "
+                                           f"(training seed {ref.train_seed})")
+    return diffs
+
+
+def _label(rows: list[EpisodeResult], ref: PolicyRef, checkpoint: str, settings: dict[str, Any],
+           path: Path, relabel: bool) -> str:
+    """The label this run stores its rows under: `ref.label`, or with `relabel` and rows of
+    that label acted otherwise, `LABEL[field=value,...]` naming the differing fields."""
+    diffs = _differences(rows, ref, checkpoint, settings)
+    if not diffs:
+        return ref.label
+    names = [n for n in diffs if n not in ("settings", "checkpoint")]
+    if "settings" in diffs:
+        names = sorted(settings) or ["settings"]
+    parts = [f"{n}={_value(settings, n)}" for n in names]
+    if "checkpoint" in diffs:
+        parts.append(f"checkpoint={checkpoint[:8]}")
+    derived = f"{ref.label}[{','.join(parts)}]"
+    if relabel:
+        ref = PolicyRef(derived, ref.path, ref.train_seed)
+        diffs = _differences(rows, ref, checkpoint, settings)
+        if not diffs:
+            return derived
+    count = sum(r.policy == ref.label for r in rows)
+    detail = "; ".join(f"{n}: {d}" for n, d in diffs.items())
+    raise UserError(
+        f"{path} already holds {count} episode(s) of '{ref.label}' acted otherwise ({detail}). "
+        f"Give this run its own label (LABEL=DIR) or pass --relabel to store it as '{derived}'"
+        + (" (that label is taken too)" if relabel else ""))
+
+
+# -- checking a plan before anything runs ------------------------------------------------------
+
+def suite_perturbations(suite: str) -> list[str] | None:
+    """The perturbation kinds a suite implements; None for suites not known here."""
+    if suite.startswith("tabletop-"):
+        from smoothvla.envs.tabletop.perturbations import list_perturbations
+
+        return list_perturbations()
+    if suite.startswith("libero-"):
+        from smoothvla.envs.libero.perturb import SUPPORTED
+
+        return list(SUPPORTED)
+    return None
+
+
+def check_plan(plan: EvalPlan, *, registry: bool = True) -> None:
+    """UserError, naming the `smoothvla eval` flag, for anything that would fail inside the
+    workers: negative seeds or init states, a perturbation that does not parse or whose
+    strength is outside [0, 1]; with `registry`, also unknown task ids, init states beyond
+    a task's and perturbation kinds its suite does not implement."""
+    if not plan.task_ids:
+        raise UserError("--tasks: no task to evaluate")
+    inits = list(plan.init_ids)
+    if not inits:
+        raise UserError("--num-init-states: no init state to evaluate")
+    if any(not isinstance(i, numbers.Integral) or i < 0 for i in inits):
+        raise UserError(f"--first-init: init state ids must be integers >= 0, got {min(inits)}")
+    if not plan.seeds or any(not isinstance(s, numbers.Integral) or s < 0 for s in plan.seeds):
+        raise UserError(f"--seeds: env seeds must be integers >= 0, got {list(plan.seeds)}")
+    if plan.sampling_seed < 0:
+        raise UserError(f"--sampling-seed must be >= 0, got {plan.sampling_seed}")
+    if not plan.perturbations:
+        raise UserError("--perturbations: nothing to evaluate (use 'none' for in distribution)")
+    kinds = []
+    for pert in plan.perturbations:
+        kind, sep, text = pert.partition("@")
+        try:
+            _, strength = _strength(pert)
+        except ValueError:
+            raise UserError(f"--perturbations: bad strength in {pert!r}: use KIND or "
+                            "KIND@STRENGTH with STRENGTH a number in [0, 1]") from None
+        if not kind or (kind == "none" and sep):
+            raise UserError(f"--perturbations: bad perturbation {pert!r}: use 'none', KIND or "
+                            "KIND@STRENGTH")
+        if not (0.0 <= strength <= 1.0):
+            raise UserError(f"--perturbations: strength of {pert!r} must be in [0, 1]")
+        kinds.append(kind)
+    if not registry:
+        return
+    from smoothvla.envs import get_task
+
+    for task in plan.task_ids:
+        try:
+            spec = get_task(task)
+        except ValueError as err:
+            raise UserError(f"--tasks: {err}") from None
+        if max(inits) >= spec.num_init_states:
+            raise UserError(
+                f"--first-init/--num-init-states: init states {min(inits)}..{max(inits)} asked, "
+                f"but {task} has {spec.num_init_states} (ids 0..{spec.num_init_states - 1})")
+        known = suite_perturbations(spec.suite)
+        bad = [k for k in kinds if k != "none" and known is not None and k not in known]
+        if bad:
+            raise UserError(f"--perturbations: unknown perturbation {bad[0]!r} for "
+                            f"{spec.suite}; known: {', '.join(known)}")

@@ -8,7 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
-from smoothvla.eval.results import EpisodeResult
+from smoothvla.eval.results import EpisodeResult, check_labels
 from smoothvla.eval.stats import mean_ci, relative_drop, wilson_interval
 from smoothvla.metrics.attribution import SPLIT_KEYS
 
@@ -61,7 +61,10 @@ def summarize(results: Iterable[EpisodeResult], by_suite: bool = True) -> list[C
     """One Cell per (policy, suite or 'all', perturbation), in-distribution drop filled in.
 
     Smoothness columns average successful episodes only: a failed episode's jerk
-    describes a different motion (often a stall) and would make failure look smooth."""
+    describes a different motion (often a stall) and would make failure look smooth.
+    Raises UserError for a label that mixes settings or checkpoints (`check_labels`)."""
+    results = list(results)
+    check_labels(results)
     groups: dict[tuple, list[EpisodeResult]] = defaultdict(list)
     for r in results:
         groups[(r.policy, r.suite if by_suite else "all", r.perturbation)].append(r)
