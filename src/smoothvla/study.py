@@ -102,7 +102,7 @@ class StudyConfig:
     kl_beta: float = 0.0
     """GRPO: weight of the KL term to the starting policy (0: none)."""
     rl_temperature: float = 0.2
-    """Token head: sampling temperature of RL rollouts. At 1.0 the demo's SFT policy never
+    """Token and DCT heads: sampling temperature of RL rollouts. At 1.0 the demo's SFT policy never
     succeeds when sampled (45% greedy), so every group fails and RL learns nothing."""
     lam: float = 0.2
     """Smoothness weight of the hybrid reward (the SmoothVLA paper's eq. 5)."""
@@ -308,7 +308,7 @@ class Study:
             dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
             max_steps=self.cfg.rl_max_steps,
-            temperature=self.cfg.rl_temperature if self.cfg.head == "token" else 0.0,
+            temperature=self.cfg.rl_temperature if self.cfg.head in ("token", "dct") else 0.0,
             execution=ExecutionConfig.parse(self.cfg.rl_execution),
         )
 

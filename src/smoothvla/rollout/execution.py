@@ -50,7 +50,8 @@ class ExecutionConfig:
     """blend: steps over which the previous plan fades into the new chunk; 0: k - steps (the
     whole overlap)."""
     ensemble_decay: float = 0.01
-    """ensemble: weight exp(-decay * i) on the i-th oldest prediction of an action (ACT's m)."""
+    """ensemble: weight exp(-decay * i) on the i-th oldest prediction of an action (ACT's m;
+    > 0 trusts the oldest prediction most, < 0 the newest)."""
     prefix_steps: int = 1
     """prefix: how many steps of each new chunk are inpainted from the previous plan."""
 
@@ -62,8 +63,8 @@ class ExecutionConfig:
         if self.steps < 0 or self.blend_steps < 0 or self.prefix_steps < 1:
             raise UserError("execution steps and blend_steps must be >= 0 and prefix_steps >= 1, "
                             f"got {self.steps}, {self.blend_steps}, {self.prefix_steps}")
-        if not (np.isfinite(self.ensemble_decay) and self.ensemble_decay >= 0):
-            raise UserError(f"ensemble_decay must be a finite number >= 0, got {self.ensemble_decay}")
+        if not np.isfinite(self.ensemble_decay):
+            raise UserError(f"ensemble_decay must be a finite number, got {self.ensemble_decay}")
         if self.scheme == "chunk" and self.steps:
             raise UserError("scheme 'chunk' executes whole chunks: give steps only with receding, "
                             "blend, ensemble or prefix")
