@@ -38,8 +38,9 @@ from smoothvla.algorithms.common import (
     rollout_stats,
     trainable_parameters,
 )
-from smoothvla.algorithms.grpo import check_clip_range, check_positive
+from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import approx_kl, clipped_surrogate, compute_gae, value_loss
+from smoothvla.errors import check_fields
 from smoothvla.rollout.trajectory import Trajectory
 
 VALUE_HEAD_PREFIX = "value_head."
@@ -79,18 +80,9 @@ class PPOConfig:
     """Seed of the minibatch shuffling."""
 
     def __post_init__(self) -> None:
-        check_clip_range(self.eps_low, self.eps_high)
-        check_positive(
-            lr=self.lr,
-            value_lr=self.value_lr,
-            minibatch_chunks=self.minibatch_chunks,
-            epochs=self.epochs,
-        )
-        for name in ("gamma", "lam"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.value_clip is not None and self.value_clip <= 0:
-            raise ValueError(f"value_clip must be > 0 or None, got {self.value_clip}")
+        check_fields(self, **LEARNING_RANGES, value_lr="(0, 1]", gamma="[0, 1]", lam="[0, 1]",
+                     eps_low="(0, 1)", eps_high="(0, 10]", vf_coef=">= 0", value_clip="> 0",
+                     minibatch_chunks=">= 1", epochs=">= 1")
 
     @classmethod
     def orz(cls, **overrides: Any) -> "PPOConfig":

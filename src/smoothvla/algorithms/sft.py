@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
+from smoothvla.errors import UserError, check_fields
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.features import camera_key, trunk_features
@@ -111,12 +112,14 @@ class SFTConfig:
         self.data = tuple(self.data)
         if isinstance(self.policy, dict):
             self.policy = VLAConfig.from_dict(self.policy)
+        # grad_clip 0 = off; a learning rate above 1 is a typo
+        check_fields(self, lr="(0, 1]", weight_decay=">= 0", warmup_steps=">= 0",
+                     min_lr_ratio="[0, 1]", grad_clip=">= 0", smooth_weight=">= 0",
+                     shift_pad=">= 0", aug_views=">= 1", max_demos=">= 0", eval_every=">= 0",
+                     eval_episodes=">= 1", eval_execute_steps=">= 0", log_every=">= 1",
+                     checkpoint_every=">= 1", num_threads=">= 1")
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.eval_execute_steps < 0:
-            raise ValueError(f"eval_execute_steps must be >= 0, got {self.eval_execute_steps}")
+            raise UserError("steps and batch_size must be >= 1")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from smoothvla.errors import UserError, check_fields
+
 
 @dataclass
 class Config:
@@ -51,14 +53,8 @@ class Config:
 
     def validate(self) -> None:
         """Clear errors for bad values (called by `run`, so the CLI reports them cleanly)."""
-        if self.episodes_per_task <= 0:
-            raise ValueError(f"episodes_per_task must be > 0, got {self.episodes_per_task}")
-        if self.workers <= 0:
-            raise ValueError(f"workers must be > 0, got {self.workers}")
-        if self.image_size <= 0:
-            raise ValueError(f"image_size must be > 0, got {self.image_size}")
-        if self.idle_pos_threshold < 0 or self.idle_rot_threshold < 0:
-            raise ValueError("idle thresholds must be >= 0")
+        check_fields(self, episodes_per_task="> 0", workers="> 0", image_size=">= 8",
+                     idle_pos_threshold=">= 0", idle_rot_threshold=">= 0")
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ def resolve_tasks(cfg: Config) -> list[Any]:
         match = [s for s in specs if name in (s.task_id, s.name)]
         if not match:
             known = ", ".join(s.name for s in specs)
-            raise ValueError(f"unknown task {name!r} in suite {cfg.suite!r}; tasks: {known}")
+            raise UserError(f"unknown task {name!r} in suite {cfg.suite!r}; tasks: {known}")
         chosen.extend(m for m in match if m not in chosen)
     return chosen
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from smoothvla.errors import UserError, check_fields
 from smoothvla.eval.results import ResultsFile, read_results
 from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
 from smoothvla.eval.summary import summarize
@@ -56,17 +57,25 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.checkpoints:
-            raise ValueError("give at least one checkpoint")
-        if self.num_init_states < 1 or self.first_init < 0:
-            raise ValueError("--num-init-states must be >= 1 and --first-init >= 0")
-        if self.workers < 0 or self.envs_per_worker < 1:
-            raise ValueError("--workers must be >= 0 and --envs-per-worker >= 1")
-        if self.execute_steps < 0:
-            raise ValueError(f"--execute-steps must be >= 0 (0: whole chunks), got {self.execute_steps}")
-        if self.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0 (0: greedy), got {self.temperature}")
-        if self.flow_steps < 0:
-            raise ValueError(f"--flow-steps must be >= 0 (0: the checkpoint's), got {self.flow_steps}")
+            raise UserError("give at least one checkpoint")
+        check_fields(self, flags=True, num_init_states=">= 1", first_init=">= 0", workers=">= 0",
+                     envs_per_worker=">= 1", execute_steps=">= 0", temperature=">= 0",
+                     flow_steps=">= 0", record_paths=">= 0")
+        for pert in self.perturbations:
+            check_perturbation(pert)
+
+
+def check_perturbation(text: str, flag: str = "--perturbations") -> None:
+    """UserError naming `flag` unless `text` is 'none', KIND or KIND@STRENGTH (0 <= STRENGTH <= 1)."""
+    if text == "none":
+        return
+    from smoothvla.envs.tabletop.perturbations import as_specs
+
+    try:
+        as_specs(text)
+    except ValueError as err:  # float('high') included
+        raise UserError(f"{flag} {text!r}: {err}; use none, KIND or KIND@STRENGTH with "
+                        "STRENGTH in [0, 1] (docs/envs.md)") from None
 
 
 def _task_ids(cfg: Config) -> list[str]:

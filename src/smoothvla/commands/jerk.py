@@ -12,6 +12,7 @@ import numpy as np
 import tyro
 
 from smoothvla.data.paths import load_episodes
+from smoothvla.errors import UserError, check_fields
 from smoothvla.metrics import path_metrics
 from smoothvla.report.tables import format_table
 
@@ -37,11 +38,12 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.paths:
-            raise ValueError("give at least one file")
-        if not (self.control_hz > 0 and math.isfinite(self.control_hz)):
-            raise ValueError(f"--control-hz must be a positive number, got {self.control_hz}")
-        if self.chunk_size < 0:
-            raise ValueError(f"--chunk-size must be >= 0, got {self.chunk_size}")
+            raise UserError("give at least one file")
+        # 1e-300 Hz would overflow dt**3; outside [0.1 Hz, 100 kHz] a rate is a typo
+        if not (0.1 <= self.control_hz <= 1e5):
+            raise UserError(f"--control-hz must be a positive number of samples per second "
+                            f"in [0.1, 1e5], got {self.control_hz}")
+        check_fields(self, flags=True, smooth_window=">= 0", chunk_size=">= 0")
 
 
 def analyze(cfg: Config) -> dict:
