@@ -120,3 +120,76 @@ def test_eval_rejects_negative_flow_steps(tmp_path, capsys):
         main(["eval", "--checkpoints", str(tmp_path), "--flow-steps", "-1"])
     assert exc.value.code == 2
     assert "--flow-steps must be >= 0" in capsys.readouterr().err
+
+
+def test_only_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    """A UserError prints `smoothvla VERB: error: MESSAGE` and exits 1; any other exception is
+    a bug and keeps its traceback."""
+    import smoothvla.commands.jerk as jerk
+    from smoothvla.errors import UserError
+
+    npz = tmp_path / "p.npz"
+    np.savez(npz, ee_pos=pick_place_path(0.05))
+
+    def user_error(cfg):
+        raise UserError("fix the flag")
+
+    monkeypatch.setattr(jerk, "run", user_error)
+    assert main(["jerk", str(npz)]) == 1
+    assert capsys.readouterr().err == "smoothvla jerk: error: fix the flag\n"
+    for bug in (KeyError("chunk_jump"), ValueError("internal"), FileNotFoundError("x")):
+        def crash(cfg, bug=bug):
+            raise bug
+        monkeypatch.setattr(jerk, "run", crash)
+        with pytest.raises(type(bug)):
+            main(["jerk", str(npz)])
+
+
+def test_jerk_chunk_size_without_actions_is_a_clear_error(tmp_path, capsys):
+    npz = tmp_path / "good.npz"
+    np.savez(npz, ee_pos=pick_place_path(0.05))
+    assert main(["jerk", str(npz), "--chunk-size", "8"]) == 1
+    err = capsys.readouterr().err
+    assert "good.npz" in err and "--chunk-size" in err and "actions" in err
+    pos = pick_place_path(0.05)
+    np.savez(npz, ee_pos=pos, actions=np.zeros((len(pos) - 1, 7)))
+    assert main(["jerk", str(npz), "--chunk-size", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"][0]["chunk_jump"] == 0.0
+
+
+def test_user_input_errors_of_loaders_are_user_errors(tmp_path):
+    """Missing or corrupt files, unknown tasks and suites: UserError (still ValueError)."""
+    from smoothvla.data.hdf5 import read_demo
+    from smoothvla.data.paths import load_episodes
+    from smoothvla.envs import get_task, list_tasks
+    from smoothvla.errors import UserError
+    from smoothvla.eval.results import read_results
+    from smoothvla.eval.runner import PolicyRef
+    from smoothvla.policies.vla import load_policy
+    from smoothvla.study import StudyConfig
+
+    (tmp_path / "bad.toml").write_text("x = = 1")
+    (tmp_path / "bad.jsonl").write_text("{}\nnot json\n{}\n")
+    cases = [
+        lambda: load_episodes(tmp_path / "none.hdf5"),
+        lambda: read_demo(tmp_path / "none.hdf5", "demo_0"),
+        lambda: list_tasks("tabletop-nope"),
+        lambda: get_task("tabletop-object/nope-v1"),
+        lambda: read_results([tmp_path / "none.jsonl"]),
+        lambda: read_results([tmp_path / "bad.jsonl"]),
+        lambda: PolicyRef.parse("a@x=dir"),
+        lambda: load_policy(tmp_path),
+        lambda: StudyConfig.from_toml(tmp_path / "bad.toml"),
+        lambda: StudyConfig.from_toml(tmp_path / "none.toml"),
+    ]
+    for i, case in enumerate(cases):
+        with pytest.raises(UserError):
+            case()
+
+
+def test_bad_perturbation_names_the_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--checkpoints", "x", "--perturbations", "light@high"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--perturbations" in err and "light@high" in err

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from smoothvla.errors import UserError, UserFileNotFoundError
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to a temporary file beside `path`, fsync it, then rename it into place."""
@@ -37,6 +39,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 def read_jsonl(path: str | Path) -> list[dict]:
     """Records of a JSONL log; a truncated last line (crash mid-write) is skipped."""
     out = []
+    if not Path(path).is_file():
+        raise UserFileNotFoundError(f"{path}: no such file")
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -46,5 +50,5 @@ def read_jsonl(path: str | Path) -> list[dict]:
         except json.JSONDecodeError as err:
             if number == len(lines):
                 break
-            raise ValueError(f"{path}:{number}: not JSON ({err})") from None
+            raise UserError(f"{path}:{number}: not JSON ({err})") from None
     return out

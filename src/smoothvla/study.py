@@ -195,7 +195,7 @@ class Study:
         for t in self.cfg.tasks:
             match = [s.task_id for s in specs if t in (s.name, s.task_id)]
             if not match:
-                raise ValueError(f"unknown task {t!r} in {self.cfg.suite}")
+                raise UserError(f"unknown task {t!r} in {self.cfg.suite}")
             out.append(match[0])
         return out
 
@@ -219,7 +219,7 @@ class Study:
         values = [float(d.attrs["expert_mean_jerk"]) for _, d in iter_demos(demos, obs_keys=())]
         values = [v for v in values if np.isfinite(v)]
         if not values:
-            raise ValueError(f"{demos}: no demo records expert_mean_jerk; re-collect it")
+            raise UserError(f"{demos}: no demo records expert_mean_jerk; re-collect it")
         return float(np.mean(values))
 
     def sft(self, demos: str, seed: int) -> str:

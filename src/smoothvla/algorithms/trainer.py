@@ -241,7 +241,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.checkpoint_path.exists():
             if not self.cfg.resume:
-                raise ValueError(
+                raise UserError(
                     f"{self.out} already holds a checkpoint; pass --resume to continue it "
                     "or choose another out_dir"
                 )

@@ -87,7 +87,7 @@ def _task_ids(cfg: Config) -> list[str]:
     by_name = {s.name: s.task_id for s in specs} | {s.task_id: s.task_id for s in specs}
     missing = [t for t in cfg.tasks if t not in by_name]
     if missing:
-        raise ValueError(f"unknown tasks in {cfg.suite}: {missing}")
+        raise UserError(f"unknown tasks in {cfg.suite}: {missing}")
     return [by_name[t] for t in cfg.tasks]
 
 

@@ -52,6 +52,9 @@ def analyze(cfg: Config) -> dict:
     episodes = []
     for path in cfg.paths:
         for ep in load_episodes(path, cfg.key):
+            if cfg.chunk_size and ep.actions is None:
+                raise UserError(f"{ep.source}: --chunk-size measures the commanded actions at "
+                                "chunk boundaries, and this file has no 'actions' array")
             try:
                 m = path_metrics(
                     ep.positions, dt,
@@ -60,7 +63,7 @@ def analyze(cfg: Config) -> dict:
                     smooth_window=cfg.smooth_window,
                 )
             except ValueError as err:
-                raise ValueError(f"{ep.source}: episode {ep.name}: {err}") from None
+                raise UserError(f"{ep.source}: episode {ep.name}: {err}") from None
             episodes.append({"file": ep.source, "episode": ep.name, **m})
     keys = [k for k in episodes[0] if k not in ("file", "episode")]
     summary = {}

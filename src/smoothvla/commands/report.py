@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smoothvla.errors import UserError
 from smoothvla.report.build import build_report
 
 
@@ -21,7 +22,7 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.results:
-            raise ValueError("give at least one results file with --results")
+            raise UserError("give at least one results file with --results")
 
 
 def run(cfg: Config) -> int:

@@ -19,6 +19,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from smoothvla.errors import UserError
+
 ACTION_DIM = 7
 Observation = dict[str, Any]
 
@@ -89,7 +91,7 @@ def _load_suite(name: str) -> Suite:
                 importlib.import_module(module)
                 break
     if name not in _SUITES:
-        raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(list_suites())}")
+        raise UserError(f"unknown suite {name!r}; known suites: {', '.join(list_suites())}")
     return _SUITES[name]
 
 
@@ -118,7 +120,7 @@ def get_task(task_id: str) -> TaskSpec:
         if spec.task_id == task_id:
             return spec
     known = ", ".join(spec.task_id for spec in _load_suite(suite_name).list_tasks()[:5])
-    raise ValueError(f"unknown task id {task_id!r} in suite {suite_name!r} (e.g. {known}, ...)")
+    raise UserError(f"unknown task id {task_id!r} in suite {suite_name!r} (e.g. {known}, ...)")
 
 
 def make(task_id: str, **options: Any) -> TaskEnv:

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
+from smoothvla.errors import UserError, UserFileNotFoundError
+
 log = logging.getLogger(__name__)
 
 
@@ -111,7 +113,7 @@ def read_results(paths: Iterable[str | Path]) -> list[EpisodeResult]:
     for path in paths:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such results file")
+            raise UserFileNotFoundError(f"{path}: no such results file")
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
@@ -123,5 +125,5 @@ def read_results(paths: Iterable[str | Path]) -> list[EpisodeResult]:
                         raise ValueError(f"unknown fields {sorted(unknown)}")
                     out.append(EpisodeResult(**record))
                 except (json.JSONDecodeError, TypeError, ValueError) as err:
-                    raise ValueError(f"{path}:{number}: not an episode result ({err})") from None
+                    raise UserError(f"{path}:{number}: not an episode result ({err})") from None
     return out

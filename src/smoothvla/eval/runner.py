@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from smoothvla.errors import UserError
 from smoothvla.eval.results import EpisodeResult, ResultsFile, continuous_grasp
 from smoothvla.metrics import path_metrics
 from smoothvla.rollout.collector import Collector, GroupRequest
@@ -41,10 +42,10 @@ class PolicyRef:
         if "@" in label:
             label, _, seed_text = label.partition("@")
             if not seed_text.isdigit():
-                raise ValueError(f"bad training seed in {text!r}: use LABEL@SEED=DIR")
+                raise UserError(f"bad training seed in {text!r}: use LABEL@SEED=DIR")
             seed = int(seed_text)
         if not label or not path:
-            raise ValueError(f"bad checkpoint {text!r}: use DIR, LABEL=DIR or LABEL@SEED=DIR")
+            raise UserError(f"bad checkpoint {text!r}: use DIR, LABEL=DIR or LABEL@SEED=DIR")
         return PolicyRef(label, path, seed)
 
 

@@ -289,10 +289,10 @@ class CompactVLA(nn.Module):
         """'fp32' (default) or 'bf16': bf16 autocast for the vision encoder and the fusion
         transformer on CUDA (heads stay float32). A runtime choice, not saved with the weights."""
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+            raise UserError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
         if precision != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"precision {precision!r} needs the policy on a CUDA device "
-                             f"(it is on {self.device}); use fp32 on the CPU")
+            raise UserError(f"precision {precision!r} needs the policy on a CUDA device "
+                            f"(it is on {self.device}); use fp32 on the CPU")
         self.autocast_dtype = PRECISIONS[precision]
         return self
 

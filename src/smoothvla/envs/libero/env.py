@@ -49,6 +49,7 @@ from smoothvla.envs.libero.state import (
     subtree_geoms,
 )
 from smoothvla.envs.libero.tasks import bddl_path, init_states
+from smoothvla.errors import UserError
 from smoothvla.experts.motion import matrix_to_quat
 
 CAMERAS = {"agentview": "agentview", "eye_in_hand": "robot0_eye_in_hand"}
@@ -251,7 +252,7 @@ class LiberoEnv:
         self._check_open()
         n = len(self._init_states)
         if not (isinstance(init_id, (int, np.integer)) and 0 <= int(init_id) < n):
-            raise ValueError(f"init_id must be an int in [0, {n}), got {init_id!r}")
+            raise UserError(f"init_id must be an int in [0, {n}), got {init_id!r}")
         init_id = int(init_id)
         seed = init_id if seed is None else int(seed)
 
