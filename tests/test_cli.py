@@ -193,3 +193,38 @@ def test_bad_perturbation_names_the_flag(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--perturbations" in err and "light@high" in err
+
+
+def test_jerk_rejects_bad_npz_input(tmp_path, capsys):
+    pos = pick_place_path(0.05)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, ee_pos=pos[:, :2])
+    batch = np.stack([pos, pos])
+    negative, too_long, fractional = (tmp_path / f"{n}.npz" for n in ("neg", "long", "frac"))
+    np.savez(negative, ee_pos=batch, lengths=np.array([len(pos), -3]))
+    np.savez(too_long, ee_pos=batch, lengths=np.array([len(pos), len(pos) + 5]))
+    np.savez(fractional, ee_pos=batch, lengths=np.array([10.5, 20.0]))
+    cases = [(empty, "not a readable .npz"), (flat, "(T, 3)"), (negative, "lengths"),
+             (too_long, "lengths"), (fractional, "lengths")]
+    for path, needle in cases:
+        assert main(["jerk", str(path)]) == 1, path
+        err = capsys.readouterr().err
+        assert path.name in err and needle in err, (path, err)
+        assert "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:
+        main(["jerk", str(flat), "--control-hz", "1e-300"])
+    assert exc.value.code == 2
+    assert "--control-hz" in capsys.readouterr().err
+
+
+def test_jerk_short_paths_get_no_ldlj_and_a_warning(tmp_path, capsys):
+    pos = pick_place_path(0.05)
+    short = tmp_path / "short.npz"
+    np.savez(short, ee_pos=pos[40:44])
+    assert main(["jerk", str(short), "--json"]) == 0
+    captured = capsys.readouterr()
+    ep = json.loads(captured.out)["episodes"][0]
+    assert np.isnan(ep["ldlj"]) and np.isnan(ep["sparc"]) and np.isfinite(ep["mean_jerk"])
+    assert "4 samples" in captured.err and "LDLJ" in captured.err

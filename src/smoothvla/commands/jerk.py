@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,9 @@ from smoothvla.errors import UserError, check_fields
 from smoothvla.metrics import path_metrics
 from smoothvla.report.tables import format_table
 
+# LDLJ and SPARC describe the shape of a whole speed profile; below this many samples (half a
+# second at 20 Hz) there is no profile to speak of, and they are reported as NaN.
+MIN_SPECTRAL_SAMPLES = 10
 COLUMNS = ("steps", "duration", "path_length", "mean_jerk", "ldlj", "sparc", "idle_ratio")
 HEADER = ("episode", "steps", "duration s", "path m", "mean jerk m/s^3", "LDLJ", "SPARC", "idle")
 
@@ -62,8 +66,13 @@ def analyze(cfg: Config) -> dict:
                     chunk_starts=cfg.chunk_size if cfg.chunk_size else None,
                     smooth_window=cfg.smooth_window,
                 )
-            except ValueError as err:
+            except ValueError as err:  # the metrics' documented input errors
                 raise UserError(f"{ep.source}: episode {ep.name}: {err}") from None
+            if len(ep.positions) < MIN_SPECTRAL_SAMPLES:
+                m["ldlj"] = m["sparc"] = float("nan")
+                print(f"warning: {ep.source}: episode {ep.name} has {len(ep.positions)} samples; "
+                      f"LDLJ and SPARC need at least {MIN_SPECTRAL_SAMPLES} to mean anything "
+                      "and are left out (NaN)", file=sys.stderr)
             episodes.append({"file": ep.source, "episode": ep.name, **m})
     keys = [k for k in episodes[0] if k not in ("file", "episode")]
     summary = {}

@@ -16,6 +16,7 @@ import numpy as np
 
 from smoothvla.data.hdf5 import EE_POS_KEYS, demo_names, find_key, read_demo
 from smoothvla.errors import UserError, UserFileNotFoundError, UserKeyError
+from smoothvla.metrics._checks import as_lengths
 
 NPZ_KEYS = ("ee_pos", "positions")
 
@@ -45,7 +46,7 @@ def _npz_episodes(path: Path, key: str) -> list[Episode]:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:  # EOFError: empty file
         raise UserError(f"{path}: not a readable .npz file ({err})") from None
     keys = NPZ_KEYS if key == "auto" else (key,)
     pos_key = next((k for k in keys if k in arrays), None)
@@ -53,13 +54,15 @@ def _npz_episodes(path: Path, key: str) -> list[Episode]:
         raise UserKeyError(f"{path}: none of the keys {list(keys)} found (it has {sorted(arrays)})")
     positions = arrays[pos_key]
     actions = arrays.get("actions")
+    if positions.ndim not in (2, 3) or positions.shape[-1] != 3:
+        raise UserError(f"{path}: {pos_key} must have shape (T, 3) or (B, T, 3), got {positions.shape}")
     if positions.ndim == 2:
         return [Episode(str(path), "0", positions, actions)]
-    if positions.ndim != 3:
-        raise UserError(f"{path}: {pos_key} must have shape (T, 3) or (B, T, 3), got {positions.shape}")
     lengths = arrays.get("lengths", np.full(len(positions), positions.shape[1]))
-    if len(lengths) != len(positions):
-        raise UserError(f"{path}: lengths has {len(lengths)} entries for {len(positions)} paths")
+    try:
+        lengths = as_lengths(lengths, len(positions), positions.shape[1])
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
     return [
         Episode(str(path), str(i), positions[i, : int(n)], None if actions is None else actions[i, : int(n) - 1])
         for i, n in enumerate(lengths)

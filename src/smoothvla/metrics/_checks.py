@@ -1,4 +1,5 @@
-"""Input validation shared by the metrics: every bad input is a ValueError that says what."""
+"""Input validation shared by the metrics: every bad input is a UserError (a ValueError)
+that says what."""
 
 from __future__ import annotations
 
@@ -50,11 +51,11 @@ def as_lengths(lengths, batch: int, horizon: int, min_len: int = 4) -> np.ndarra
     if arr.shape != (batch,):
         raise UserError(f"lengths must have shape ({batch},), got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.equal(np.mod(arr, 1), 0)):
             raise UserError(f"lengths must be whole numbers, got {arr.tolist()}")
         arr = arr.astype(np.int64)
     if np.any(arr < min_len) or np.any(arr > horizon):
         raise UserError(
-            f"every length must be between {min_len} and T={horizon}, got {arr.tolist()}"
+            f"lengths must each be between {min_len} and T={horizon}, got {arr.tolist()}"
         )
     return arr
