@@ -228,3 +228,27 @@ def test_jerk_short_paths_get_no_ldlj_and_a_warning(tmp_path, capsys):
     ep = json.loads(captured.out)["episodes"][0]
     assert np.isnan(ep["ldlj"]) and np.isnan(ep["sparc"]) and np.isfinite(ep["mean_jerk"])
     assert "4 samples" in captured.err and "LDLJ" in captured.err
+
+
+def test_every_verb_checks_its_output_before_starting(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is needed")
+    results = tmp_path / "r.jsonl"
+    results.write_text("")
+    demos = tmp_path / "d.hdf5"
+    demos.write_bytes(b"")
+    runs = [
+        ["collect", "--out", str(tmp_path), "--episodes-per-task", "1"],
+        ["collect", "--out", str(blocker / "demos.hdf5")],
+        ["eval", "--checkpoints", str(tmp_path / "nothere"), "--out", str(blocker / "r.jsonl")],
+        ["report", "--results", str(results), "--out", str(blocker)],
+        ["train", "--policy", str(tmp_path / "nothere"), "--tasks", "tabletop-object/x",
+         "--out-dir", str(blocker)],
+        ["sft", "--data", str(demos), "--run-dir", str(blocker / "run")],
+        ["demo", "--study.out", str(blocker)],
+    ]
+    for argv in runs:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"smoothvla {argv[0]}: error: "), (argv, err)
+        assert "blocker" in err or "is a folder" in err, (argv, err)

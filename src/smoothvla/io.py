@@ -52,3 +52,29 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 break
             raise UserError(f"{path}:{number}: not JSON ({err})") from None
     return out
+
+
+def check_writable_output(path: str | Path, kind: str) -> Path:
+    """UserError unless `path` can be written as a `kind` ('file' or 'folder'): call it before
+    the work starts, so a bad output path fails in a second, not after an hour. `path` may
+    exist (a file for 'file', a folder for 'folder') or not; missing parents are fine when
+    the nearest existing one is a writable folder (they are created when written)."""
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    path = Path(path)
+    if path.exists():
+        if kind == "file" and path.is_dir():
+            raise UserError(f"{path} is a folder; the output must be a file path")
+        if kind == "folder" and not path.is_dir():
+            raise UserError(f"{path} is a file; the output must be a folder")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{path} is not writable (permissions or a read-only file system)")
+    parent = path.parent
+    while not parent.exists():  # pathlib's parent of '.' is '.', which exists
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {parent} is not writable "
+                        "(permissions or a read-only file system)")
+    return path

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from smoothvla.errors import UserError, check_fields
+from smoothvla.io import check_writable_output
 
 
 @dataclass
@@ -169,7 +170,7 @@ def run(cfg: Config) -> int:
     from smoothvla.data.hdf5 import DemoWriter
 
     cfg.validate()
-    cfg.out = Path(cfg.out)
+    cfg.out = check_writable_output(cfg.out, "file")
     specs = resolve_tasks(cfg)
     jobs = make_jobs(cfg, specs)
     env_args = dict(env_name=cfg.suite, type="smoothvla-tabletop",

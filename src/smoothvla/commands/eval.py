@@ -11,6 +11,7 @@ from smoothvla.errors import UserError, check_fields
 from smoothvla.eval.results import ResultsFile, read_results
 from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
 from smoothvla.eval.summary import summarize
+from smoothvla.io import check_writable_output
 from smoothvla.report.study_tables import cell_table
 from smoothvla.report.tables import format_table
 
@@ -95,6 +96,7 @@ def run(cfg: Config) -> int:
     from smoothvla.policies import load_policy, place
 
     torch.set_num_threads(1)
+    check_writable_output(cfg.out, "file")
     plan = EvalPlan(
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smoothvla.errors import UserError
+from smoothvla.io import check_writable_output
 from smoothvla.report.build import build_report
 
 
@@ -26,6 +27,7 @@ class Config:
 
 
 def run(cfg: Config) -> int:
+    check_writable_output(cfg.out, "folder")
     files = build_report(cfg.results, cfg.out, cfg.logs, cfg.title)
     print(f"report: {files.html}  ({len(files.figures)} figures; markdown {files.markdown}, "
           f"LaTeX {files.latex})")

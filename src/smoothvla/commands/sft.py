@@ -6,11 +6,15 @@ import sys
 
 from smoothvla.algorithms.sft import SFTConfig as Config
 from smoothvla.algorithms.sft import train
+from smoothvla.io import check_writable_output
 
 __all__ = ["Config", "run"]
 
 
 def run(cfg: Config) -> int:
+    check_writable_output(cfg.run_dir, "folder")
+    if cfg.feature_cache_dir:
+        check_writable_output(cfg.feature_cache_dir, "folder")
     final = train(cfg)
     print(f"sft: final checkpoint {final}", file=sys.stderr)
     print(final)

@@ -16,6 +16,7 @@ from typing import Literal
 
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.errors import UserError, check_fields
+from smoothvla.io import check_writable_output
 
 
 @dataclass
@@ -76,6 +77,7 @@ def run(cfg: Config) -> int:
     from smoothvla.rollout.pool import make_pool
 
     torch.set_num_threads(1)
+    check_writable_output(cfg.out_dir, "folder")
     for task in cfg.tasks:
         get_task(task)  # unknown ids fail here, before workers start
     # under torchrun (WORLD_SIZE > 1): one learner per process, gradients summed over ranks
