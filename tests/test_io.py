@@ -33,3 +33,26 @@ def test_bad_outputs_are_user_errors(tmp_path, monkeypatch):
         check_writable_output(tmp_path / "new.hdf5", "file")
     with pytest.raises(UserError, match="not writable"):
         check_writable_output(tmp_path, "folder")
+
+
+def test_remove_stale_temp_files(tmp_path):
+    import subprocess
+    import sys
+
+    from smoothvla.io import remove_stale_temp_files
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_file = tmp_path / f".feat.npy.tmp-{dead.pid}"
+    stale_dir = tmp_path / f".step_100.tmp-{dead.pid}"
+    live = tmp_path / f".feat.npy.tmp-{os.getpid()}"
+    other = tmp_path / f".demos.hdf5.tmp-{dead.pid}"
+    keep = tmp_path / "feat.npy.tmp-1"  # not hidden: not ours
+    for p in (stale_file, live, other, keep):
+        p.write_text("x")
+    stale_dir.mkdir()
+    (stale_dir / "model.safetensors").write_text("x")
+    assert remove_stale_temp_files(tmp_path, "demos.hdf5") == [other]
+    assert sorted(remove_stale_temp_files(tmp_path)) == sorted([stale_file, stale_dir])
+    assert live.exists() and keep.exists()
+    assert remove_stale_temp_files(tmp_path / "missing") == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,3 +80,37 @@ def check_writable_output(path: str | Path, kind: str) -> Path:
         raise UserError(f"cannot write {path}: {parent} is not writable "
                         "(permissions or a read-only file system)")
     return path
+
+
+def remove_stale_temp_files(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete the `.NAME.tmp-PID` files and folders in `folder` (any NAME when `name` is
+    None) whose writing process PID is dead: what a killed run leaves behind (`collect`'s
+    HDF5, SFT's feature cache, checkpoints being saved). A live PID's are kept, so a run
+    still writing is never disturbed. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if not match or (name is not None and match[1] != name) or _pid_alive(int(match[2])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+_TEMP_NAME = re.compile(r"^\.(.+)\.tmp-(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from smoothvla.errors import UserError, check_fields
-from smoothvla.io import check_writable_output
+from smoothvla.io import check_writable_output, remove_stale_temp_files
 
 
 @dataclass
@@ -99,6 +99,9 @@ _ENV: dict[str, Any] = {}
 
 
 def _init_worker() -> None:
+    from smoothvla.rollout.pool import die_with_parent
+
+    die_with_parent()  # a killed `collect` must not leave workers blocked on their queue
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -171,6 +174,7 @@ def run(cfg: Config) -> int:
 
     cfg.validate()
     cfg.out = check_writable_output(cfg.out, "file")
+    remove_stale_temp_files(cfg.out.parent, cfg.out.name)  # left by a killed earlier run
     specs = resolve_tasks(cfg)
     jobs = make_jobs(cfg, specs)
     env_args = dict(env_name=cfg.suite, type="smoothvla-tabletop",
