@@ -252,3 +252,13 @@ def test_every_verb_checks_its_output_before_starting(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"smoothvla {argv[0]}: error: "), (argv, err)
         assert "blocker" in err or "is a folder" in err, (argv, err)
+
+
+def test_bench_lists_and_runs_the_benchmarks(capsys):
+    assert main(["bench"]) == 0
+    out = capsys.readouterr().out
+    assert "metrics" in out and "benchmarks/bench_metrics.py" in out and "rollout" in out
+    assert main(["bench", "nope"]) == 1
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
+    assert main(["bench", "metrics"]) == 0
+    assert "mean_jerk, one (10^6, 3) path" in capsys.readouterr().out

@@ -20,7 +20,7 @@ VERBS: dict[str, str] = {
     "train": "RL fine-tuning (GRPO, PPO, DPO) with a binary, staged, smooth or random reward.",
     "eval": "Evaluate checkpoints over suites x tasks x init states x perturbations.",
     "report": "Tables, figures and an HTML report from result files.",
-    "bench": "Throughput benchmarks.",
+    "bench": "List the throughput benchmarks, or run one with its defaults (bench metrics).",
 }
 
 
