@@ -161,7 +161,7 @@ def test_user_input_errors_of_loaders_are_user_errors(tmp_path):
     """Missing or corrupt files, unknown tasks and suites: UserError (still ValueError)."""
     from smoothvla.data.hdf5 import read_demo
     from smoothvla.data.paths import load_episodes
-    from smoothvla.envs import get_task, list_tasks
+    from smoothvla.envs import get_task, list_tasks, make
     from smoothvla.errors import UserError
     from smoothvla.eval.results import read_results
     from smoothvla.eval.runner import PolicyRef
@@ -181,6 +181,7 @@ def test_user_input_errors_of_loaders_are_user_errors(tmp_path):
         lambda: load_policy(tmp_path),
         lambda: StudyConfig.from_toml(tmp_path / "bad.toml"),
         lambda: StudyConfig.from_toml(tmp_path / "none.toml"),
+        lambda: make("tabletop-object/pick-ketchup-place-basket-v1", cameras=("nope",)),
     ]
     for i, case in enumerate(cases):
         with pytest.raises(UserError):

@@ -128,9 +128,9 @@ class VisionEncoder(nn.Module):
                  trainable_blocks: int = 0, grid: int = 4, seed: int = 0, stride: int = 32):
         super().__init__()
         if name not in VISION_ENCODERS:
-            raise ValueError(f"unknown vision encoder {name!r}; choose one of {VISION_ENCODERS}")
+            raise UserError(f"unknown vision encoder {name!r}; choose one of {VISION_ENCODERS}")
         if stride not in VISION_STRIDES:
-            raise ValueError(f"vision stride must be one of {VISION_STRIDES}, got {stride}")
+            raise UserError(f"vision stride must be one of {VISION_STRIDES}, got {stride}")
         self.name, self.image_size, self.grid, self.stride = name, image_size, grid, stride
         if name == "efficientnet-lite0":
             trunk, tail, self.out_dim = self._efficientnet(image_size, trainable_blocks, stride)
@@ -252,7 +252,7 @@ class TextEncoder:
 
     def __init__(self, name: str = "minilm", embeddings_file: str | Path | None = None):
         if name not in TEXT_ENCODERS:
-            raise ValueError(f"unknown text encoder {name!r}; choose one of {TEXT_ENCODERS}")
+            raise UserError(f"unknown text encoder {name!r}; choose one of {TEXT_ENCODERS}")
         self.name = name
         self._cache: dict[str, torch.Tensor] = {}
         self.model = None

@@ -106,11 +106,11 @@ class LiberoEnv:
                  max_steps: int | None = None, image_convention: str = "openvla"):
         unknown = [c for c in cameras if c not in CAMERAS]
         if unknown:
-            raise ValueError(f"unknown camera(s) {unknown}; LIBERO cameras: {list(CAMERAS)}")
+            raise UserError(f"unknown camera(s) {unknown}; LIBERO cameras: {list(CAMERAS)}")
         if len(set(cameras)) != len(tuple(cameras)):
-            raise ValueError(f"cameras must be distinct, got {list(cameras)}")
+            raise UserError(f"cameras must be distinct, got {list(cameras)}")
         if int(image_size) <= 0:
-            raise ValueError(f"image_size must be > 0, got {image_size}")
+            raise UserError(f"image_size must be > 0, got {image_size}")
         if settle_steps < 0:
             raise ValueError(f"settle_steps must be >= 0, got {settle_steps}")
         if image_convention not in IMAGE_CONVENTIONS:
