@@ -194,6 +194,10 @@ def test_bad_perturbation_names_the_flag(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--perturbations" in err and "light@high" in err
+    with pytest.raises(SystemExit) as exc:  # the study checks them before hours of training
+        main(["demo", "--study.perturbations", "light@high"])
+    assert exc.value.code == 2
+    assert "perturbations 'light@high'" in capsys.readouterr().err
 
 
 def test_jerk_rejects_bad_npz_input(tmp_path, capsys):

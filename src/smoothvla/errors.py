@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 
 class UserError(ValueError):
@@ -73,6 +73,15 @@ def check_number(name: str, value: Any, spec: str | None = None) -> None:
     elif not (math.isfinite(value) and in_range(value, spec)):
         where = spec if spec[0] in "<>" else f"in {spec}"
         raise UserError(f"{name} must be {where}, got {value:g}")
+
+
+def check_parses(name: str, text: str, parse: Callable[[str], Any], usage: str = "") -> Any:
+    """`parse(text)`, with a ValueError turned into a UserError that names the flag or field
+    `name`, the text and the `usage`."""
+    try:
+        return parse(text)
+    except ValueError as err:  # float('high') included
+        raise UserError(f"{name} {text!r}: {err}" + (f"; {usage}" if usage else "")) from None
 
 
 def check_fields(cfg: Any, flags: bool = False, **ranges: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
+from smoothvla.errors import UserError, UserFileNotFoundError, check_fields, check_parses
 from smoothvla.io import atomic_write_json
 
 # Method label -> (algorithm, reward). "sft" is the starting checkpoint itself.
@@ -137,6 +137,11 @@ class StudyConfig:
         if self.sft_checkpoint and not (Path(self.sft_checkpoint) / "config.json").is_file():
             raise UserFileNotFoundError(f"sft_checkpoint {self.sft_checkpoint}: not a policy "
                                         "checkpoint (no config.json in it)")
+        from smoothvla.envs.tabletop.perturbations import as_specs
+
+        for pert in self.perturbations:  # checked now, not when evaluation starts hours later
+            check_parses("perturbations", pert, as_specs,
+                         "use KIND or KIND@STRENGTH, STRENGTH in [0, 1] (docs/envs.md)")
         if self.jerk_scale_source not in ("expert", "policy"):
             raise UserError(f"jerk_scale_source must be 'expert' or 'policy', got {self.jerk_scale_source!r}")
 

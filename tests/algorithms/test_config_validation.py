@@ -130,3 +130,11 @@ def test_load_policy_refuses_nan_weights(tmp_path):
     policy.save(tmp_path / "diverged")
     with pytest.raises(UserError, match="NaN or inf.*diverged"):
         load_policy(tmp_path / "diverged")
+
+
+def test_check_parses_names_the_flag():
+    from smoothvla.errors import check_parses
+
+    assert check_parses("--x", "2.5", float) == 2.5
+    with pytest.raises(UserError, match=r"^--x 'high': could not convert.*; use a number$"):
+        check_parses("--x", "high", float, "use a number")

@@ -116,7 +116,7 @@ class SFTConfig:
         check_fields(self, lr="(0, 1]", weight_decay=">= 0", warmup_steps=">= 0",
                      min_lr_ratio="[0, 1]", grad_clip=">= 0", smooth_weight=">= 0",
                      shift_pad=">= 0", aug_views=">= 1", max_demos=">= 0", eval_every=">= 0",
-                     eval_episodes=">= 1", eval_execute_steps=">= 0", log_every=">= 1",
+                     eval_episodes=">= 0", eval_execute_steps=">= 0", log_every=">= 1",
                      checkpoint_every=">= 1", num_threads=">= 1")
         if self.steps < 1 or self.batch_size < 1:
             raise UserError("steps and batch_size must be >= 1")

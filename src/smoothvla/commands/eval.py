@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from smoothvla.errors import UserError, check_fields
+from smoothvla.errors import UserError, check_fields, check_parses
 from smoothvla.eval.results import ResultsFile, read_results
 from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
 from smoothvla.eval.summary import summarize
@@ -62,21 +62,11 @@ class Config:
         check_fields(self, flags=True, num_init_states=">= 1", first_init=">= 0", workers=">= 0",
                      envs_per_worker=">= 1", execute_steps=">= 0", temperature=">= 0",
                      flow_steps=">= 0", record_paths=">= 0")
+        from smoothvla.envs.tabletop.perturbations import as_specs
+
         for pert in self.perturbations:
-            check_perturbation(pert)
-
-
-def check_perturbation(text: str, flag: str = "--perturbations") -> None:
-    """UserError naming `flag` unless `text` is 'none', KIND or KIND@STRENGTH (0 <= STRENGTH <= 1)."""
-    if text == "none":
-        return
-    from smoothvla.envs.tabletop.perturbations import as_specs
-
-    try:
-        as_specs(text)
-    except ValueError as err:  # float('high') included
-        raise UserError(f"{flag} {text!r}: {err}; use none, KIND or KIND@STRENGTH with "
-                        "STRENGTH in [0, 1] (docs/envs.md)") from None
+            check_parses("--perturbations", pert, as_specs,
+                         "use none, KIND or KIND@STRENGTH, STRENGTH in [0, 1] (docs/envs.md)")
 
 
 def _task_ids(cfg: Config) -> list[str]:
