@@ -8,7 +8,8 @@ working; `UserFileNotFoundError` and `UserKeyError` are also FileNotFoundError a
 KeyError, for callers that catch those.
 
 `check_fields(cfg, name=RANGE, ...)` is the one range check of config dataclasses: every
-float field must be finite, every named field inside its range.
+int or float field must be finite, every named field inside its range. `check_parses(name,
+text, parse)` turns a parser's ValueError into a UserError naming the flag.
 """
 
 from __future__ import annotations
