@@ -160,3 +160,144 @@ def test_eval_rejects_negative_flow_steps(tmp_path, capsys):
         main(["eval", "--checkpoints", str(tmp_path), "--flow-steps", "-1"])
     assert exc.value.code == 2
     assert "--flow-steps must be >= 0" in capsys.readouterr().err
+
+
+def test_only_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    """A UserError prints `smoothvla VERB: error: MESSAGE` and exits 1; any other exception is
+    a bug and keeps its traceback."""
+    import smoothvla.commands.jerk as jerk
+    from smoothvla.errors import UserError
+
+    npz = tmp_path / "p.npz"
+    np.savez(npz, ee_pos=pick_place_path(0.05))
+
+    def user_error(cfg):
+        raise UserError("fix the flag")
+
+    monkeypatch.setattr(jerk, "run", user_error)
+    assert main(["jerk", str(npz)]) == 1
+    assert capsys.readouterr().err == "smoothvla jerk: error: fix the flag\n"
+    for bug in (KeyError("chunk_jump"), ValueError("internal"), FileNotFoundError("x")):
+        def crash(cfg, bug=bug):
+            raise bug
+        monkeypatch.setattr(jerk, "run", crash)
+        with pytest.raises(type(bug)):
+            main(["jerk", str(npz)])
+
+
+def test_jerk_chunk_jump_needs_actions(tmp_path, capsys):
+    npz = tmp_path / "good.npz"
+    pos = pick_place_path(0.05)
+    np.savez(npz, ee_pos=pos, actions=np.zeros((len(pos) - 1, 7)))
+    assert main(["jerk", str(npz), "--chunk-size", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"][0]["chunk_jump"] == 0.0
+
+
+def test_user_input_errors_of_loaders_are_user_errors(tmp_path):
+    """Missing or corrupt files, unknown tasks and suites: UserError (still ValueError)."""
+    from smoothvla.data.hdf5 import read_demo
+    from smoothvla.data.paths import load_episodes
+    from smoothvla.envs import get_task, list_tasks, make
+    from smoothvla.errors import UserError
+    from smoothvla.eval.results import read_results
+    from smoothvla.eval.runner import PolicyRef
+    from smoothvla.policies.vla import load_policy
+    from smoothvla.study import StudyConfig
+
+    (tmp_path / "bad.toml").write_text("x = = 1")
+    (tmp_path / "bad.jsonl").write_text("{}\nnot json\n{}\n")
+    cases = [
+        lambda: load_episodes(tmp_path / "none.hdf5"),
+        lambda: read_demo(tmp_path / "none.hdf5", "demo_0"),
+        lambda: list_tasks("tabletop-nope"),
+        lambda: get_task("tabletop-object/nope-v1"),
+        lambda: read_results([tmp_path / "none.jsonl"]),
+        lambda: read_results([tmp_path / "bad.jsonl"]),
+        lambda: PolicyRef.parse("a@x=dir"),
+        lambda: load_policy(tmp_path),
+        lambda: StudyConfig.from_toml(tmp_path / "bad.toml"),
+        lambda: StudyConfig.from_toml(tmp_path / "none.toml"),
+        lambda: make("tabletop-object/pick-ketchup-place-basket-v1", cameras=("nope",)),
+    ]
+    for i, case in enumerate(cases):
+        with pytest.raises(UserError):
+            case()
+
+
+def test_bad_perturbation_names_the_flag(capsys):
+    assert main(["eval", "--checkpoints", "x", "--perturbations", "light@high"]) == 1
+    err = capsys.readouterr().err  # checked before the checkpoint is looked at
+    assert "--perturbations" in err and "light@high" in err
+    with pytest.raises(SystemExit) as exc:  # the study checks them before hours of training
+        main(["demo", "--study.perturbations", "light@high"])
+    assert exc.value.code == 2
+    assert "perturbations 'light@high'" in capsys.readouterr().err
+
+
+def test_jerk_rejects_bad_npz_input(tmp_path, capsys):
+    pos = pick_place_path(0.05)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, ee_pos=pos[:, :2])
+    batch = np.stack([pos, pos])
+    negative, too_long, fractional = (tmp_path / f"{n}.npz" for n in ("neg", "long", "frac"))
+    np.savez(negative, ee_pos=batch, lengths=np.array([len(pos), -3]))
+    np.savez(too_long, ee_pos=batch, lengths=np.array([len(pos), len(pos) + 5]))
+    np.savez(fractional, ee_pos=batch, lengths=np.array([10.5, 20.0]))
+    cases = [(empty, "not a readable .npz"), (flat, "(T, 3)"), (negative, "lengths"),
+             (too_long, "lengths"), (fractional, "lengths")]
+    for path, needle in cases:
+        assert main(["jerk", str(path)]) == 1, path
+        err = capsys.readouterr().err
+        assert path.name in err and needle in err, (path, err)
+        assert "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:
+        main(["jerk", str(flat), "--control-hz", "1e-300"])
+    assert exc.value.code == 2
+    assert "--control-hz" in capsys.readouterr().err
+
+
+def test_jerk_short_paths_get_no_ldlj_and_a_warning(tmp_path, capsys):
+    pos = pick_place_path(0.05)
+    short = tmp_path / "short.npz"
+    np.savez(short, ee_pos=pos[40:44])
+    assert main(["jerk", str(short), "--json"]) == 0
+    captured = capsys.readouterr()
+    ep = json.loads(captured.out)["episodes"][0]
+    assert np.isnan(ep["ldlj"]) and np.isnan(ep["sparc"]) and np.isfinite(ep["mean_jerk"])
+    assert "4 samples" in captured.err and "LDLJ" in captured.err
+
+
+def test_every_verb_checks_its_output_before_starting(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is needed")
+    results = tmp_path / "r.jsonl"
+    results.write_text("")
+    demos = tmp_path / "d.hdf5"
+    demos.write_bytes(b"")
+    runs = [
+        ["collect", "--out", str(tmp_path), "--episodes-per-task", "1"],
+        ["collect", "--out", str(blocker / "demos.hdf5")],
+        ["eval", "--checkpoints", str(tmp_path / "nothere"), "--out", str(blocker / "r.jsonl")],
+        ["report", "--results", str(results), "--out", str(blocker)],
+        ["train", "--policy", str(tmp_path / "nothere"), "--tasks", "tabletop-object/x",
+         "--out-dir", str(blocker)],
+        ["sft", "--data", str(demos), "--run-dir", str(blocker / "run")],
+        ["demo", "--study.out", str(blocker)],
+    ]
+    for argv in runs:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"smoothvla {argv[0]}: error: "), (argv, err)
+        assert "blocker" in err or "is a folder" in err, (argv, err)
+
+
+def test_bench_lists_and_runs_the_benchmarks(capsys):
+    assert main(["bench"]) == 0
+    out = capsys.readouterr().out
+    assert "metrics" in out and "benchmarks/bench_metrics.py" in out and "rollout" in out
+    assert main(["bench", "nope"]) == 1
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
+    assert main(["bench", "metrics"]) == 0
+    assert "mean_jerk, one (10^6, 3) path" in capsys.readouterr().out

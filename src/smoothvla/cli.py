@@ -2,7 +2,9 @@
 typed dataclass `Config` (its fields become the flags, through tyro) and a `run(cfg)`.
 
 Verb modules are imported only when their verb is called, so `smoothvla jerk` does not
-pay for importing torch or MuJoCo.
+pay for importing torch or MuJoCo. Bad input (`smoothvla.errors.UserError`) prints one line,
+`smoothvla VERB: error: MESSAGE`, and exits 1; any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ VERBS: dict[str, str] = {
     "train": "RL fine-tuning (GRPO, PPO, DPO) with a binary, staged, smooth or random reward.",
     "eval": "Evaluate checkpoints over suites x tasks x init states x perturbations.",
     "report": "Tables, figures and an HTML report from result files.",
-    "bench": "Throughput benchmarks.",
+    "bench": "List the throughput benchmarks, or run one with its defaults (bench metrics).",
 }
 
 
@@ -52,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"smoothvla {verb}: not available in this version yet", file=sys.stderr)
         return 2
+    from smoothvla.errors import UserError
+
     try:
         cfg = tyro.cli(module.Config, args=rest, prog=f"smoothvla {verb}", description=VERBS[verb])
         result = module.run(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"smoothvla {verb}: error: {message}", file=sys.stderr)
+    except UserError as err:  # anything else is a bug: it keeps its traceback
+        print(f"smoothvla {verb}: error: {err}", file=sys.stderr)
         return 1
     return int(result or 0)
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from smoothvla.errors import UserError, UserFileNotFoundError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -37,6 +41,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 def read_jsonl(path: str | Path) -> list[dict]:
     """Records of a JSONL log; a truncated last line (crash mid-write) is skipped."""
     out = []
+    if not Path(path).is_file():
+        raise UserFileNotFoundError(f"{path}: no such file")
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -46,5 +52,65 @@ def read_jsonl(path: str | Path) -> list[dict]:
         except json.JSONDecodeError as err:
             if number == len(lines):
                 break
-            raise ValueError(f"{path}:{number}: not JSON ({err})") from None
+            raise UserError(f"{path}:{number}: not JSON ({err})") from None
     return out
+
+
+def check_writable_output(path: str | Path, kind: str) -> Path:
+    """UserError unless `path` can be written as a `kind` ('file' or 'folder'): call it before
+    the work starts, so a bad output path fails in a second, not after an hour. `path` may
+    exist (a file for 'file', a folder for 'folder') or not; missing parents are fine when
+    the nearest existing one is a writable folder (they are created when written)."""
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    path = Path(path)
+    if path.exists():
+        if kind == "file" and path.is_dir():
+            raise UserError(f"{path} is a folder; the output must be a file path")
+        if kind == "folder" and not path.is_dir():
+            raise UserError(f"{path} is a file; the output must be a folder")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{path} is not writable (permissions or a read-only file system)")
+    parent = path.parent
+    while not parent.exists():  # pathlib's parent of '.' is '.', which exists
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {parent} is not writable "
+                        "(permissions or a read-only file system)")
+    return path
+
+
+def remove_stale_temp_files(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete the `.NAME.tmp-PID` files and folders in `folder` (any NAME when `name` is
+    None) whose writing process PID is dead: what a killed run leaves behind (`collect`'s
+    HDF5, SFT's feature cache, checkpoints being saved). A live PID's are kept, so a run
+    still writing is never disturbed. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if not match or (name is not None and match[1] != name) or _pid_alive(int(match[2])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+_TEMP_NAME = re.compile(r"^\.(.+)\.tmp-(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from smoothvla.errors import UserError, check_fields
 from smoothvla.metrics import mean_jerk
 from smoothvla.rollout.trajectory import Trajectory
 
@@ -135,11 +136,10 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if self.name not in REWARDS:
-            raise ValueError(f"unknown reward {self.name!r}; choose one of {', '.join(REWARDS)}")
-        if self.lam < 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-        if self.jerk_scale <= 0:
-            raise ValueError(f"jerk_scale must be > 0, got {self.jerk_scale}")
+            raise UserError(f"unknown reward {self.name!r}; choose one of {', '.join(REWARDS)}")
+        # lam = 10 already pays nothing for a success at a tenth of the expert's jerk above it
+        check_fields(self, lam="[0, 10]", jerk_scale="(0, inf)", grasp_bonus="[0, 1]",
+                     noise_std=">= 0")
 
 
 def make_reward(cfg: RewardConfig, rng: np.random.Generator | None = None) -> RewardFn:

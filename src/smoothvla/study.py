@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from smoothvla.errors import UserError, UserFileNotFoundError, check_fields, check_parses
 from smoothvla.io import atomic_write_json
 
 # Method label -> (algorithm, reward, smoothness credit). "sft" is the starting checkpoint
@@ -141,47 +142,50 @@ class StudyConfig:
         self.eval_seeds, self.perturbations = tuple(self.eval_seeds), tuple(self.perturbations)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+            raise UserError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
         if not self.seeds:
-            raise ValueError("seeds is empty: give at least one training seed")
-        for name in ("demos_per_task", "sft_steps", "rl_iterations", "eval_init_states",
-                     "groups_per_iteration", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.group_size < 2:
-            raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+            raise UserError("seeds is empty: give at least one training seed")
+        check_fields(self, demos_per_task=">= 1", image_size=">= 8", chunk_size=">= 1",
+                     sft_steps=">= 1", sft_batch_size=">= 1", sft_lr="(0, 1]",
+                     rl_iterations=">= 1", group_size=">= 2", groups_per_iteration=">= 1",
+                     rl_lr="(0, 1]", rl_init_states=">= 0", rl_resample_rounds=">= 0",
+                     kl_beta=">= 0", rl_temperature=">= 0", lam="[0, 10]", rl_max_steps=">= 0",
+                     eval_init_states=">= 1", workers=">= 1", envs_per_worker=">= 1",
+                     smooth_weight=">= 0", dense_jerk_weight=">= 0")
         if self.grpo_ratio_level not in ("chunk", "token"):
-            raise ValueError(f"grpo_ratio_level must be 'chunk' or 'token', got {self.grpo_ratio_level!r}")
-        if self.rl_init_states < 0 or self.rl_resample_rounds < 0 or self.kl_beta < 0:
-            raise ValueError("rl_init_states, rl_resample_rounds and kl_beta must be >= 0")
+            raise UserError(f"grpo_ratio_level must be 'chunk' or 'token', got {self.grpo_ratio_level!r}")
         self.sft_checkpoint = packaged_checkpoint(self.sft_checkpoint)
         if self.sft_checkpoint and not (Path(self.sft_checkpoint) / "config.json").is_file():
-            raise FileNotFoundError(f"sft_checkpoint {self.sft_checkpoint}: not a policy checkpoint "
-                                    "(no config.json in it)")
+            raise UserFileNotFoundError(f"sft_checkpoint {self.sft_checkpoint}: not a policy "
+                                        "checkpoint (no config.json in it)")
+        from smoothvla.envs.tabletop.perturbations import as_specs
         from smoothvla.rollout.execution import ExecutionConfig
 
+        for pert in self.perturbations:  # checked now, not when evaluation starts hours later
+            check_parses("perturbations", pert, as_specs,
+                         "use KIND or KIND@STRENGTH, STRENGTH in [0, 1] (docs/envs.md)")
         for spec in self.executions:
             ExecutionConfig.parse(spec).steps_for(self.chunk_size)
         rl = ExecutionConfig.parse(self.rl_execution)
         rl.steps_for(self.chunk_size)
         rl.check_for_rl()
         if self.jerk_scale_source not in ("expert", "policy"):
-            raise ValueError(f"jerk_scale_source must be 'expert' or 'policy', got {self.jerk_scale_source!r}")
+            raise UserError(f"jerk_scale_source must be 'expert' or 'policy', got {self.jerk_scale_source!r}")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "StudyConfig":
         """Load a preset; unknown keys are an error naming them."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such study config")
+            raise UserFileNotFoundError(f"{path}: no such study config")
         try:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path}: not valid TOML ({err})") from None
+            raise UserError(f"{path}: not valid TOML ({err})") from None
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown}")
+            raise UserError(f"{path}: unknown keys {unknown}")
         return cls(**data)
 
 
@@ -197,7 +201,7 @@ def packaged_checkpoint(name: str) -> str:
 
     path = Path(str(files("smoothvla") / "assets" / name.removeprefix(PACKAGED)))
     if not path.is_dir():
-        raise FileNotFoundError(f"{name}: no such packaged checkpoint (have: "
+        raise UserFileNotFoundError(f"{name}: no such packaged checkpoint (have: "
                                 f"{sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []})")
     return str(path)
 
@@ -240,7 +244,7 @@ class Study:
         for t in self.cfg.tasks:
             match = [s.task_id for s in specs if t in (s.name, s.task_id)]
             if not match:
-                raise ValueError(f"unknown task {t!r} in {self.cfg.suite}")
+                raise UserError(f"unknown task {t!r} in {self.cfg.suite}")
             out.append(match[0])
         return out
 
@@ -264,7 +268,7 @@ class Study:
         values = [float(d.attrs["expert_mean_jerk"]) for _, d in iter_demos(demos, obs_keys=())]
         values = [v for v in values if np.isfinite(v)]
         if not values:
-            raise ValueError(f"{demos}: no demo records expert_mean_jerk; re-collect it")
+            raise UserError(f"{demos}: no demo records expert_mean_jerk; re-collect it")
         return float(np.mean(values))
 
     def sft(self, demos: str, seed: int) -> str:

@@ -168,7 +168,7 @@ def test_update_needs_rewards_and_chunks(fake_policy, collect_groups):
         (lambda: GRPOConfig(eps_low=0.0), "eps_low must be in"),
         (lambda: GRPOConfig(eps_high=-0.1), "eps_high must be in"),
         (lambda: GRPOConfig(beta=-1.0), "beta"),
-        (lambda: GRPOConfig(lr=0.0), "lr must be > 0"),
+        (lambda: GRPOConfig(lr=0.0), r"lr must be in \(0, 1\]"),
         (lambda: GRPOConfig(ratio_level="step"), "ratio_level must be 'chunk' or 'token'"),
         (lambda: TrainConfig(tasks=("t",), group_size=1), "group_size must be >= 2"),
         (

@@ -263,7 +263,7 @@ def algorithm_state(name: str, algo: Any) -> dict[str, Any]:
 def load_algorithm_state(name: str, algo: Any, state: dict[str, Any]) -> None:
     """Inverse of `algorithm_state`; a checkpoint of another algorithm is a clear error."""
     if state.get("algorithm") != name:
-        raise ValueError(f"checkpoint is for {state.get('algorithm')!r}, not {name}")
+        raise UserError(f"checkpoint is for {state.get('algorithm')!r}, not {name}")
     algo.policy.load_state_dict(state["policy"])
     algo.optimizer.load_state_dict(state["optimizer"])
     algo.reference.load_state_dict(state["reference"])

@@ -38,8 +38,9 @@ from smoothvla.algorithms.common import (
     rollout_stats,
     trainable_parameters,
 )
-from smoothvla.algorithms.grpo import check_positive
+from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import dpo_loss
+from smoothvla.errors import check_fields
 from smoothvla.rollout.trajectory import Trajectory
 
 
@@ -67,15 +68,8 @@ class DPOConfig:
     """Seed of the minibatch shuffling."""
 
     def __post_init__(self) -> None:
-        check_positive(
-            lr=self.lr,
-            beta=self.beta,
-            max_pairs_per_group=self.max_pairs_per_group,
-            epochs=self.epochs,
-            minibatch_pairs=self.minibatch_pairs,
-        )
-        if self.min_reward_gap < 0:
-            raise ValueError(f"min_reward_gap must be >= 0, got {self.min_reward_gap}")
+        check_fields(self, **LEARNING_RANGES, beta="> 0", min_reward_gap=">= 0",
+                     max_pairs_per_group=">= 1", epochs=">= 1", minibatch_pairs=">= 1")
 
 
 def preference_pairs(

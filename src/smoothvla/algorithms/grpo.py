@@ -57,10 +57,15 @@ from smoothvla.algorithms.losses import (
     eq5_advantage_split,
     kl_k3,
 )
-from smoothvla.errors import UserError
+from smoothvla.errors import UserError, check_fields
 from smoothvla.rollout.trajectory import Trajectory
 
 ADVANTAGES = ("standard", "decoupled", "chunk")
+
+
+# Shared by GRPO, PPO and DPO. A learning rate above 1 is a typo (AdamW steps are ~lr in
+# size); eps_low < 1 because a ratio cannot go below 0; max_grad_norm <= 0 means no clipping.
+LEARNING_RANGES = dict(lr="(0, 1]", weight_decay=">= 0")
 
 
 @dataclass
@@ -112,22 +117,14 @@ class GRPOConfig:
     while an all-success group learns from the smoothness term alone."""
 
     def __post_init__(self) -> None:
-        check_clip_range(self.eps_low, self.eps_high)
         if self.ratio_level not in ("chunk", "token"):
-            raise ValueError(f"ratio_level must be 'chunk' or 'token', got {self.ratio_level!r}")
+            raise UserError(f"ratio_level must be 'chunk' or 'token', got {self.ratio_level!r}")
         if self.advantage not in ADVANTAGES:
             raise UserError(f"advantage must be one of {', '.join(ADVANTAGES)}, "
                             f"got {self.advantage!r}")
-        if not (np.isfinite(self.smooth_weight) and self.smooth_weight >= 0):
-            raise UserError(f"smooth_weight must be a finite number >= 0, got {self.smooth_weight}")
-        check_positive(
-            lr=self.lr,
-            minibatch_chunks=self.minibatch_chunks,
-            epochs=self.epochs,
-            adv_eps=self.adv_eps,
-        )
-        if self.beta < 0:
-            raise ValueError(f"beta (KL weight) must be >= 0, got {self.beta}")
+        check_fields(self, **LEARNING_RANGES, eps_low="(0, 1)", eps_high="(0, 10]",
+                     beta=">= 0", adv_eps="> 0", minibatch_chunks=">= 1", epochs=">= 1",
+                     smooth_weight=">= 0")
 
 
 # -- advantage variants: (group, rewards (G,), cfg) -> advantage, success part, smooth part,
@@ -183,20 +180,6 @@ GROUP_ADVANTAGES: dict[str, GroupAdvantage] = {
     "decoupled": decoupled_advantage,
     "chunk": chunk_advantage,
 }
-
-
-def check_clip_range(eps_low: float, eps_high: float) -> None:
-    """eps_low must lie in (0, 1) (a ratio cannot go below 0), eps_high in (0, 10]."""
-    if not 0.0 < eps_low < 1.0:
-        raise ValueError(f"eps_low must be in (0, 1), got {eps_low}")
-    if not 0.0 < eps_high <= 10.0:
-        raise ValueError(f"eps_high must be in (0, 10], got {eps_high}")
-
-
-def check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
 
 
 class GRPO:

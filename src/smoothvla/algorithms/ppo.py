@@ -45,7 +45,7 @@ from smoothvla.algorithms.common import (
     rollout_stats,
     trainable_parameters,
 )
-from smoothvla.algorithms.grpo import check_clip_range, check_positive
+from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import (
     advantage_split_stats,
     approx_kl,
@@ -54,7 +54,7 @@ from smoothvla.algorithms.losses import (
     dense_jerk_rewards,
     value_loss,
 )
-from smoothvla.errors import UserError
+from smoothvla.errors import UserError, check_fields
 from smoothvla.rollout.trajectory import Trajectory
 
 VALUE_HEAD_PREFIX = "value_head."
@@ -100,22 +100,9 @@ class PPOConfig:
     --reward.name binary; jerk_scale is the reward config's."""
 
     def __post_init__(self) -> None:
-        check_clip_range(self.eps_low, self.eps_high)
-        if not (np.isfinite(self.dense_jerk_weight) and self.dense_jerk_weight >= 0):
-            raise UserError(
-                f"dense_jerk_weight must be a finite number >= 0, got {self.dense_jerk_weight}"
-            )
-        check_positive(
-            lr=self.lr,
-            value_lr=self.value_lr,
-            minibatch_chunks=self.minibatch_chunks,
-            epochs=self.epochs,
-        )
-        for name in ("gamma", "lam"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.value_clip is not None and self.value_clip <= 0:
-            raise ValueError(f"value_clip must be > 0 or None, got {self.value_clip}")
+        check_fields(self, **LEARNING_RANGES, value_lr="(0, 1]", gamma="[0, 1]", lam="[0, 1]",
+                     eps_low="(0, 1)", eps_high="(0, 10]", vf_coef=">= 0", value_clip="> 0",
+                     minibatch_chunks=">= 1", epochs=">= 1", dense_jerk_weight=">= 0")
 
     @classmethod
     def orz(cls, **overrides: Any) -> "PPOConfig":

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
+from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.features import camera_key, trunk_features
@@ -111,12 +112,14 @@ class SFTConfig:
         self.data = tuple(self.data)
         if isinstance(self.policy, dict):
             self.policy = VLAConfig.from_dict(self.policy)
+        # grad_clip 0 = off; a learning rate above 1 is a typo
+        check_fields(self, lr="(0, 1]", weight_decay=">= 0", warmup_steps=">= 0",
+                     min_lr_ratio="[0, 1]", grad_clip=">= 0", smooth_weight=">= 0",
+                     shift_pad=">= 0", aug_views=">= 1", max_demos=">= 0", eval_every=">= 0",
+                     eval_episodes=">= 0", eval_execute_steps=">= 0", log_every=">= 1",
+                     checkpoint_every=">= 1", num_threads=">= 1")
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.eval_execute_steps < 0:
-            raise ValueError(f"eval_execute_steps must be >= 0, got {self.eval_execute_steps}")
+            raise UserError("steps and batch_size must be >= 1")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +161,7 @@ def load_frames(paths: tuple[str, ...], cameras: tuple[str, ...], with_images: b
     values made positive by `canonical_proprio`) and instructions of every demo; images too
     when `with_images`."""
     if not paths:
-        raise ValueError("no demonstration files given (--data)")
+        raise UserError("no demonstration files given (--data)")
     acts, props, ends, instr_ids, episodes = [], [], [], [], []
     images: dict[str, list] = {c: [] for c in cameras}
     instructions: list[str] = []
@@ -167,13 +170,13 @@ def load_frames(paths: tuple[str, ...], cameras: tuple[str, ...], with_images: b
         names = demo_names(path)
         names = names[:max_demos] if max_demos else names
         if not names:
-            raise ValueError(f"{path}: no demos")
+            raise UserError(f"{path}: no demos")
         keys = PROPRIO_KEYS + (tuple(camera_key(c) for c in cameras) if with_images else ())
         for name in names:
             demo = read_demo(path, name, obs_keys=keys)
             a = np.asarray(demo.actions, np.float32)
             if a.ndim != 2 or a.shape[1] != 7 or len(a) == 0:
-                raise ValueError(f"{path}/{name}: actions must be (T, 7) with T > 0, got {a.shape}")
+                raise UserError(f"{path}/{name}: actions must be (T, 7) with T > 0, got {a.shape}")
             p = np.concatenate([np.asarray(demo.obs[k], np.float32) for k in PROPRIO_KEYS], 1)
             text = _instruction(path, demo.attrs)
             if text not in instructions:
@@ -287,7 +290,7 @@ def chunk_jerk(actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     steps t..t+3 unpadded). Units are action units per step^3 (not m/s^3).
     """
     if actions.shape[1] < 4:
-        raise ValueError(f"the smoothness term needs chunk_size >= 4, got {actions.shape[1]}")
+        raise UserError(f"the smoothness term needs chunk_size >= 4, got {actions.shape[1]}")
     p = torch.cumsum(actions[..., :3], dim=1)
     j = p[:, 3:] - 3 * p[:, 2:-1] + 3 * p[:, 1:-2] - p[:, :-3]
     valid = mask[:, 3:]
@@ -363,7 +366,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         return None
     path = run_dir / "checkpoints" / pointer.read_text().strip()
     if not path.is_dir():
-        raise FileNotFoundError(f"{pointer} points to {path}, which does not exist")
+        raise UserFileNotFoundError(f"{pointer} points to {path}, which does not exist")
     return path
 
 
@@ -482,10 +485,10 @@ def train(cfg: SFTConfig) -> Path:
     """Run SFT; returns the final checkpoint folder (loadable with `load_policy`)."""
     torch.set_num_threads(cfg.num_threads)
     if not cfg.data:
-        raise ValueError("no demonstration files given (--data)")
+        raise UserError("no demonstration files given (--data)")
     for path in cfg.data:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such demonstration file")
+            raise UserFileNotFoundError(f"{path}: no such demonstration file")
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -30,6 +30,7 @@ from smoothvla.algorithms.common import check_smoothness_credit
 from smoothvla.algorithms.dpo import DPO, DPOConfig
 from smoothvla.algorithms.grpo import GRPO, GRPOConfig
 from smoothvla.algorithms.ppo import PPO, PPOConfig
+from smoothvla.errors import UserError, check_fields
 from smoothvla.metrics import mean_jerk
 from smoothvla.rewards import RewardConfig, make_reward
 from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
@@ -78,21 +79,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(
+            raise UserError(
                 f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
             )
         if self.group_size < 2:
-            raise ValueError(
+            raise UserError(
                 f"group_size must be >= 2 (group-relative advantages and preference pairs "
                 f"compare rollouts of a group), got {self.group_size}"
             )
-        for name in ("iterations", "groups_per_iteration", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_resample_rounds < 0:
-            raise ValueError(f"max_resample_rounds must be >= 0, got {self.max_resample_rounds}")
+        check_fields(self, iterations=">= 1", groups_per_iteration=">= 1",
+                     checkpoint_every=">= 1", max_resample_rounds=">= 0")
         if any(i < 0 for i in self.init_ids):
-            raise ValueError(f"init_ids must be >= 0, got {self.init_ids}")
+            raise UserError(f"init_ids must be >= 0, got {self.init_ids}")
         check_smoothness_credit(self.algorithm, self.reward.name, self.grpo.advantage,
                                 self.ppo.dense_jerk_weight)
 
@@ -249,7 +247,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.checkpoint_path.exists():
             if not self.cfg.resume:
-                raise ValueError(
+                raise UserError(
                     f"{self.out} already holds a checkpoint; pass --resume to continue it "
                     "or choose another out_dir"
                 )

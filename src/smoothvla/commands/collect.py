@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from smoothvla.errors import UserError, check_fields
+from smoothvla.io import check_writable_output, remove_stale_temp_files
+
 
 @dataclass
 class Config:
@@ -51,14 +54,8 @@ class Config:
 
     def validate(self) -> None:
         """Clear errors for bad values (called by `run`, so the CLI reports them cleanly)."""
-        if self.episodes_per_task <= 0:
-            raise ValueError(f"episodes_per_task must be > 0, got {self.episodes_per_task}")
-        if self.workers <= 0:
-            raise ValueError(f"workers must be > 0, got {self.workers}")
-        if self.image_size <= 0:
-            raise ValueError(f"image_size must be > 0, got {self.image_size}")
-        if self.idle_pos_threshold < 0 or self.idle_rot_threshold < 0:
-            raise ValueError("idle thresholds must be >= 0")
+        check_fields(self, episodes_per_task="> 0", workers="> 0", image_size=">= 8",
+                     idle_pos_threshold=">= 0", idle_rot_threshold=">= 0")
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ def resolve_tasks(cfg: Config) -> list[Any]:
         match = [s for s in specs if name in (s.task_id, s.name)]
         if not match:
             known = ", ".join(s.name for s in specs)
-            raise ValueError(f"unknown task {name!r} in suite {cfg.suite!r}; tasks: {known}")
+            raise UserError(f"unknown task {name!r} in suite {cfg.suite!r}; tasks: {known}")
         chosen.extend(m for m in match if m not in chosen)
     return chosen
 
@@ -102,6 +99,9 @@ _ENV: dict[str, Any] = {}
 
 
 def _init_worker() -> None:
+    from smoothvla.rollout.pool import die_with_parent
+
+    die_with_parent()  # a killed `collect` must not leave workers blocked on their queue
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -173,7 +173,8 @@ def run(cfg: Config) -> int:
     from smoothvla.data.hdf5 import DemoWriter
 
     cfg.validate()
-    cfg.out = Path(cfg.out)
+    cfg.out = check_writable_output(cfg.out, "file")
+    remove_stale_temp_files(cfg.out.parent, cfg.out.name)  # left by a killed earlier run
     specs = resolve_tasks(cfg)
     jobs = make_jobs(cfg, specs)
     env_args = dict(env_name=cfg.suite, type="smoothvla-tabletop",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smoothvla.io import check_writable_output
 from smoothvla.report.tables import format_table
 from smoothvla.study import Study, StudyConfig, summary_rows
 
@@ -80,6 +81,7 @@ def run(cfg: Config) -> int:
         return run_synthetic()
     os.environ.setdefault("MUJOCO_GL", "egl")
     study_cfg = StudyConfig.from_toml(cfg.config) if cfg.config else cfg.study
+    check_writable_output(study_cfg.out, "folder")
     start = time.perf_counter()
     out = Study(study_cfg).run()
     header, rows = summary_rows(out["results"], study_cfg.methods, out["expert_jerk"])

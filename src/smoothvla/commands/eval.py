@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from smoothvla.errors import UserError
+from smoothvla.errors import UserError, check_fields
 from smoothvla.eval.results import ResultsFile, read_results
 from smoothvla.eval.runner import EvalPlan, PolicyRef, check_plan, evaluate
 from smoothvla.eval.summary import summarize
+from smoothvla.io import check_writable_output
 from smoothvla.report.study_tables import cell_table
 from smoothvla.report.tables import format_table
 from smoothvla.rollout.execution import ExecutionConfig
@@ -68,15 +69,11 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.checkpoints:
-            raise ValueError("give at least one checkpoint")
-        if self.num_init_states < 1 or self.first_init < 0:
-            raise ValueError("--num-init-states must be >= 1 and --first-init >= 0")
-        if self.workers < 0 or self.envs_per_worker < 1:
-            raise ValueError("--workers must be >= 0 and --envs-per-worker >= 1")
-        if self.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0 (0: greedy), got {self.temperature}")
-        if self.flow_steps < 0:
-            raise ValueError(f"--flow-steps must be >= 0 (0: the checkpoint's), got {self.flow_steps}")
+            raise UserError("give at least one checkpoint")
+        check_fields(self, flags=True, num_init_states=">= 1", first_init=">= 0", workers=">= 0",
+                     envs_per_worker=">= 1", temperature=">= 0",
+                     flow_steps=">= 0", record_paths=">= 0")
+        # perturbations, tasks and init states: `check_plan` in `run`, per suite, before loading
 
 
 def _task_ids(cfg: Config) -> list[str]:
@@ -108,6 +105,7 @@ def run(cfg: Config) -> int:
     from smoothvla.policies import load_policy, place
 
     torch.set_num_threads(1)
+    check_writable_output(cfg.out, "file")
     plan = EvalPlan(
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),

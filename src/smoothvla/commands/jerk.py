@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -12,10 +12,14 @@ import numpy as np
 import tyro
 
 from smoothvla.data.paths import load_episodes
+from smoothvla.errors import UserError, check_fields
 from smoothvla.metrics import path_metrics
 from smoothvla.metrics.attribution import EVENT_MARGIN, SPLIT_KEYS
 from smoothvla.report.tables import format_table
 
+# LDLJ and SPARC describe the shape of a whole speed profile; below this many samples (half a
+# second at 20 Hz) there is no profile to speak of, and they are reported as NaN.
+MIN_SPECTRAL_SAMPLES = 10
 COLUMNS = ("steps", "duration", "path_length", "mean_jerk", "ldlj", "sparc", "idle_ratio")
 HEADER = ("episode", "steps", "duration s", "path m", "mean jerk m/s^3", "LDLJ", "SPARC", "idle")
 SPLIT_COLUMNS = ("jerk_boundary_windows", "jerk_boundary_share", "jerk_boundary", "jerk_inside",
@@ -44,11 +48,12 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.paths:
-            raise ValueError("give at least one file")
-        if not (self.control_hz > 0 and math.isfinite(self.control_hz)):
-            raise ValueError(f"--control-hz must be a positive number, got {self.control_hz}")
-        if self.chunk_size < 0:
-            raise ValueError(f"--chunk-size must be >= 0, got {self.chunk_size}")
+            raise UserError("give at least one file")
+        # 1e-300 Hz would overflow dt**3; outside [0.1 Hz, 100 kHz] a rate is a typo
+        if not (0.1 <= self.control_hz <= 1e5):
+            raise UserError(f"--control-hz must be a positive number of samples per second "
+                            f"in [0.1, 1e5], got {self.control_hz}")
+        check_fields(self, flags=True, smooth_window=">= 0", chunk_size=">= 0")
 
 
 def _gripper(actions: np.ndarray | None, num_steps: int) -> np.ndarray | None:
@@ -74,8 +79,13 @@ def analyze(cfg: Config) -> dict:
                     gripper_actions=_gripper(ep.actions, len(ep.positions) - 1),
                     smooth_window=cfg.smooth_window,
                 )
-            except ValueError as err:
-                raise ValueError(f"{ep.source}: episode {ep.name}: {err}") from None
+            except ValueError as err:  # the metrics' documented input errors
+                raise UserError(f"{ep.source}: episode {ep.name}: {err}") from None
+            if len(ep.positions) < MIN_SPECTRAL_SAMPLES:
+                m["ldlj"] = m["sparc"] = float("nan")
+                print(f"warning: {ep.source}: episode {ep.name} has {len(ep.positions)} samples; "
+                      f"LDLJ and SPARC need at least {MIN_SPECTRAL_SAMPLES} to mean anything "
+                      "and are left out (NaN)", file=sys.stderr)
             episodes.append({"file": ep.source, "episode": ep.name, **m})
     keys = list(dict.fromkeys(k for e in episodes for k in e if k not in ("file", "episode")))
     for e in episodes:

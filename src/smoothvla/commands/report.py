@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smoothvla.errors import UserError
+from smoothvla.io import check_writable_output
 from smoothvla.report.build import build_report
 
 
@@ -21,10 +23,11 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.results:
-            raise ValueError("give at least one results file with --results")
+            raise UserError("give at least one results file with --results")
 
 
 def run(cfg: Config) -> int:
+    check_writable_output(cfg.out, "folder")
     files = build_report(cfg.results, cfg.out, cfg.logs, cfg.title)
     print(f"report: {files.html}  ({len(files.figures)} figures; markdown {files.markdown}, "
           f"LaTeX {files.latex})")

@@ -16,6 +16,8 @@ from typing import Literal
 
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.rollout.execution import ExecutionConfig
+from smoothvla.errors import UserError, check_fields
+from smoothvla.io import check_writable_output
 
 
 @dataclass
@@ -55,18 +57,18 @@ class Config(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.policy:
-            raise ValueError("--policy is required: the checkpoint directory to fine-tune")
+            raise UserError("--policy is required: the checkpoint directory to fine-tune")
         if not self.tasks:
-            raise ValueError(
+            raise UserError(
                 "--tasks is required: one or more task ids, e.g. tabletop-goal/open-drawer-v1"
             )
-        if self.temperature < 0 or self.flow_sde_sigma < 0:
-            raise ValueError("--temperature and --flow-sde-sigma must be >= 0 (0: keep the checkpoint's)")
-        if self.workers < 0 or self.envs_per_worker < 1 or self.max_steps < 0:
-            raise ValueError("--workers and --max-steps must be >= 0, --envs-per-worker >= 1")
+        # temperature and flow_sde_sigma 0: keep the checkpoint's
+        check_fields(self, flags=True, temperature=">= 0", flow_sde_sigma=">= 0", workers=">= 0",
+                     envs_per_worker=">= 1", lanes=">= 1", max_steps=">= 0",
+                     worker_timeout_s="> 0")
         self.execution.check_for_rl()
         if self.ray_address is not None and self.backend != "ray":
-            raise ValueError("--ray-address needs --backend ray")
+            raise UserError("--ray-address needs --backend ray")
 
 
 def run(cfg: Config) -> int:
@@ -80,6 +82,7 @@ def run(cfg: Config) -> int:
     from smoothvla.rollout.pool import make_pool
 
     torch.set_num_threads(1)
+    check_writable_output(cfg.out_dir, "folder")
     for task in cfg.tasks:
         get_task(task)  # unknown ids fail here, before workers start
     # under torchrun (WORLD_SIZE > 1): one learner per process, gradients summed over ranks

@@ -24,6 +24,8 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from smoothvla.errors import UserError, UserFileNotFoundError, UserKeyError
+
 # Position keys, in the order they are tried: LIBERO, robomimic.
 EE_POS_KEYS = ("ee_pos", "robot0_eef_pos")
 JOINT_KEYS = ("joint_states", "robot0_joint_pos")
@@ -116,18 +118,18 @@ class DemoWriter:
 def _open(path: str | Path) -> h5py.File:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise UserFileNotFoundError(f"{path}: no such file")
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+        raise UserError(f"{path}: not a readable HDF5 file ({err})") from None
 
 
 def demo_names(path: str | Path) -> list[str]:
     """Names of the demos in a file, in numeric order (demo_2 before demo_10)."""
     with _open(path) as f:
         if "data" not in f:
-            raise KeyError(f"{path}: no 'data' group (expected the LIBERO/robomimic layout)")
+            raise UserKeyError(f"{path}: no 'data' group (expected the LIBERO/robomimic layout)")
         names = [n for n in f["data"] if n.startswith("demo_")]
     return sorted(names, key=lambda n: int(n.split("_")[1]) if n.split("_")[1].isdigit() else n)
 
@@ -150,16 +152,16 @@ def read_demo(path: str | Path, name: str, obs_keys: tuple[str, ...] | None = No
     with _open(path) as f:
         key = f"data/{name}"
         if key not in f:
-            raise KeyError(f"{path}: no group {key!r}")
+            raise UserKeyError(f"{path}: no group {key!r}")
         group = f[key]
         if "actions" not in group:
-            raise KeyError(f"{path}: {key} has no 'actions' dataset")
+            raise UserKeyError(f"{path}: {key} has no 'actions' dataset")
         obs_group = group.get("obs", {})
         keys = list(obs_group.keys()) if obs_keys is None else list(obs_keys)
         obs = {}
         for k in keys:
             if k not in obs_group:
-                raise KeyError(f"{path}: {key}/obs has no {k!r} (it has {sorted(obs_group)})")
+                raise UserKeyError(f"{path}: {key}/obs has no {k!r} (it has {sorted(obs_group)})")
             obs[k] = obs_group[k][()]
         return Demo(
             actions=group["actions"][()],
@@ -183,6 +185,6 @@ def find_key(path: str | Path, name: str, candidates: tuple[str, ...]) -> str:
         for key in candidates:
             if key in obs:
                 return key
-        raise KeyError(
+        raise UserKeyError(
             f"{path}: data/{name}/obs has none of {list(candidates)} (it has {sorted(obs)})"
         )

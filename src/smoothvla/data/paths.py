@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from smoothvla.data.hdf5 import EE_POS_KEYS, demo_names, find_key, read_demo
+from smoothvla.errors import UserError, UserFileNotFoundError, UserKeyError
+from smoothvla.metrics._checks import as_lengths
 
 NPZ_KEYS = ("ee_pos", "positions")
 
@@ -36,7 +38,7 @@ def _hdf5_episodes(path: Path, key: str) -> list[Episode]:
         demo = read_demo(path, name, obs_keys=(pos_key,))
         episodes.append(Episode(str(path), name, demo.obs[pos_key], demo.actions))
     if not episodes:
-        raise ValueError(f"{path}: the 'data' group holds no demo_* episodes")
+        raise UserError(f"{path}: the 'data' group holds no demo_* episodes")
     return episodes
 
 
@@ -44,21 +46,23 @@ def _npz_episodes(path: Path, key: str) -> list[Episode]:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:  # EOFError: empty file
+        raise UserError(f"{path}: not a readable .npz file ({err})") from None
     keys = NPZ_KEYS if key == "auto" else (key,)
     pos_key = next((k for k in keys if k in arrays), None)
     if pos_key is None:
-        raise KeyError(f"{path}: none of the keys {list(keys)} found (it has {sorted(arrays)})")
+        raise UserKeyError(f"{path}: none of the keys {list(keys)} found (it has {sorted(arrays)})")
     positions = arrays[pos_key]
     actions = arrays.get("actions")
+    if positions.ndim not in (2, 3) or positions.shape[-1] != 3:
+        raise UserError(f"{path}: {pos_key} must have shape (T, 3) or (B, T, 3), got {positions.shape}")
     if positions.ndim == 2:
         return [Episode(str(path), "0", positions, actions)]
-    if positions.ndim != 3:
-        raise ValueError(f"{path}: {pos_key} must have shape (T, 3) or (B, T, 3), got {positions.shape}")
     lengths = arrays.get("lengths", np.full(len(positions), positions.shape[1]))
-    if len(lengths) != len(positions):
-        raise ValueError(f"{path}: lengths has {len(lengths)} entries for {len(positions)} paths")
+    try:
+        lengths = as_lengths(lengths, len(positions), positions.shape[1])
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
     return [
         Episode(str(path), str(i), positions[i, : int(n)], None if actions is None else actions[i, : int(n) - 1])
         for i, n in enumerate(lengths)
@@ -69,10 +73,10 @@ def load_episodes(path: str | Path, key: str = "auto") -> list[Episode]:
     """Every episode's end-effector path in an .hdf5/.h5 or .npz file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise UserFileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".hdf5", ".h5", ".he5"):
         return _hdf5_episodes(path, key)
     if suffix == ".npz":
         return _npz_episodes(path, key)
-    raise ValueError(f"{path}: unsupported file type {suffix!r} (use .hdf5/.h5 or .npz)")
+    raise UserError(f"{path}: unsupported file type {suffix!r} (use .hdf5/.h5 or .npz)")

@@ -23,6 +23,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from smoothvla.errors import UserError
+
 ACTION_DIM = 7
 ACTION_HISTORY = 16
 """Executed actions an observation carries by default (obs['prev_actions'])."""
@@ -136,7 +138,7 @@ def _load_suite(name: str) -> Suite:
                 importlib.import_module(module)
                 break
     if name not in _SUITES:
-        raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(list_suites())}")
+        raise UserError(f"unknown suite {name!r}; known suites: {', '.join(list_suites())}")
     return _SUITES[name]
 
 
@@ -165,7 +167,7 @@ def get_task(task_id: str) -> TaskSpec:
         if spec.task_id == task_id:
             return spec
     known = ", ".join(spec.task_id for spec in _load_suite(suite_name).list_tasks()[:5])
-    raise ValueError(f"unknown task id {task_id!r} in suite {suite_name!r} (e.g. {known}, ...)")
+    raise UserError(f"unknown task id {task_id!r} in suite {suite_name!r} (e.g. {known}, ...)")
 
 
 def make(task_id: str, action_history: int = ACTION_HISTORY, **options: Any) -> TaskEnv:

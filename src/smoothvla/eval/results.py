@@ -33,7 +33,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from smoothvla.errors import UserError
+from smoothvla.errors import UserError, UserFileNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def _complete_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 def _read_file(path: Path) -> list[EpisodeResult]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such results file")
+        raise UserFileNotFoundError(f"{path}: no such results file")
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         log.warning("%s: ignoring a partially written last line (%d bytes)",

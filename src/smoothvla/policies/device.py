@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from smoothvla.errors import UserError
+
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else the CPU; 'cpu', 'cuda', 'cuda:N' as given, with a
@@ -20,10 +22,10 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r} ('auto', 'cpu', 'cuda', 'cuda:N'): {err}") from None
+        raise UserError(f"unknown device {name!r} ('auto', 'cpu', 'cuda', 'cuda:N'): {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU "
-                         f"(torch {torch.__version__}); use 'cpu' or 'auto'")
+        raise UserError(f"device {name!r} asked for, but torch sees no CUDA GPU "
+                        f"(torch {torch.__version__}); use 'cpu' or 'auto'")
     return device
 
 

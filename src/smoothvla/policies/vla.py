@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from smoothvla.envs.base import Observation
+from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.policies.base import ActionChunk
 from smoothvla.policies.encoders import SpatialSoftmax, TextEncoder, VisionEncoder
 from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
@@ -148,42 +149,42 @@ class VLAConfig:
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
         self.lora_targets = tuple(self.lora_targets)
+        check_fields(self, image_size=">= 8", vision_trainable_blocks=">= 0", vision_grid=">= 1",
+                     vision_keypoints=">= 0", proprio_dim=">= 1", action_dim=">= 1",
+                     chunk_size=">= 1", d_model=">= 1", n_layers=">= 1", n_heads=">= 1",
+                     ff_dim=">= 1", n_bins=">= 2", temperature="> 0", flow_steps=">= 1",
+                     flow_sde_sigma="> 0", flow_layers=">= 1", aux_token_weight=">= 0",
+                     lora_rank=">= 0", lora_alpha="> 0")
         if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
+            raise UserError(f"unknown head {self.head!r}; choose one of {HEADS}")
         if not self.cameras:
-            raise ValueError("need at least one camera")
+            raise UserError("need at least one camera")
         if self.proprio_rot6d and self.proprio_dim < 6:
-            raise ValueError("proprio_rot6d needs proprio[3:6] to be an axis-angle orientation")
-        if self.vision_keypoints < 0:
-            raise ValueError(f"vision_keypoints must be >= 0, got {self.vision_keypoints}")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if not self.aux_token_weight >= 0:
-            raise ValueError(f"aux_token_weight must be >= 0, got {self.aux_token_weight}")
+            raise UserError("proprio_rot6d needs proprio[3:6] to be an axis-angle orientation")
         if self.aux_token_weight > 0 and self.head == "token":
-            raise ValueError("aux_token_weight adds a token head beside a flow or Gaussian head; "
-                             "the token head needs none")
+            raise UserError("aux_token_weight adds a token head beside a flow or Gaussian head; "
+                            "the token head needs none")
         if self.insulate_backbone and not self.aux_token_weight > 0:
-            raise ValueError("insulate_backbone stops the head's gradient at the backbone, so it "
-                             "needs aux_token_weight > 0 to train the backbone at all")
+            raise UserError("insulate_backbone stops the head's gradient at the backbone, so it "
+                            "needs aux_token_weight > 0 to train the backbone at all")
         if self.head == "dct" and not 1 <= self.dct_coefficients <= self.chunk_size:
-            raise ValueError(f"dct_coefficients must be in [1, chunk_size={self.chunk_size}], "
-                             f"got {self.dct_coefficients}")
+            raise UserError(f"dct_coefficients must be in [1, chunk_size={self.chunk_size}], "
+                            f"got {self.dct_coefficients}")
         if not 0 <= self.prev_actions <= self.chunk_size:
-            raise ValueError(f"prev_actions must be in [0, chunk_size={self.chunk_size}], "
-                             f"got {self.prev_actions}")
+            raise UserError(f"prev_actions must be in [0, chunk_size={self.chunk_size}], "
+                            f"got {self.prev_actions}")
         if self.flow_context and self.head != "flow":
-            raise ValueError(f"flow_context is an option of the flow head, not of {self.head!r}")
+            raise UserError(f"flow_context is an option of the flow head, not of {self.head!r}")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
         if bad:
-            raise ValueError(f"unknown lora_targets {bad}; choose from {list(LORA_TARGETS)}")
+            raise UserError(f"unknown lora_targets {bad}; choose from {list(LORA_TARGETS)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VLAConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"policy config has unknown fields {unknown} (written by a newer version?)")
+            raise UserError(f"policy config has unknown fields {unknown} (written by a newer version?)")
         return cls(**d)
 
 
@@ -334,10 +335,10 @@ class CompactVLA(nn.Module):
         """'fp32' (default) or 'bf16': bf16 autocast for the vision encoder and the fusion
         transformer on CUDA (heads stay float32). A runtime choice, not saved with the weights."""
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+            raise UserError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
         if precision != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"precision {precision!r} needs the policy on a CUDA device "
-                             f"(it is on {self.device}); use fp32 on the CPU")
+            raise UserError(f"precision {precision!r} needs the policy on a CUDA device "
+                            f"(it is on {self.device}); use fp32 on the CPU")
         self.autocast_dtype = PRECISIONS[precision]
         return self
 
@@ -657,31 +658,31 @@ def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no such checkpoint directory")
+        raise UserFileNotFoundError(f"{directory}: no such checkpoint directory")
     for name in ("config.json", "model.safetensors"):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory}: checkpoint lacks {name}")
+            raise UserFileNotFoundError(f"{directory}: checkpoint lacks {name}")
     try:
         meta = json.loads((directory / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{directory}/config.json is corrupt: {err}") from None
+        raise UserError(f"{directory}/config.json is corrupt: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{directory}: not a {FORMAT} checkpoint (format={meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise UserError(f"{directory}: not a {FORMAT} checkpoint (format={meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{directory}: checkpoint format version {meta.get('version')}, "
-                         f"this code reads {FORMAT_VERSION}")
+        raise UserError(f"{directory}: checkpoint format version {meta.get('version')}, "
+                        f"this code reads {FORMAT_VERSION}")
     cfg = VLAConfig.from_dict({**meta["config"], **overrides})
     if not (directory / "normalizer.json").is_file():
         raise MissingStatisticsError(f"{directory}: checkpoint lacks normalizer.json (action and "
                                      "proprio statistics); refusing to run without them")
     try:
         normalizer = Normalizer.from_dict(json.loads((directory / "normalizer.json").read_text()))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{directory}/normalizer.json is corrupt: {err}") from None
+    except ValueError as err:  # not JSON, or statistics with NaN or wrong shapes
+        raise UserError(f"{directory}/normalizer.json is corrupt: {err}") from None
     try:
         state = load_file(str(directory / "model.safetensors"))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{directory}/model.safetensors is corrupt or truncated: {err}") from None
+        raise UserError(f"{directory}/model.safetensors is corrupt or truncated: {err}") from None
     policy = CompactVLA(cfg, normalizer)
     expected = policy.state_dict()
     if meta.get("weights") == "trainable-only":  # the frozen encoder comes from its package
@@ -691,7 +692,16 @@ def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
     shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
               if k in state and state[k].shape != v.shape]
     if missing or unexpected or shapes:
-        raise ValueError(f"{directory}: weights do not match the config: missing={missing[:5]}, "
-                         f"unexpected={unexpected[:5]}, shape mismatches={shapes[:5]}")
+        raise UserError(f"{directory}: weights do not match the config: missing={missing[:5]}, "
+                        f"unexpected={unexpected[:5]}, shape mismatches={shapes[:5]}")
+    # A diverged run saves NaN weights; evaluated, they would pass for a failing policy.
+    # (Parameters only: a DCT head's bin ranges are NaN by design until SFT fits them.)
+    params = {name for name, _ in policy.named_parameters()}
+    bad = [k for k, v in state.items()
+           if k in params and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{directory}/model.safetensors holds NaN or inf in {len(bad)} tensors "
+                        f"(e.g. {bad[:3]}): the run that saved it diverged; use an earlier "
+                        "checkpoint")
     policy.load_state_dict(state)
     return policy

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from smoothvla.errors import UserError
 from smoothvla.eval.results import EpisodeResult, read_results
 from smoothvla.eval.summary import IND, summarize
 from smoothvla.io import atomic_write_bytes, atomic_write_text, read_jsonl
@@ -69,7 +70,7 @@ def build_report(results_paths: Sequence[str | Path], out_dir: str | Path,
                  log_paths: Sequence[str | Path] = (), title: str = "smoothvla study") -> ReportFiles:
     results = read_results(results_paths)
     if not results:
-        raise ValueError("the results files hold no episodes")
+        raise UserError("the results files hold no episodes")
     out = Path(out_dir)
     cells = summarize(results)
     policies = [p for p in METHOD_ORDER if p in {c.policy for c in cells}]

@@ -23,6 +23,7 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import pickle
+import sys
 import time
 import traceback
 from collections import Counter
@@ -205,9 +206,32 @@ def _serve(slots: list[_Slot], op: str, payload: dict[int, Any]) -> dict[int, En
     return replies
 
 
+def die_with_parent() -> None:
+    """Call first thing in a worker process: on Linux the kernel then SIGKILLs it when the
+    process that started it dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so a killed run
+    leaves no workers behind. A worker whose parent already died exits at once. The kernel
+    ties this to the thread that started the worker, so start pools from a thread that
+    outlives them (every caller here uses the main thread). Elsewhere a no-op
+    (ProcessPool workers still leave on EOF of their pipe)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # died before prctl took effect
+        os._exit(1)
+
+
 def _worker_main(
     conn: mp.connection.Connection, num_slots: int, factory_bytes: bytes, options: dict
 ) -> None:
+    die_with_parent()
     # Set before anything imports torch or mujoco: one thread per worker on shared CPUs, and
     # offscreen rendering for MuJoCo suites.
     os.environ.setdefault("MUJOCO_GL", "egl")

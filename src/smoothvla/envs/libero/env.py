@@ -49,6 +49,7 @@ from smoothvla.envs.libero.state import (
     subtree_geoms,
 )
 from smoothvla.envs.libero.tasks import bddl_path, init_states
+from smoothvla.errors import UserError
 from smoothvla.experts.motion import matrix_to_quat
 
 CAMERAS = {"agentview": "agentview", "eye_in_hand": "robot0_eye_in_hand"}
@@ -105,11 +106,11 @@ class LiberoEnv:
                  max_steps: int | None = None, image_convention: str = "openvla"):
         unknown = [c for c in cameras if c not in CAMERAS]
         if unknown:
-            raise ValueError(f"unknown camera(s) {unknown}; LIBERO cameras: {list(CAMERAS)}")
+            raise UserError(f"unknown camera(s) {unknown}; LIBERO cameras: {list(CAMERAS)}")
         if len(set(cameras)) != len(tuple(cameras)):
-            raise ValueError(f"cameras must be distinct, got {list(cameras)}")
+            raise UserError(f"cameras must be distinct, got {list(cameras)}")
         if int(image_size) <= 0:
-            raise ValueError(f"image_size must be > 0, got {image_size}")
+            raise UserError(f"image_size must be > 0, got {image_size}")
         if settle_steps < 0:
             raise ValueError(f"settle_steps must be >= 0, got {settle_steps}")
         if image_convention not in IMAGE_CONVENTIONS:
@@ -251,7 +252,7 @@ class LiberoEnv:
         self._check_open()
         n = len(self._init_states)
         if not (isinstance(init_id, (int, np.integer)) and 0 <= int(init_id) < n):
-            raise ValueError(f"init_id must be an int in [0, {n}), got {init_id!r}")
+            raise UserError(f"init_id must be an int in [0, {n}), got {init_id!r}")
         init_id = int(init_id)
         seed = init_id if seed is None else int(seed)
 

@@ -37,6 +37,7 @@ from smoothvla.envs.tabletop.perturbations import (
     light_params,
     rewrite_instruction,
 )
+from smoothvla.errors import UserError
 
 SUPPORTED = ("language", "light", "camera", "robot_init", "image_noise", "layout",
              "table_texture", "background")
@@ -55,8 +56,8 @@ def check_supported(specs: tuple[PerturbationSpec, ...]) -> None:
     """ValueError for perturbation kinds the LIBERO backend does not implement."""
     bad = [s.kind for s in specs if s.kind not in SUPPORTED]
     if bad:
-        raise ValueError(f"perturbation(s) {bad} are not available on LIBERO; "
-                         f"supported: {', '.join(SUPPORTED)}")
+        raise UserError(f"perturbation(s) {bad} are not available on LIBERO; "
+                        f"supported: {', '.join(SUPPORTED)}")
 
 
 def _name(model: mujoco.MjModel, objtype: int, i: int) -> str:

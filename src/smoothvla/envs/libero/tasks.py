@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from smoothvla.envs.base import TaskSpec
+from smoothvla.errors import UserError
 
 # Our suite name -> LIBERO's benchmark folder name.
 SUITES = {
@@ -44,7 +45,7 @@ def _instruction(name: str) -> str:
 def list_suite_tasks(suite: str) -> list[TaskSpec]:
     """TaskSpecs of one suite in LIBERO's task order (task_order_index 0)."""
     if suite not in SUITES:
-        raise ValueError(f"unknown LIBERO suite {suite!r}; known: {', '.join(SUITES)}")
+        raise UserError(f"unknown LIBERO suite {suite!r}; known: {', '.join(SUITES)}")
     from libero.libero.benchmark.libero_suite_task_map import libero_task_map
 
     return [

@@ -48,6 +48,7 @@ from smoothvla.envs.tabletop.scene import (
     scene_xml,
 )
 from smoothvla.envs.tabletop.tasks import Placement, TaskDef, sample_layout
+from smoothvla.errors import UserError
 
 CONTROL_DT = 0.05
 PHYSICS_DT = 0.002
@@ -123,9 +124,9 @@ class TabletopEnv:
         cameras = (cameras,) if isinstance(cameras, str) else tuple(cameras or ())
         for cam in cameras:
             if cam not in CAMERAS:
-                raise ValueError(f"unknown camera {cam!r}; known: {', '.join(CAMERAS)}")
+                raise UserError(f"unknown camera {cam!r}; known: {', '.join(CAMERAS)}")
         if int(image_size) < 8:
-            raise ValueError(f"image_size must be >= 8, got {image_size}")
+            raise UserError(f"image_size must be >= 8, got {image_size}")
         self.cameras = cameras
         self.render_s = 0.0  # seconds spent rendering camera images (rollout time split)
         self.image_size = int(image_size)

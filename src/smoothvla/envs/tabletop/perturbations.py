@@ -35,6 +35,7 @@ from smoothvla.envs.tabletop.scene import (
     look_at_xyaxes,
 )
 from smoothvla.envs.tabletop.tasks import Placement, TaskDef
+from smoothvla.errors import UserError
 
 PERTURBATIONS: dict[str, str] = {
     "language": "instruction paraphrase: each rewrite rule (verb synonyms, polite prefix, filler) "
@@ -72,10 +73,10 @@ class PerturbationSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in PERTURBATIONS:
-            raise ValueError(
+            raise UserError(
                 f"unknown perturbation {self.kind!r}; known: {', '.join(PERTURBATIONS)}")
         if not (0.0 <= float(self.strength) <= 1.0) or not np.isfinite(self.strength):
-            raise ValueError(f"perturbation strength must be in [0, 1], got {self.strength}")
+            raise UserError(f"perturbation strength must be in [0, 1], got {self.strength}")
 
     @property
     def name(self) -> str:
@@ -106,7 +107,7 @@ def as_specs(perturbation: Any) -> tuple[PerturbationSpec, ...]:
         specs = tuple(s for p in perturbation for s in as_specs(p))
         kinds = [s.kind for s in specs]
         if len(set(kinds)) != len(kinds):
-            raise ValueError(f"each perturbation kind may appear once, got {kinds}")
+            raise UserError(f"each perturbation kind may appear once, got {kinds}")
         return specs
     raise ValueError(f"perturbation must be a PerturbationSpec, str or sequence, got "
                      f"{type(perturbation).__name__}")

@@ -18,6 +18,7 @@ import numpy as np
 
 from smoothvla.envs.tabletop.objects import CABINET_HALF, DRAWER_TRAVEL, get_object
 from smoothvla.envs.tabletop.scene import WORKSPACE_X, WORKSPACE_Y
+from smoothvla.errors import UserError
 
 NUM_INIT_STATES = 50
 MAX_STEPS = {"tabletop-spatial": 220, "tabletop-object": 280, "tabletop-goal": 300,
@@ -82,7 +83,7 @@ def _clear(xy: tuple[float, float], r: float, placed: dict[str, tuple[float, flo
 def sample_layout(task: TaskDef, init_id: int, max_tries: int = 200) -> Layout:
     """The deterministic layout of `init_id` for this task (rejection sampling)."""
     if not 0 <= init_id < NUM_INIT_STATES:
-        raise ValueError(f"init_id must be in [0, {NUM_INIT_STATES}), got {init_id}")
+        raise UserError(f"init_id must be in [0, {NUM_INIT_STATES}), got {init_id}")
     seed = [zlib.crc32(task.task_id.encode()), int(init_id)]
     rng = np.random.default_rng(seed)
     for _ in range(max_tries):
