@@ -492,7 +492,9 @@ class CompactVLA(nn.Module):
     def save(self, directory: str | Path) -> None:
         """Write model.safetensors, config.json and normalizer.json atomically (a temporary
         directory renamed into place)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from smoothvla.io import atomic_write_bytes
 
         norm = self._norm()
         directory = Path(directory)
@@ -501,7 +503,8 @@ class CompactVLA(nn.Module):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        # safetensors' save_file creates the file 0600; this one follows the umask
+        atomic_write_bytes(tmp / "model.safetensors", save(state))
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         (tmp / "normalizer.json").write_text(norm.to_json())
