@@ -6,7 +6,14 @@ import os
 import numpy as np
 import pytest
 
-from smoothvla.io import atomic_write, atomic_write_text, read_jsonl, truncate_jsonl
+from smoothvla.errors import UserError
+from smoothvla.io import (
+    atomic_write,
+    atomic_write_text,
+    lock_directory,
+    read_jsonl,
+    truncate_jsonl,
+)
 
 
 @pytest.fixture
@@ -68,3 +75,19 @@ def test_truncate_jsonl_keeps_rows_before_the_checkpoint(tmp_path):
     assert read_jsonl(path) == rows[:3]
     truncate_jsonl(tmp_path / "missing.jsonl", "step", below=3)
     assert (tmp_path / "missing.jsonl").read_text() == ""
+
+
+def test_lock_directory_refuses_a_second_holder_until_the_first_lets_go(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    with lock_directory(tmp_path / "run", "train run"):
+        with pytest.raises(UserError, match="in use by another train run"):
+            lock_directory(tmp_path / "run", "train run")
+    lock_directory(tmp_path / "run", "train run").close()
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # e.g. NFS without a lock daemon
+    lock_directory(tmp_path / "run", "train run").close()

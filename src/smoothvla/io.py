@@ -98,7 +98,8 @@ def lock_directory(directory: str | Path, what: str) -> IO[str]:
     """Take the exclusive lock of `directory/.lock` (flock) and return its open file: the lock
     holds until that file is closed (use it in a `with`) or the process ends, a kill
     included. A directory another process (or another open run) holds is a UserError:
-    two writers would interleave their logs and overwrite each other's checkpoints."""
+    two writers would interleave their logs and overwrite each other's checkpoints. On a
+    file system without locks (some NFS mounts) the run goes on unlocked."""
     import fcntl
 
     Path(directory).mkdir(parents=True, exist_ok=True)
@@ -109,4 +110,6 @@ def lock_directory(directory: str | Path, what: str) -> IO[str]:
         f.close()
         raise UserError(f"{directory} is in use by another {what}; wait for it to finish or "
                         "choose another directory") from None
+    except OSError:  # ENOLCK and the like: locking unsupported here, not a second writer
+        pass
     return f
