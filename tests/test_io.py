@@ -56,3 +56,99 @@ def test_remove_stale_temp_files(tmp_path):
     assert sorted(remove_stale_temp_files(tmp_path)) == sorted([stale_file, stale_dir])
     assert live.exists() and keep.exists()
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+# -- atomic writes, log truncation, directory locks --
+
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from smoothvla.errors import UserError
+from smoothvla.io import (
+    atomic_write,
+    atomic_write_text,
+    lock_directory,
+    read_jsonl,
+    truncate_jsonl,
+)
+
+
+@pytest.fixture
+def umask():
+    def set_to(mask):
+        return os.umask(mask)
+
+    old = os.umask(0o022)
+    yield set_to
+    os.umask(old)
+
+
+def _mode(path):
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_follow_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    atomic_write_text(tmp_path / "a.json", "{}")
+    atomic_write(tmp_path / "b.bin", lambda f: f.write(b"x"))
+    assert _mode(tmp_path / "a.json") == mode and _mode(tmp_path / "b.bin") == mode
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "old")
+
+    def fail(f):
+        f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "a.txt", fail)
+    assert (tmp_path / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_compact_vla_checkpoint_follows_the_umask(tmp_path, umask):
+    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+
+    umask(0o022)
+    rng = np.random.default_rng(0)
+    norm = Normalizer.from_arrays(rng.uniform(-0.8, 0.8, (20, 7)), rng.normal(size=(20, 8)))
+    cfg = VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                    n_layers=1, n_heads=2, ff_dim=64, flow_layers=1, flow_steps=2, chunk_size=4)
+    CompactVLA(cfg, norm).save(tmp_path / "policy")
+    files = sorted((tmp_path / "policy").iterdir())
+    assert [p.name for p in files] == ["config.json", "model.safetensors", "normalizer.json"]
+    assert all(_mode(p) == 0o644 for p in files), [(p.name, oct(_mode(p))) for p in files]
+
+
+def test_truncate_jsonl_keeps_rows_before_the_checkpoint(tmp_path):
+    path = tmp_path / "log.jsonl"
+    rows = [{"step": 1}, {"step": 2, "loss": 0.5}, {"step": 2, "eval_success": 1.0}, {"step": 3},
+            {"note": "no key"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "lo')  # cut short
+    truncate_jsonl(path, "step", below=3)
+    assert read_jsonl(path) == rows[:3]
+    truncate_jsonl(tmp_path / "missing.jsonl", "step", below=3)
+    assert (tmp_path / "missing.jsonl").read_text() == ""
+
+
+def test_lock_directory_refuses_a_second_holder_until_the_first_lets_go(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    with lock_directory(tmp_path / "run", "train run"):
+        with pytest.raises(UserError, match="in use by another train run"):
+            lock_directory(tmp_path / "run", "train run")
+    lock_directory(tmp_path / "run", "train run").close()
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # e.g. NFS without a lock daemon
+    lock_directory(tmp_path / "run", "train run").close()

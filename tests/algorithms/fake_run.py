@@ -28,6 +28,10 @@ def build(
     step_sleep_s=0.0,
     max_resample_rounds=0,
     jerk_scale_from_policy=False,
+    seed=5,
+    init_ids=(),
+    env_options=None,
+    echo=None,
     **grpo,
 ):
     torch.set_num_threads(1)
@@ -37,7 +41,8 @@ def build(
         iterations=iterations,
         groups_per_iteration=4,
         group_size=8,
-        seed=5,
+        seed=seed,
+        init_ids=init_ids,
         out_dir=str(out_dir),
         checkpoint_every=1,
         resume=resume,
@@ -50,14 +55,14 @@ def build(
     pool = InProcessPool(
         32,
         env_factory=make_point_mass,
-        env_options={"step_sleep_s": step_sleep_s, "goal_distance": 0.2},
+        env_options={"step_sleep_s": step_sleep_s, "goal_distance": 0.2, **(env_options or {})},
     )
     trainer = Trainer(
         cfg,
         make_algorithm(policy, cfg),
         Collector(policy, pool),
         num_init_states={TASK: 8},
-        echo=None,
+        echo=echo,
     )
     return trainer, policy
 

@@ -3,6 +3,7 @@ feature cache; resume after a kill reproduces the uninterrupted run; the CLI ver
 
 import json
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -234,7 +235,53 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, demos, monkeypatc
     for k in a:
         assert torch.equal(a[k], b[k]), k
     steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 4, 5, 6]  # step 4 logged by the killed run, then redone
+    assert steps == [1, 2, 3, 4, 5, 6]  # step 4, logged by the killed run, dropped and redone
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(tmp_path, demos):
+    from smoothvla.errors import UserError
+
+    first = sft.train(config(tmp_path, demos, steps=3))
+    run = tmp_path / "run"
+    log = (run / "log.jsonl").read_text()
+    with pytest.raises(UserError, match=f"{run}.*--resume"):
+        sft.train(config(tmp_path, demos, steps=3, lr=1e-3))
+    assert (run / "log.jsonl").read_text() == log
+    assert (run / "latest").read_text() == first.name
+
+
+def test_a_second_writer_of_the_same_run_dir_is_refused(tmp_path, demos):
+    from smoothvla.errors import UserError
+    from smoothvla.io import lock_directory
+
+    with lock_directory(tmp_path / "run", "sft run"):
+        with pytest.raises(UserError, match="in use by another sft run"):
+            sft.train(config(tmp_path, demos, steps=1))
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path, demos,
+                                                                       monkeypatch, capsys):
+    real_step = sft.train_step
+
+    def dying_step(policy, optimizer, scheduler, batch, cfg, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real_step(policy, optimizer, scheduler, batch, cfg, step)
+
+    monkeypatch.setattr(sft, "train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(config(tmp_path, demos))
+    monkeypatch.setattr(sft, "train_step", real_step)
+    log = tmp_path / "run" / "log.jsonl"
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
+    for resume in (False, True):  # no checkpoint: both start from step 0 with a fresh log
+        sft.train(config(tmp_path, demos, resume=resume))
+        assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+        if not resume:
+            shutil.rmtree(tmp_path / "run" / "checkpoints")
+            (tmp_path / "run" / "latest").unlink()
+    assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_uncached_path_trains(tmp_path, demos):

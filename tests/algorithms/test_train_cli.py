@@ -102,3 +102,18 @@ def test_train_cli_errors(tmp_path, capsys):
     assert "group_size must be >= 2" in capsys.readouterr().err
     assert main(["train", "--policy", str(tmp_path / "none"), "--tasks", TASK]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("head", ["token", "gaussian"])
+def test_train_refuses_flow_flags_on_another_head(tmp_path, capsys, head):
+    flag = "--flow-sde-sigma"
+    rng = np.random.default_rng(0)
+    norm = Normalizer.from_arrays(rng.uniform(-0.8, 0.8, (200, 7)), rng.normal(size=(200, 8)))
+    CompactVLA(VLAConfig(**TINY, head=head), norm).save(tmp_path / "sft")
+    args = ["train", "--policy", str(tmp_path / "sft"), "--tasks", TASK, "--workers", "0",
+            "--out-dir", str(tmp_path / "rl"), "--iterations", "1", "--group-size", "2",
+            "--groups-per-iteration", "1", "--max-steps", "4", flag, "0.3"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert flag in err and f"{head} head" in err
+    assert not (tmp_path / "rl").exists()  # refused before anything was written

@@ -34,6 +34,7 @@ import torch
 
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
+from smoothvla.io import atomic_write_text, lock_directory, truncate_jsonl
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.features import camera_key, trunk_features
@@ -350,14 +351,8 @@ def save_checkpoint(run_dir: Path, policy: CompactVLA, optimizer, scheduler, ste
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
-    _write_atomic(run_dir / "latest", target.name)
+    atomic_write_text(run_dir / "latest", target.name)
     return target
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -368,6 +363,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     if not path.is_dir():
         raise UserFileNotFoundError(f"{pointer} points to {path}, which does not exist")
     return path
+
+
+def _has_checkpoints(run_dir: Path) -> bool:
+    """Whether run_dir/checkpoints holds a finished checkpoint (`latest` may be missing
+    after a kill right after the first one)."""
+    root = run_dir / "checkpoints"
+    return root.is_dir() and any(p.name.startswith("step_") for p in root.iterdir())
 
 
 def restore_trainer(path: Path, optimizer, scheduler) -> int:
@@ -490,12 +492,21 @@ def train(cfg: SFTConfig) -> Path:
         if not Path(path).is_file():
             raise UserFileNotFoundError(f"{path}: no such demonstration file")
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with lock_directory(run_dir, "sft run"):  # one writer per run directory
+        return _train(cfg, run_dir)
 
-    # Policy: resumed, initialized from a checkpoint, or fresh.
-    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+
+def _train(cfg: SFTConfig, run_dir: Path) -> Path:
+    """`train` once it holds run_dir's lock."""
+    # Policy: resumed, initialized from a checkpoint, or fresh. A run directory with
+    # checkpoints is continued (--resume) or left alone, never overwritten (as `train`).
+    resume_from = latest_checkpoint(run_dir)
+    if not cfg.resume and (resume_from is not None or _has_checkpoints(run_dir)):
+        raise UserError(f"{run_dir} already holds an SFT run (checkpoints/); pass --resume to "
+                        "continue it or choose another --run-dir")
     if cfg.resume and resume_from is None:
-        print(f"sft: --resume: no checkpoint in {run_dir}; starting fresh", file=sys.stderr)
+        print(f"sft: --resume: no checkpoint in {run_dir}; starting a new run from step 0",
+              file=sys.stderr)
     if resume_from is not None:
         policy = load_policy(resume_from)
     elif cfg.init_from:
@@ -524,7 +535,9 @@ def train(cfg: SFTConfig) -> Path:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start = restore_trainer(resume_from, optimizer, scheduler) if resume_from is not None else 0
-    (run_dir / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    atomic_write_text(run_dir / "sft_config.json", json.dumps(asdict(cfg), indent=1))
+    # rows past the checkpoint (or all, for a new run) are about to be redone
+    truncate_jsonl(run_dir / "log.jsonl", "step", below=start + 1)
 
     log = open(run_dir / "log.jsonl", "a")
     tb = _open_tensorboard(cfg, run_dir)

@@ -5,23 +5,28 @@ collector owns environments and batching; the reward is a plain function. The tr
 only decides which groups to run each iteration and keeps the run resumable:
 
 - `out_dir/log.jsonl`: one line of statistics per iteration (rollout, timing, algorithm);
-- `out_dir/checkpoint/state.pt`: algorithm state + the trainer's RNG states + iteration,
-  written atomically (temporary file + os.replace) every `checkpoint_every` iterations;
-- `out_dir/config.json`: the resolved config; `out_dir/policy/`: `policy.save` export.
+- `out_dir/checkpoint/state.pt`: algorithm state + the trainer's RNG states + iteration +
+  config, written atomically every `checkpoint_every` iterations and after the last;
+- `out_dir/config.json`: the config in force; `out_dir/policy/`: `policy.save` export,
+  refreshed with every checkpoint.
 
 `resume=True` continues from the checkpoint and truncates the log to it, so a run killed
 at any point and resumed gives the same weights and log as an uninterrupted run with the
-same seed (tests/algorithms/test_trainer.py kills one to check).
+same seed (tests/algorithms/test_trainer.py kills one to check). A resume always ends
+with the final policy exported, also when the checkpoint was already the last one (a kill
+during the last export). Flags that differ from the checkpoint's config are refused unless
+the config class lists them in `RESUME_MAY_CHANGE` (they do not change what is learned);
+an iteration whose rollouts were all dropped stops the run with the collector's errors
+(tests/algorithms/test_train_resume.py; docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import IO, Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,6 +36,13 @@ from smoothvla.algorithms.dpo import DPO, DPOConfig
 from smoothvla.algorithms.grpo import GRPO, GRPOConfig
 from smoothvla.algorithms.ppo import PPO, PPOConfig
 from smoothvla.errors import UserError, check_fields
+from smoothvla.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    lock_directory,
+    truncate_jsonl,
+)
 from smoothvla.metrics import mean_jerk
 from smoothvla.rewards import RewardConfig, make_reward
 from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
@@ -76,6 +88,13 @@ class TrainConfig:
     """PPO hyperparameters (used when algorithm is ppo)."""
     dpo: DPOConfig = field(default_factory=DPOConfig)
     """DPO hyperparameters (used when algorithm is dpo)."""
+
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
+        {"iterations", "checkpoint_every", "resume", "out_dir"}
+    )
+    """Fields a --resume may give new values (dotted names for nested ones): they change how
+    long or where the run goes, not what it learns. Every other field must equal the
+    checkpoint's (`resume_changes`); subclasses add their own (e.g. worker counts)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -140,20 +159,30 @@ class Trainer:
                                     and (cfg.reward.name == "smooth" or dense))
         self.init_choices = {task: self._init_choices(task, num_init_states) for task in cfg.tasks}
         self.iteration = 0
+        self._start_note: str | None = None  # how this run() began, on its first log line
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> list[dict[str, float]]:
         """Train to `cfg.iterations`; returns the statistics of the iterations run now."""
+        self._lock: IO[str] | None = None  # out_dir's writer lock, taken by _start
+        try:
+            return self._run()
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+
+    def _run(self) -> list[dict[str, float]]:
         self._start()
         history = []
         while self.iteration < self.cfg.iterations:
             start = time.perf_counter()
             result = self._collect_and_score()
             collected = time.perf_counter()
-            if result.trajectories:
-                stats = self.algorithm.update(result.trajectories)
-            else:
-                stats = {"skipped": 1.0}
+            if not result.trajectories:
+                self._log({"iteration": float(self.iteration),
+                           **{f"rollout/{k}": v for k, v in result.stats.items()}}, result.errors)
+                raise UserError(no_trajectories_message(self.iteration, self.cfg.iterations, result))
+            stats = self.algorithm.update(result.trajectories)
             stats = {"iteration": float(self.iteration), **stats}
             stats.update({f"rollout/{k}": v for k, v in result.stats.items()})
             stats.update(time_split(result.stats, collected - start, time.perf_counter() - collected))
@@ -165,6 +194,10 @@ class Trainer:
                 or self.iteration == self.cfg.iterations
             ):
                 self.save_checkpoint()
+        if not history:
+            # resumed at the last checkpoint: its policy export may be missing or stale (a
+            # kill between state.pt and policy/), so write both again
+            self.save_checkpoint()
         return history
 
     def _collect_and_score(self) -> CollectResult:
@@ -244,7 +277,7 @@ class Trainer:
         return self.out / "checkpoint" / "state.pt"
 
     def _start(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_directory(self.out, "train run")  # one writer per run directory
         if self.checkpoint_path.exists():
             if not self.cfg.resume:
                 raise UserError(
@@ -253,13 +286,18 @@ class Trainer:
                 )
             self.load_checkpoint()
             self.echo(f"resumed {self.out} at iteration {self.iteration}")
+            self._start_note = f"resumed at iteration {self.iteration}"
         else:
-            _atomic_write_text(self.out / "log.jsonl", "")
-        _atomic_write_text(
-            self.out / "config.json", json.dumps(asdict(self.cfg), indent=1, default=str)
-        )
+            if self.cfg.resume:
+                self.echo(f"--resume: no checkpoint in {self.out}; starting a new run "
+                          "from iteration 0")
+            self._start_note = "new (--resume found no checkpoint)" if self.cfg.resume else "new"
+            atomic_write_text(self.out / "log.jsonl", "")
+        atomic_write_json(self.out / "config.json", asdict(self.cfg))
 
-    def _log(self, stats: dict[str, float], errors: list[str]) -> None:
+    def _log(self, stats: dict[str, Any], errors: list[str]) -> None:
+        if self._start_note is not None:
+            stats, self._start_note = {**stats, "start": self._start_note}, None
         line = json.dumps({**stats, "errors": errors} if errors else stats)
         with open(self.out / "log.jsonl", "a") as f:
             f.write(line + "\n")
@@ -285,19 +323,16 @@ class Trainer:
             "jerk_scale": self.measured_jerk_scale,
             "config": asdict(self.cfg),
         }
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_name(f".state.pt.tmp-{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
-        if hasattr(self.algorithm.policy, "save"):
-            try:
-                self.algorithm.policy.save(self.out / "policy")
-            except ValueError as err:  # e.g. a policy without normalizer statistics
-                self.echo(f"policy export skipped: {err}")
+        atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
+        # an export that fails fails the run: a run must not end without its policy
+        self.algorithm.policy.save(self.out / "policy")
 
     def _restore_state(self) -> None:
-        """Algorithm, RNG states, iteration and measured jerk scale from the checkpoint."""
+        """Algorithm, RNG states, iteration and measured jerk scale from the checkpoint,
+        after `resume_changes` accepted this config against the checkpoint's."""
         state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        for line in resume_changes(self.cfg, state):
+            self.echo(f"resume: {line}")
         self.algorithm.load_state_dict(state["algorithm"])
         self.rng.bit_generator.state = state["rng"]
         self.reward_rng.bit_generator.state = state["reward_rng"]
@@ -308,10 +343,71 @@ class Trainer:
     def load_checkpoint(self) -> None:
         self._restore_state()
         # drop log lines of iterations after the checkpoint: they are about to be redone
-        log_path = self.out / "log.jsonl"
-        lines = log_path.read_text().splitlines() if log_path.exists() else []
-        kept = [ln for ln in lines if _logged_iteration(ln) < self.iteration]
-        _atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
+        truncate_jsonl(self.out / "log.jsonl", "iteration", below=self.iteration)
+
+
+def check_out_dir(cfg: TrainConfig) -> None:
+    """The checks `Trainer.run` makes on `cfg.out_dir` before it trains, made early (before
+    policies load and workers start): a checkpoint there needs `resume`, and a resume
+    needs flags the checkpoint's run can take (`resume_changes`). UserError otherwise."""
+    path = Path(cfg.out_dir) / "checkpoint" / "state.pt"
+    if not path.exists():
+        return
+    if not cfg.resume:
+        raise UserError(f"{cfg.out_dir} already holds a checkpoint; pass --resume to continue "
+                        "it or choose another out_dir")
+    resume_changes(cfg, torch.load(path, map_location="cpu", weights_only=False, mmap=True))
+
+
+def resume_changes(cfg: TrainConfig, state: dict[str, Any]) -> list[str]:
+    """Compare `cfg` with the config saved in a checkpoint `state`; returns the accepted
+    changes as 'name old -> new' lines. A change to a field outside
+    `type(cfg).RESUME_MAY_CHANGE` cannot take effect mid-run (the optimizer keeps its
+    learning rate, the RNGs their seed, the algorithm its state), and fewer iterations than
+    the checkpoint has done cannot either: both raise UserError naming the flags."""
+    done = int(state["iteration"])
+    changes = config_changes(state.get("config", {}), asdict(cfg))
+    refused = {k: v for k, v in changes.items() if k not in type(cfg).RESUME_MAY_CHANGE}
+    if refused:
+        listed = "; ".join(f"--{k.replace('_', '-')} {new!r} (checkpoint: {old!r})"
+                           for k, (old, new) in refused.items())
+        raise UserError(
+            f"{cfg.out_dir}: --resume continues the checkpoint's run (iteration {done}), and "
+            f"these flags differ from it and cannot take effect mid-run: {listed}. Pass the "
+            f"checkpoint's values, or start a new run from {cfg.out_dir}/policy in another "
+            "--out-dir"
+        )
+    if cfg.iterations < done:
+        raise UserError(f"{cfg.out_dir}: the checkpoint is at iteration {done}; --iterations "
+                        f"{cfg.iterations} cannot undo that (pass --iterations >= {done})")
+    return [f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items() if k != "resume"]
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields whose values differ between two `asdict` configs, as {dotted name: (saved,
+    new)}; nested dataclasses are compared field by field, tuples equal lists. Fields only
+    one side has (a config from another version) are not compared."""
+    saved, new = json.loads(json.dumps(saved, default=str)), json.loads(json.dumps(new, default=str))
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in saved.keys() & new.keys():
+        a, b = saved[key], new[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update({f"{key}.{k}": v for k, v in config_changes(a, b).items()})
+        elif a != b:
+            out[key] = (a, b)
+    return dict(sorted(out.items()))
+
+
+def no_trajectories_message(iteration: int, iterations: int, result: CollectResult) -> str:
+    """Why a run stops when an iteration collected nothing: the collector's own errors."""
+    dropped = int(result.stats.get("dropped", 0))
+    causes = "; ".join(result.errors) if result.errors else "the collector reported no error"
+    return (
+        f"iteration {iteration + 1}/{iterations} collected no trajectories: every rollout was "
+        f"dropped ({dropped} dropped). Collector errors: {causes}. Nothing was trained on "
+        "it; fix the cause (e.g. --init-ids beyond the task's init states, --max-steps) and "
+        "rerun, with --resume to continue from the last checkpoint"
+    )
 
 
 def time_split(rollout: dict[str, float], collect_s: float, update_s: float) -> dict[str, float]:
@@ -336,23 +432,9 @@ def time_split(rollout: dict[str, float], collect_s: float, update_s: float) -> 
     }
 
 
-def _logged_iteration(line: str) -> float:
-    """Iteration of a log line; infinity for a line cut short by a kill (it gets dropped)."""
-    try:
-        return float(json.loads(line)["iteration"])
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return float("inf")
-
-
 def _informative_groups(trajectories: list[Trajectory]) -> int:
     """Groups with at least two members whose rewards are not all equal."""
     rewards: dict[int, list[float]] = {}
     for traj in trajectories:
         rewards.setdefault(traj.group_id, []).append(float(traj.reward))
     return sum(len(r) >= 2 and max(r) - min(r) > 1e-8 for r in rewards.values())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -5,6 +5,9 @@ The flags are `TrainConfig`'s (tasks, algorithm, iterations, group size, reward,
 algorithms' hyperparameters, out_dir, --resume) plus where the policy comes from and how
 the environments run. The run directory gets `log.jsonl`, `config.json`,
 `checkpoint/state.pt` (resumable) and `policy/` (a checkpoint `smoothvla eval` reads).
+`--resume` refuses flags that differ from the checkpoint's run, except how it runs (workers,
+device, ...) and how long (`RESUME_MAY_CHANGE`); `--flow-sde-sigma` on a checkpoint without
+a flow head is refused too.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from smoothvla.algorithms.trainer import TrainConfig
-from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.errors import UserError, check_fields
 from smoothvla.io import check_writable_output
+from smoothvla.rollout.execution import ExecutionConfig
 
 
 @dataclass
@@ -54,6 +57,12 @@ class Config(TrainConfig):
     ray_address: str | None = None
     """Ray cluster to attach to ('auto', 'HEAD_IP:6379'); unset: a local Ray (backend ray only)."""
 
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = TrainConfig.RESUME_MAY_CHANGE | {
+        "workers", "envs_per_worker", "lanes", "worker_timeout_s", "device", "backend",
+        "ray_address",
+    }
+    """Also where and how the rollouts and the learner run (not what is learned)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.policy:
@@ -75,7 +84,7 @@ def run(cfg: Config) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
 
-    from smoothvla.algorithms.trainer import Trainer, make_algorithm
+    from smoothvla.algorithms.trainer import Trainer, check_out_dir, make_algorithm
     from smoothvla.envs import get_task
     from smoothvla.policies import load_policy, place
     from smoothvla.rollout.collector import Collector
@@ -85,6 +94,7 @@ def run(cfg: Config) -> int:
     check_writable_output(cfg.out_dir, "folder")
     for task in cfg.tasks:
         get_task(task)  # unknown ids fail here, before workers start
+    check_out_dir(cfg)  # an existing run without --resume, or resumed with changed flags
     # under torchrun (WORLD_SIZE > 1): one learner per process, gradients summed over ranks
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -93,7 +103,9 @@ def run(cfg: Config) -> int:
         ddp.init_distributed()
     overrides = {k: v for k, v in (("temperature", cfg.temperature),
                                    ("flow_sde_sigma", cfg.flow_sde_sigma)) if v > 0}
-    policy = place(load_policy(cfg.policy, **overrides), cfg.device, cfg.precision)
+    policy = load_policy(cfg.policy, **overrides)
+    check_sampling_flags(cfg, policy.cfg.head)
+    policy = place(policy, cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree
     env_options = {"cameras": tuple(policy.cfg.cameras), "image_size": policy.cfg.image_size}
     num_envs = max(cfg.workers, 1) * cfg.envs_per_worker
@@ -132,3 +144,12 @@ def run(cfg: Config) -> int:
     print(f"train: policy {cfg.out_dir}/policy, log {cfg.out_dir}/log.jsonl", file=sys.stderr)
     print(f"{cfg.out_dir}/policy")
     return 0
+
+
+def check_sampling_flags(cfg: Config, head: str) -> None:
+    """--flow-sde-sigma belongs to the flow head; on a checkpoint with another head it would
+    be silently ignored. (--temperature on a non-token head is ignored too, but the study
+    still passes it for a given checkpoint of any head: not refused yet.)"""
+    if cfg.flow_sde_sigma > 0 and head != "flow":
+        raise UserError(f"--flow-sde-sigma {cfg.flow_sde_sigma} sets the flow head's sampling, "
+                        f"but {cfg.policy} has a {head} head; drop --flow-sde-sigma")

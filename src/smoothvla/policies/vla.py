@@ -594,7 +594,9 @@ class CompactVLA(nn.Module):
         directory renamed into place). `trainable_only` leaves out the frozen pretrained
         vision weights (`pretrained_keys`; a few MB instead of ~15 MB for a token policy):
         `load_policy` rebuilds them from the encoder's package."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from smoothvla.io import atomic_write_bytes
 
         norm = self._norm()
         directory = Path(directory)
@@ -605,7 +607,8 @@ class CompactVLA(nn.Module):
         omit = self.pretrained_keys() if trainable_only else set()
         state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()
                  if k not in omit}
-        save_file(state, str(tmp / "model.safetensors"))
+        # safetensors' save_file creates the file 0600; this one follows the umask
+        atomic_write_bytes(tmp / "model.safetensors", save(state))
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
         if trainable_only:
             meta["weights"] = "trainable-only"
