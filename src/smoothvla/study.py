@@ -192,6 +192,12 @@ class StudyConfig:
 PACKAGED = "smoothvla:"
 
 
+def _head_of(checkpoint: str) -> str:
+    """The action head of a saved policy (its config.json)."""
+    meta = json.loads((Path(checkpoint) / "config.json").read_text())
+    return meta["config"]["head"]
+
+
 def packaged_checkpoint(name: str) -> str:
     """'smoothvla:NAME' -> the folder of checkpoint NAME shipped in smoothvla/assets (its
     recipe is in that folder's RECIPE.md); any other string is returned unchanged."""
@@ -312,7 +318,7 @@ class Study:
             dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
             max_steps=self.cfg.rl_max_steps,
-            temperature=self.cfg.rl_temperature if self.cfg.head in ("token", "dct") else 0.0,
+            temperature=self.cfg.rl_temperature if _head_of(init) in ("token", "dct") else 0.0,
             execution=ExecutionConfig.parse(self.cfg.rl_execution),
         )
 

@@ -117,3 +117,7 @@ def test_train_refuses_flow_flags_on_another_head(tmp_path, capsys, head):
     err = capsys.readouterr().err
     assert flag in err and f"{head} head" in err
     assert not (tmp_path / "rl").exists()  # refused before anything was written
+    if head != "token":  # --temperature samples token heads only
+        assert main(args[:-2] + ["--temperature", "0.2"]) == 1
+        assert "--temperature" in capsys.readouterr().err
+        assert not (tmp_path / "rl").exists()

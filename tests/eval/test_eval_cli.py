@@ -59,3 +59,17 @@ def test_rerun_with_other_settings_is_refused_or_relabelled(tmp_path, capsys, ch
     sampled = [r for r in read_results([out]) if r.settings.get("sample")]
     assert [r.policy for r in sampled] == ["sft[sample=true,sampling_seed=3,temperature=1.0]"]
     assert sampled[0].settings == {"sample": True, "sampling_seed": 3, "temperature": 1.0}
+
+
+def test_flow_steps_on_another_head_is_refused(tmp_path, capsys):
+    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+
+    rng = np.random.default_rng(0)
+    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=8, n_bins=16, head="token"),
+               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
+               ).save(tmp_path / "tok")
+    out = tmp_path / "r.jsonl"
+    assert main(["eval", "--checkpoints", f"tok={tmp_path / 'tok'}", "--tasks", TASK,
+                 "--workers", "0", "--flow-steps", "30", "--out", str(out)]) == 1
+    assert "--flow-steps" in capsys.readouterr().err and not out.exists()

@@ -76,6 +76,19 @@ class Config:
         # perturbations, tasks and init states: `check_plan` in `run`, per suite, before loading
 
 
+def _require_flow_head(path: str) -> None:
+    """--flow-steps means nothing to another head: refuse rather than ignore it."""
+    import json
+
+    try:
+        head = json.loads((Path(path) / "config.json").read_text())["config"]["head"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # load_policy reports a missing or corrupt checkpoint with its own message
+    if head != "flow":
+        raise UserError(f"--flow-steps sets a flow head's Euler steps, but {path} has a {head} "
+                        "head; drop --flow-steps")
+
+
 def _task_ids(cfg: Config) -> list[str]:
     from smoothvla.envs import list_tasks
 
@@ -115,6 +128,8 @@ def run(cfg: Config) -> int:
     )
     check_plan(plan)  # before any checkpoint loads or episode runs
     refs = [PolicyRef.parse(text) for text in cfg.checkpoints]
+    for ref in refs if cfg.flow_steps else ():
+        _require_flow_head(ref.path)
     results = ResultsFile(cfg.out)
     for ref in refs:
         overrides = {"temperature": cfg.temperature} if cfg.temperature > 0 else {}

@@ -147,9 +147,11 @@ def run(cfg: Config) -> int:
 
 
 def check_sampling_flags(cfg: Config, head: str) -> None:
-    """--flow-sde-sigma belongs to the flow head; on a checkpoint with another head it would
-    be silently ignored. (--temperature on a non-token head is ignored too, but the study
-    still passes it for a given checkpoint of any head: not refused yet.)"""
+    """--flow-sde-sigma belongs to the flow head and --temperature to the heads that sample
+    tokens (token, dct); on a checkpoint with another head either would be silently ignored."""
     if cfg.flow_sde_sigma > 0 and head != "flow":
         raise UserError(f"--flow-sde-sigma {cfg.flow_sde_sigma} sets the flow head's sampling, "
                         f"but {cfg.policy} has a {head} head; drop --flow-sde-sigma")
+    if cfg.temperature > 0 and head not in ("token", "dct"):
+        raise UserError(f"--temperature {cfg.temperature} sets a token head's sampling, but "
+                        f"{cfg.policy} has a {head} head; drop --temperature")
