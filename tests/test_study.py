@@ -18,6 +18,17 @@ TINY = dict(
 )
 
 
+def tiny_sft(path):
+    """A tiny policy checkpoint (flow head) at `path`."""
+    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+
+    rng = np.random.default_rng(0)
+    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=4, n_bins=16),
+               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))).save(path)
+    return path
+
+
 def test_tiny_study_runs_and_resumes(tmp_path, capsys):
     out = tmp_path / "study"
     cfg_path = tmp_path / "tiny.toml"
@@ -49,13 +60,7 @@ def test_tiny_study_runs_and_resumes(tmp_path, capsys):
 
 
 def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_schemes(tmp_path):
-    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
-
-    sft = tmp_path / "sft"
-    rng = np.random.default_rng(0)
-    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=4, n_bins=16),
-               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))).save(sft)
+    sft = tiny_sft(tmp_path / "sft")
     cfg = StudyConfig(**{**TINY, "methods": ("grpo-random",), "seeds": (0, 1), "rl_max_steps": 8,
                          "eval_init_states": 1, "perturbations": (), "image_size": 32},
                       out=str(tmp_path / "study"), sft_checkpoint=str(sft), grpo_ratio_level="token",
@@ -83,13 +88,7 @@ def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_sch
 
 
 def test_study_methods_map_to_their_smoothness_credit(tmp_path):
-    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
-
-    sft = tmp_path / "sft"
-    rng = np.random.default_rng(0)
-    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=4, n_bins=16),
-               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))).save(sft)
+    sft = tiny_sft(tmp_path / "sft")
     study = Study(StudyConfig(**TINY, out=str(tmp_path / "s"), sft_checkpoint=str(sft),
                               smooth_weight=0.3, dense_jerk_weight=0.4))
     expected = {

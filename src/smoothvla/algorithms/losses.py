@@ -230,12 +230,11 @@ def decoupled_advantages(
         advantage    = success part + smooth part
 
     Failures get no smoothness advantage; an all-success group, where the success part is
-    0, still gets the smooth part.
+    0, still gets the smooth part. It is `chunk_smoothness_credit` with one chunk per
+    trajectory.
     """
-    success_part = group_advantages(rewards, eps)
-    eligible = success.bool() & torch.isfinite(jerk)
-    smooth_part = weight * smoothness_advantages(jerk, eligible, eps)
-    return success_part + smooth_part, success_part, smooth_part
+    one_chunk_each = torch.arange(len(rewards))
+    return chunk_smoothness_credit(rewards, success, jerk, one_chunk_each, weight, eps)
 
 
 def chunk_smoothness_credit(
