@@ -2,15 +2,15 @@
 
 `terms` is a dict of named float terms that algorithms log every update (STYLE.md #6).
 
-- binary_reward:  1[success]                                   (seed 000 R_binary)
+- binary_reward:  1[success]                                   (SmoothVLA R_binary)
 - staged_reward:  1.0 on success, else 0.1 when the right object was grasped and still held
-                  at the end of the episode                    (seed 003 §5.1)
-- smooth_reward:  1[success] * max(0, 1 - lam * mean_jerk / jerk_scale)   (seed 000 eq. 5)
-- random_reward:  1[success] + zero-mean Gaussian noise        (seed 000 Table 3, R_random)
+                  at the end of the episode                    (RL4VLA §5.1)
+- smooth_reward:  1[success] * max(0, 1 - lam * mean_jerk / jerk_scale)   (SmoothVLA eq. 5)
+- random_reward:  1[success] + zero-mean Gaussian noise        (SmoothVLA Table 3, R_random)
 
 `jerk_scale` puts mean jerk in units where the expert demonstrations' mean jerk is 1
 (`jerk_scale_from_trajectories`), so that lam = 0.2 means "an expert-smooth success is
-worth 0.8, one twice as jerky 0.6". Seed 000 uses raw m/s^3 with lam = 0.2, which only
+worth 0.8, one twice as jerky 0.6". SmoothVLA uses raw m/s^3 with lam = 0.2, which only
 works at its own control rate and robot; the scale makes lam portable.
 """
 
@@ -41,7 +41,7 @@ def binary_reward(traj: Trajectory) -> tuple[float, RewardTerms]:
 def staged_reward(
     traj: Trajectory, grasp_bonus: float = 0.1, success_reward: float = 1.0
 ) -> tuple[float, RewardTerms]:
-    """Seed 003 §5.1: `success_reward` for completing the task; otherwise `grasp_bonus` if
+    """RL4VLA §5.1: `success_reward` for completing the task; otherwise `grasp_bonus` if
     the task's object was grasped and continuously held up to the end of the episode (a
     grasp that was dropped earns nothing). Needs `traj.is_grasping`."""
     if traj.is_grasping is None:
@@ -56,7 +56,7 @@ def staged_reward(
 def smooth_reward(
     traj: Trajectory, lam: float = 0.2, jerk_scale: float = 1.0
 ) -> tuple[float, RewardTerms]:
-    """Seed 000 eq. 5 with a jerk scale: 1[success] * (1 - lam * mean||jerk|| / jerk_scale),
+    """SmoothVLA eq. 5 with a jerk scale: 1[success] * (1 - lam * mean||jerk|| / jerk_scale),
     clipped at 0 (a clip is logged and reported as the `clipped` term).
 
     Jerk is taken from `traj.ee_pos` at the control rate (`traj.control_dt`). It is computed
@@ -88,7 +88,7 @@ def smooth_reward(
 def random_reward(
     traj: Trajectory, rng: np.random.Generator, noise_std: float = 0.05
 ) -> tuple[float, RewardTerms]:
-    """Seed 000 Table 3's R_random: the binary reward plus zero-mean Gaussian noise. The
+    """SmoothVLA Table 3's R_random: the binary reward plus zero-mean Gaussian noise. The
     default std is about the spread the smooth reward's jerk term has among successes, so
     the ablation asks whether structure, not merely variance, is what helps."""
     if noise_std < 0:
@@ -120,7 +120,7 @@ class RewardConfig:
     name: str = "smooth"
     """One of binary, staged, smooth, random."""
     lam: float = 0.2
-    """Smoothness weight lambda of the hybrid reward (seed 000 §4.1 picks 0.2)."""
+    """Smoothness weight lambda of the hybrid reward (SmoothVLA §4.1 picks 0.2)."""
     jerk_scale: float = 1.0
     """Mean jerk (m/s^3) that counts as 1: set it to the expert demonstrations' mean jerk."""
     jerk_scale_from_policy: bool = False

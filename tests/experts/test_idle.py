@@ -1,4 +1,4 @@
-"""Idle-action filter (seed 003 App. A.2)."""
+"""Idle-action filter (RL4VLA App. A.2)."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ def test_idle_mask_hand_checked():
     ])
     np.testing.assert_array_equal(idle_mask(actions),
                                   [True, False, True, False, False, False])
-    # seed 003's thresholds (0.01 m, 0.06 rad) also drop the 15 mrad turn and the 1.5 mm step
+    # RL4VLA's thresholds (0.01 m, 0.06 rad) also drop the 15 mrad turn and the 1.5 mm step
     np.testing.assert_array_equal(idle_mask(actions, pos_threshold=0.01, rot_threshold=0.06),
                                   [True, False, True, False, True, True])
 

@@ -1,4 +1,4 @@
-"""The Jacobian-chain route (seed 000 eq. 2-4) against differentiating forward kinematics."""
+"""The Jacobian-chain route (SmoothVLA eq. 2-4) against differentiating forward kinematics."""
 
 import numpy as np
 import pytest

@@ -48,7 +48,7 @@ def test_report_writes_tables_figures_html(tmp_path):
     out = tmp_path / "report"
     assert main(["report", "--results", str(results), "--logs", str(log), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    for needle in ("seed 000 Table 1", "seed 000 Table 2", "seed 000 Table 3", "seed 003", "↓", "Δ"):
+    for needle in ("SmoothVLA Table 1", "SmoothVLA Table 2", "SmoothVLA Table 3", "RL4VLA", "↓", "Δ"):
         assert needle in md
     html = (out / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)

@@ -1,8 +1,8 @@
-"""DPO / TPO on on-policy trajectory pairs (seed 003 App. A.1 eq. 7; Zhang et al. 2024b).
+"""DPO / TPO on on-policy trajectory pairs (RL4VLA App. A.1 eq. 7; Zhang et al. 2024b).
 
 Pairs come from one group (same task and initial state): the higher-reward trajectory is
 preferred. Ranking by the hybrid smooth reward gives SmoothVLA-DPO: among successes the
-smoother one wins; ranking by the binary or staged reward gives seed 003's DPO baseline.
+smoother one wins; ranking by the binary or staged reward gives RL4VLA's DPO baseline.
 
 One `update(trajectories)` reads top to bottom:
 
@@ -49,7 +49,7 @@ class DPOConfig:
     """DPO hyperparameters."""
 
     lr: float = 2e-5
-    """AdamW learning rate (seed 000 §4.1: 2e-5 for the preference stage)."""
+    """AdamW learning rate (SmoothVLA §4.1: 2e-5 for the preference stage)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     beta: float = 0.1

@@ -1,15 +1,15 @@
-"""GRPO for chunked VLA policies (seed 000 §3.2 eq. 1; seed 004; DeepSeekMath).
+"""GRPO for chunked VLA policies (SmoothVLA §3.2 eq. 1; the SmolVLA GRPO report; DeepSeekMath).
 
 One `update(trajectories)` reads top to bottom:
 
 1. rewards and rollout statistics (success, jerk, reward terms, degenerate groups);
 2. group-relative advantages over the G rollouts that share a task and initial state, one
    per chunk, by `advantage` (docs/rl.md, "Smoothness credit"): 'standard' is
-   A_i = (R_i - mean R) / (std R + eps) applied to every chunk of trajectory i (seed 000
+   A_i = (R_i - mean R) / (std R + eps) applied to every chunk of trajectory i (SmoothVLA
    eq. 1); 'decoupled' adds w * the smoothness advantage of trajectory i among the group's
    successes; 'chunk' adds w * the smoothness advantage of each chunk's own jerk among all
    chunks of the group's successes. With `dynamic_sampling`, groups without signal are
-   dropped first: their advantages are all zero, so they only dilute the loss (seed 004
+   dropped first: their advantages are all zero, so they only dilute the loss (the SmolVLA GRPO report
    §7.3: all-fail groups under a binary reward). Signal is reward spread, and for the
    decoupled/chunk variants also a nonzero smoothness term (an all-success group);
 3. the chunks of the kept trajectories become one batch; reference log-probs (if beta > 0);
@@ -18,7 +18,7 @@ One `update(trajectories)` reads top to bottom:
    gradient clipping, an AdamW step; with `ratio_level="token"` the ratio and its clip are
    per action token (as LLM GRPO and SimpleVLA-RL do) and the surrogate is their mean;
 5. diagnostics: clip fraction, approx KL, log-prob stats, grad norm, weight drift from
-   the reference (seed 004 §6.2: drift went with lost success there, so watch it).
+   the reference (the SmolVLA GRPO report §6.2: drift went with lost success there, so watch it).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GRPOConfig:
     """GRPO hyperparameters."""
 
     lr: float = 2e-5
-    """AdamW learning rate (seed 000 §4.1 uses 2e-5 for its preference stage; seed 004
+    """AdamW learning rate (SmoothVLA §4.1 uses 2e-5 for its preference stage; the SmolVLA GRPO report
     §5.1 saw 1e-4/1e-3 destroy the policy in one update)."""
     weight_decay: float = 0.0
     """AdamW weight decay (0: do not pull weights to zero, which is drift of its own)."""
@@ -81,17 +81,17 @@ class GRPOConfig:
     """Lower clip range: ratios below 1 - eps_low stop getting gradient when A < 0."""
     eps_high: float = 0.28
     """Upper clip range (DAPO's clip-higher, 0.28): ratios above 1 + eps_high stop getting
-    gradient when A > 0. Set equal to eps_low for seed 000's symmetric eq. 1."""
+    gradient when A > 0. Set equal to eps_low for SmoothVLA's symmetric eq. 1."""
     beta: float = 0.0
     """Weight of the k3 KL penalty to the frozen reference policy, per chunk or, with
-    ratio_level='token', per token (averaged like the surrogate); 0 disables it (seed 004
+    ratio_level='token', per token (averaged like the surrogate); 0 disables it (the SmolVLA GRPO report
     §5.4 found it changed nothing; it then costs no extra forward pass)."""
     adv_eps: float = 1e-6
     """eps in the advantage denominator std(R) + eps."""
     dynamic_sampling: bool = True
     """Drop groups whose rewards are all equal (no signal) before the update, and report them."""
     epochs: int = 1
-    """Passes over the batch per update (seed 003 §4.2: more than 1 did not help)."""
+    """Passes over the batch per update (RL4VLA §4.2: more than 1 did not help)."""
     minibatch_chunks: int = 64
     """Chunks per gradient step."""
     max_grad_norm: float = 1.0
@@ -99,7 +99,7 @@ class GRPOConfig:
     seed: int = 0
     """Seed of the minibatch shuffling."""
     ratio_level: str = "chunk"
-    """'chunk': one ratio per action chunk (the product over its k x 7 tokens, seed 000 eq. 1
+    """'chunk': one ratio per action chunk (the product over its k x 7 tokens, SmoothVLA eq. 1
     read per chunk); 'token': one ratio and clip per factor of the chunk's log-probability
     (per action token for the token head), the surrogate averaged over them. A chunk ratio
     multiplies 56 token ratios, so it leaves the clip range after small per-token changes."""
@@ -146,7 +146,7 @@ def _success(group: list[Trajectory]) -> torch.Tensor:
 def standard_advantage(
     group: list[Trajectory], rewards: torch.Tensor, cfg: GRPOConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Seed 000 eq. 1 on the configured reward; the smooth part is what eq. 5's jerk term
+    """SmoothVLA eq. 1 on the configured reward; the smooth part is what eq. 5's jerk term
     changes against the binary success (`losses.eq5_advantage_split`)."""
     jerk_in_reward = all(reward_has_jerk(t) for t in group)
     split = eq5_advantage_split(rewards, _success(group), jerk_in_reward, cfg.adv_eps)

@@ -18,12 +18,12 @@ MAX_LOG_RATIO = 20.0
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Group-relative advantages, seed 000 eq. 1 / seed 004 eq. 1.
+    """Group-relative advantages, SmoothVLA eq. 1 / the SmolVLA GRPO report eq. 1.
 
     rewards (G,) -> (G,): (R_i - mean R) / (std R + eps), with the population standard
     deviation (ddof = 0, so a group of two gives exactly +-1 when eps is 0). A group whose
     rewards are all equal (all-fail, or all-success under a binary reward) gets zeros:
-    no signal, seed 004 §7.3.
+    no signal, the SmolVLA GRPO report §7.3.
     """
     if rewards.ndim != 1 or len(rewards) < 2:
         raise ValueError(
@@ -36,7 +36,7 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 def compute_gae(
     rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, gamma: float, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation (Schulman et al. 2015; seed 003 App. A.1 eq. 2).
+    """Generalised advantage estimation (Schulman et al. 2015; RL4VLA App. A.1 eq. 2).
 
     rewards (T,), values (T+1,) with values[T] the bootstrap value after the last step,
     dones (T,) with dones[t] = 1 when the episode ended after step t (no bootstrapping
@@ -45,7 +45,7 @@ def compute_gae(
         delta_t = r_t + gamma * V_{t+1} * (1 - done_t) - V_t
         A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1}
 
-    gamma = lam = 1 is the ORZ variant (seed 003 §4.1): A_t = (sum of future rewards) - V_t.
+    gamma = lam = 1 is the ORZ variant (RL4VLA §4.1): A_t = (sum of future rewards) - V_t.
     """
     T = len(rewards)
     if values.shape != (T + 1,) or dones.shape != (T,):
@@ -71,7 +71,7 @@ def clipped_surrogate(
     eps_high: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO/GRPO clipped policy loss with separate lower and upper clip ranges (DAPO's
-    "clip-higher"; eps_low = eps_high is seed 000 eq. 1).
+    "clip-higher"; eps_low = eps_high is SmoothVLA eq. 1).
 
     logp_new, logp_old, advantages (B,) -> loss (), clip_frac ().
 
@@ -134,7 +134,7 @@ def dpo_loss(
     ref_l: torch.Tensor,
     beta: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """DPO / TPO loss on trajectory log-probs (seed 003 App. A.1 eq. 7).
+    """DPO / TPO loss on trajectory log-probs (RL4VLA App. A.1 eq. 7).
 
     logp_w, logp_l (B,): log pi_theta of the preferred and rejected trajectories (sums
     over their chunks); ref_w, ref_l (B,): the same under the frozen reference ->
@@ -148,7 +148,7 @@ def dpo_loss(
 
 
 def weight_drift(params: Iterable[torch.Tensor], ref_params: Iterable[torch.Tensor]) -> float:
-    """Relative weight change from a reference checkpoint (seed 004 §6.2's "weight drift").
+    """Relative weight change from a reference checkpoint (the SmolVLA GRPO report §6.2's "weight drift").
 
     Two matching lists of tensors -> sum |theta - theta_ref| / sum |theta_ref| over all
     elements, i.e. the mean absolute change relative to the mean absolute weight. Unlike a

@@ -1,8 +1,8 @@
-"""PPO with a value head on the policy's shared backbone (seed 003 §4.2, App. A.1).
+"""PPO with a value head on the policy's shared backbone (RL4VLA §4.2, App. A.1).
 
 The MDP is taken at the chunk level: a state is the observation a chunk was sampled from,
 an action is the whole chunk (its log-prob is summed over k steps and 7 dimensions, as
-seed 003's product over action tokens), the trajectory's reward arrives with its last
+RL4VLA's product over action tokens), the trajectory's reward arrives with its last
 chunk, and the episode ends there (no bootstrap: the reward is of the whole trajectory).
 With `dense_jerk_weight` > 0, every chunk of a success also gets a penalty for the jerk
 it caused (`losses.dense_jerk_rewards`), so GAE credits jerk where it happened.
@@ -12,11 +12,11 @@ One `update(trajectories)` reads top to bottom:
 1. rollout statistics;
 2. old values V(s_c) of every chunk with the current critic (no grad);
 3. per-chunk rewards (the trajectory's reward on its last chunk, plus any dense jerk
-   penalty), GAE(gamma, lambda) per trajectory -> advantages and returns; ORZ (seed 003
+   penalty), GAE(gamma, lambda) per trajectory -> advantages and returns; ORZ (RL4VLA
    §4.1) is gamma = lambda = 1 (`PPOConfig.orz()`), i.e. advantage = R - V(s_c); the
    advantage of the smoothness rewards alone (GAE is linear in the rewards) is logged as
    its share;
-4. `epochs` (default 1, seed 003 §4.2) passes of minibatches: clipped surrogate + vf_coef *
+4. `epochs` (default 1, RL4VLA §4.2) passes of minibatches: clipped surrogate + vf_coef *
    clipped value loss, one AdamW step each (value head at its own learning rate);
 5. diagnostics as GRPO's, plus value loss and explained variance.
 """
@@ -85,7 +85,7 @@ class PPOConfig:
     normalize_advantages: bool = True
     """Normalize advantages over the batch (zero mean, unit std)."""
     epochs: int = 1
-    """Passes over each batch (seed 003 §4.2: more than one costs time, gains nothing)."""
+    """Passes over each batch (RL4VLA §4.2: more than one costs time, gains nothing)."""
     minibatch_chunks: int = 64
     """Chunks per gradient step."""
     max_grad_norm: float = 1.0
@@ -106,7 +106,7 @@ class PPOConfig:
 
     @classmethod
     def orz(cls, **overrides: Any) -> "PPOConfig":
-        """The Open-Reasoner-Zero variant of seed 003: gamma = lambda = 1."""
+        """The Open-Reasoner-Zero variant of RL4VLA: gamma = lambda = 1."""
         return replace(cls(**overrides), gamma=1.0, lam=1.0)
 
 

@@ -60,7 +60,7 @@ class SFTConfig:
     """Optimizer steps."""
     batch_size: int = 16
     lr: float = 3e-4
-    """Peak AdamW learning rate. The 4e-5 of seed 000 §4.1 fine-tunes a pretrained 7B VLA; the
+    """Peak AdamW learning rate. The 4e-5 of SmoothVLA §4.1 fine-tunes a pretrained 7B VLA; the
     compact fusion transformer and heads here start from scratch and need ~10x more
     (3e-4 is the usual transformer-from-scratch rate; see docs/policies.md)."""
     weight_decay: float = 0.01

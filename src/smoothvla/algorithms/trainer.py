@@ -65,7 +65,7 @@ class TrainConfig:
     groups_per_iteration: int = 4
     """Groups collected per iteration (each a task and an init state)."""
     group_size: int = 8
-    """Rollouts per group, G (seed 004 §7.2: 6 was too few; 8-64 is common)."""
+    """Rollouts per group, G (the SmolVLA GRPO report §7.2: 6 was too few; 8-64 is common)."""
     init_ids: tuple[int, ...] = ()
     """Init states to draw from; empty: all of the task's (TaskSpec.num_init_states)."""
     seed: int = 0
@@ -78,7 +78,7 @@ class TrainConfig:
     """Continue from out_dir/checkpoint if it exists."""
     max_resample_rounds: int = 0
     """Dynamic sampling's refill (DAPO): while fewer than groups_per_iteration groups have
-    any reward spread (all-fail groups carry no signal, seed 004 §7.3), collect that many
+    any reward spread (all-fail groups carry no signal, the SmolVLA GRPO report §7.3), collect that many
     more groups, up to this many extra rounds per iteration (0: never)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Reward function and its parameters."""

@@ -46,11 +46,11 @@ class Config:
     seed: int = 0
     """Base seed; episode i of a task uses seed + i."""
     idle_filter: bool = True
-    """Drop idle (obs, action) pairs (seed 003 App. A.2; see smoothvla.experts.idle)."""
+    """Drop idle (obs, action) pairs (RL4VLA App. A.2; see smoothvla.experts.idle)."""
     idle_pos_threshold: float = 0.001
-    """Idle if the commanded position delta is below this (metres; seed 003 used 0.01)."""
+    """Idle if the commanded position delta is below this (metres; RL4VLA used 0.01)."""
     idle_rot_threshold: float = 0.01
-    """Idle if the commanded rotation delta is below this (radians; seed 003 used 0.06)."""
+    """Idle if the commanded rotation delta is below this (radians; RL4VLA used 0.06)."""
 
     def validate(self) -> None:
         """Clear errors for bad values (called by `run`, so the CLI reports them cleanly)."""

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EpisodeResult:
-    """One evaluation episode (seed 003 App. B.3 for the grasp metrics)."""
+    """One evaluation episode (RL4VLA App. B.3 for the grasp metrics)."""
 
     policy: str
     """Method label of the evaluated checkpoint (e.g. sft, grpo-binary, smoothvla-grpo)."""

@@ -1,18 +1,18 @@
-"""Idle-action filter for scripted demonstrations (seed 003, App. A.2).
+"""Idle-action filter for scripted demonstrations (RL4VLA, App. A.2).
 
 Motion-planner demonstrations contain steps where the arm barely moves: the first and last
 steps of every rest-to-rest move, waits for the fingers to close. A policy cloned from them
 learns to output near-zero actions in near-rest states and then stays there ("gets stuck").
-Seed 003 drops every action whose position delta is under 0.01 m and whose rotation delta
+RL4VLA drops every action whose position delta is under 0.01 m and whose rotation delta
 is under 0.06 rad, which removed about a third of its planner's actions.
 
 Here the thresholds are in metres and radians of commanded motion (action * action_scale).
 An action is idle when both deltas are under their thresholds AND its gripper command
 equals the previous action's (a gripper change is never idle; this is also what OpenVLA's
 LIBERO no-op filter keeps). Our defaults, 1 mm and 0.01 rad, drop only true rests: the
-expert's speed-limited moves command 6 to 12 mm per step, and seed 003's 10 mm threshold
+expert's speed-limited moves command 6 to 12 mm per step, and RL4VLA's 10 mm threshold
 would delete most of its careful (slow) descents. Pass `pos_threshold=0.01,
-rot_threshold=0.06` to reproduce seed 003 exactly.
+rot_threshold=0.06` to reproduce RL4VLA exactly.
 
 Filtering drops (observation, action) pairs, so a filtered demo is no longer uniformly
 sampled in time: measure the expert's jerk on unfiltered rollouts (as

@@ -1,4 +1,4 @@
-"""End-effector jerk from a joint trajectory through the Jacobian chain (seed 000 eq. 2-4).
+"""End-effector jerk from a joint trajectory through the Jacobian chain (SmoothVLA eq. 2-4).
 
 With x = f(q) and J = df/dq:
     x_dot   = J q_dot                                         (eq. 2)

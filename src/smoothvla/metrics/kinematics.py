@@ -2,7 +2,7 @@
 action jumps at chunk boundaries, and optional Savitzky-Golay pre-smoothing.
 
 Units: positions in metres and dt in seconds give jerk in m/s^3.
-Seed 000 §2.2 and eq. 5 use the mean over time of the L2 norm of end-effector jerk.
+SmoothVLA §2.2 and eq. 5 use the mean over time of the L2 norm of end-effector jerk.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _norm(x: np.ndarray) -> np.ndarray:
 
 
 def mean_jerk(positions, dt, lengths=None, *, smooth_window: int = 0):
-    """Mean over time of the L2 norm of jerk (seed 000 eq. 5's (1/T) sum_t ||Jerk(t)||_2).
+    """Mean over time of the L2 norm of jerk (SmoothVLA eq. 5's (1/T) sum_t ||Jerk(t)||_2).
 
     Args:
         positions: (T, D) -> a float; or (B, T, D) -> (B,) one value per trajectory.
@@ -98,7 +98,7 @@ def duration(positions, dt) -> float:
 
 def idle_ratio(positions, dt, speed_threshold: float = 0.01) -> float:
     """Fraction of control intervals in which the point moves slower than `speed_threshold`
-    (m/s; default 1 cm/s). High values mean a policy that hesitates or stalls (seed 003 App.
+    (m/s; default 1 cm/s). High values mean a policy that hesitates or stalls (RL4VLA App.
     A.2 filters such idle steps out of demonstrations)."""
     if speed_threshold < 0:
         raise ValueError(f"speed_threshold must be >= 0, got {speed_threshold}")

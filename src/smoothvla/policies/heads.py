@@ -104,7 +104,7 @@ class ExpertBlock(Block):
 
 
 class TokenHead(nn.Module):
-    """OpenVLA-style discretization (seed 003 §3.2): each action dimension in one of `n_bins`
+    """OpenVLA-style discretization (RL4VLA §3.2): each action dimension in one of `n_bins`
     uniform bins over [-1, 1] (= the 1st..99th percentile in env units); cross-entropy for SFT.
     Sampling draws every (step, dim) token independently from softmax(logits / temperature);
     the reported log-probability is under that same tempered distribution."""
@@ -169,7 +169,7 @@ def _time_features(tau: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class FlowHead(nn.Module):
-    """Flow-matching action expert (pi0 / SmolVLA, seed 004 §2.3), conditioned on h.
+    """Flow-matching action expert (pi0 / SmolVLA, the SmolVLA GRPO report §2.3), conditioned on h.
 
     Path x_tau = tau * a + (1 - tau) * z, z ~ N(0, I), target velocity a - z; the expert is a
     small transformer over the k chunk positions with input h + W x_tau + time embedding.
@@ -346,7 +346,7 @@ class GaussianHead(nn.Module):
 
 
 class ValueHead(nn.Module):
-    """Three-layer MLP on the hidden state at the first action position (seed 003 §4.2)."""
+    """Three-layer MLP on the hidden state at the first action position (RL4VLA §4.2)."""
 
     def __init__(self, d: int, hidden: int = 256):
         super().__init__()

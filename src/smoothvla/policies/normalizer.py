@@ -1,7 +1,7 @@
 """Action and proprioception statistics, owned and saved by the policy (STYLE.md #4).
 
 Actions are mapped to [-1, 1] between their 1st and 99th percentiles per dimension (the
-range OpenVLA bins, seed 003 §3.2): every head works in this normalized space, and the token
+range OpenVLA bins, RL4VLA §3.2): every head works in this normalized space, and the token
 head's 256 uniform bins over [-1, 1] are exactly OpenVLA's bins. Proprioception is
 standardized (mean / std).
 """

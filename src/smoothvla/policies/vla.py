@@ -6,7 +6,7 @@ proprio token, with `prev_actions` > 0 one token of the last n executed actions,
 learned action queries. A bidirectional transformer mixes them; the
 hidden states at the k query positions, h (B, k, d), feed the action head (a flow head with
 `flow_context` also cross-attends to the states at every token), and h[:, 0] (the first
-action position, seed 003 §4.2) feeds the optional value head.
+action position, RL4VLA §4.2) feeds the optional value head.
 
 Frozen-encoder features ("vis_feat": the vision trunk's output, "lang_emb", raw "proprio",
 raw "prev_actions" when the policy reads them)

@@ -77,19 +77,19 @@ def build_report(results_paths: Sequence[str | Path], out_dir: str | Path,
     policies += sorted({c.policy for c in cells} - set(policies))
     suites = sorted({c.suite for c in cells})
     tables: list[tuple[str, tuple]] = [("Mean jerk of successful episodes, in distribution "
-                                        "(m/s³; seed 000 Table 1)", jerk_table(cells, policies))]
+                                        "(m/s³; SmoothVLA Table 1)", jerk_table(cells, policies))]
     for suite in suites:
         if any(c.suite == suite and c.perturbation != IND for c in cells):
-            tables.append((f"Robustness on {suite}: success % (↓ points lost; seed 000 Table 2)",
+            tables.append((f"Robustness on {suite}: success % (↓ points lost; SmoothVLA Table 2)",
                            robustness_table(cells, suite, policies)))
     ablation = [p for p in ABLATION if p in policies]
     if len(ablation) >= 2:
         for suite in suites:
-            tables.append((f"Reward ablation on {suite}: success % (seed 000 Table 3)",
+            tables.append((f"Reward ablation on {suite}: success % (SmoothVLA Table 3)",
                            ablation_table(cells, suite, ablation)))
     for suite in suites:
         tables.append((f"Grasp accuracy, continuous grasp and success on {suite} "
-                       "(seed 003 Tables 1-3)", grasp_table(cells, suite, policies)))
+                       "(RL4VLA Tables 1-3)", grasp_table(cells, suite, policies)))
     sources = jerk_source_table(cells, policies)
     if sources[1]:
         tables.append(("Where the jerk comes from, in distribution: % of jerk windows and % of "

@@ -27,7 +27,7 @@ def _png(fig) -> bytes:
 
 def paths_3d(paths: Mapping[str, np.ndarray], grasp_steps: Mapping[str, int] | None = None,
              title: str = "", zoom: float = 0.04) -> bytes:
-    """End-effector paths of several policies from the same initial state (seed 000 Fig. 2,
+    """End-effector paths of several policies from the same initial state (SmoothVLA Fig. 2,
     3, 7), with a zoomed inset around the first policy's grasp point (±`zoom` m)."""
     fig = plt.figure(figsize=(10, 5))
     ax = fig.add_axes([0.0, 0.0, 0.62, 1.0], projection="3d")
@@ -63,7 +63,7 @@ def paths_3d(paths: Mapping[str, np.ndarray], grasp_steps: Mapping[str, int] | N
 
 def jerk_bars(cells: Sequence[Cell], policies: Sequence[str] = ()) -> bytes:
     """Mean jerk of successful in-distribution episodes per suite and policy, with 95%
-    intervals (seed 000 Fig. 5)."""
+    intervals (SmoothVLA Fig. 5)."""
     ind = [c for c in cells if c.perturbation == IND]
     suites = sorted({c.suite for c in ind})
     names = list(policies) or sorted({c.policy for c in ind})

@@ -1,9 +1,9 @@
 """The seeds' tables from evaluation cells, as rows ready for markdown, HTML or LaTeX.
 
-- `jerk_table`: seed 000 Table 1 (mean jerk per suite, in distribution)
-- `robustness_table`: seed 000 Table 2 (success under perturbations, drop from original)
-- `ablation_table`: seed 000 Table 3 (rewards compared on one suite, deltas to the best)
-- `grasp_table`: seed 003 Tables 1-3 (grasp / continuous grasp / success, std over seeds)
+- `jerk_table`: SmoothVLA Table 1 (mean jerk per suite, in distribution)
+- `robustness_table`: SmoothVLA Table 2 (success under perturbations, drop from original)
+- `ablation_table`: SmoothVLA Table 3 (rewards compared on one suite, deltas to the best)
+- `grasp_table`: RL4VLA Tables 1-3 (grasp / continuous grasp / success, std over seeds)
 - `jerk_source_table`: where the jerk comes from (chunk boundaries, inside chunks, gripper
   events), in distribution
 
@@ -49,7 +49,7 @@ def jerk_table(cells: list[Cell], policies: Sequence[str] = ()) -> Table:
 
 
 def robustness_table(cells: list[Cell], suite: str, policies: Sequence[str] = ()) -> Table:
-    """Seed 000 Table 2 layout: success % in distribution, then per perturbation
+    """SmoothVLA Table 2 layout: success % in distribution, then per perturbation
     `x ↓ d` (d = points lost), then the average over perturbations with the mean relative
     drop (OOD - IND) / IND."""
     idx = _index(cells)
@@ -78,7 +78,7 @@ def robustness_table(cells: list[Cell], suite: str, policies: Sequence[str] = ()
 
 def ablation_table(cells: list[Cell], suite: str, rewards: Sequence[str],
                    reference: str | None = None) -> Table:
-    """Seed 000 Table 3 layout: one row per reward variant (success %), each followed by a
+    """SmoothVLA Table 3 layout: one row per reward variant (success %), each followed by a
     Δ row against `reference` (default: the last of `rewards`, e.g. the smooth reward)."""
     idx = _index(cells)
     perts = [IND] + sorted({c.perturbation for c in cells if c.suite == suite and c.perturbation != IND})
@@ -103,7 +103,7 @@ def ablation_table(cells: list[Cell], suite: str, rewards: Sequence[str],
 
 
 def grasp_table(cells: list[Cell], suite: str, policies: Sequence[str]) -> Table:
-    """Seed 003 Tables 1-3 layout: rows = condition (IND first, then perturbations);
+    """RL4VLA Tables 1-3 layout: rows = condition (IND first, then perturbations);
     column groups Acc. / Cont. Acc. / Suc., one column per policy, std over training
     seeds in parentheses for success."""
     idx = _index(cells)

@@ -36,7 +36,7 @@ from smoothvla.rollout.trajectory import Trajectory
 
 @dataclass(frozen=True)
 class GroupRequest:
-    """G rollouts of one task from one initial state (GRPO(s) of seed 003 §4.1).
+    """G rollouts of one task from one initial state (GRPO(s) of RL4VLA §4.1).
 
     All members reset with the same env `seed` and `init_id`, so their initial states are
     identical; they differ only through the policy's sampling.

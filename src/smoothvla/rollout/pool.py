@@ -11,7 +11,7 @@ Two backends with one interface (`EnvPool`):
 A call hands each env either a reset request or a whole action chunk: the worker executes
 the chunk's actions until the episode ends and sends back the last observation plus the
 per-step physics (`info`) of every executed step, so there is one round trip per chunk,
-not per control step (seed 004 §4.3: simulation throughput decides what RL can do).
+not per control step (the SmolVLA GRPO report §4.3: simulation throughput decides what RL can do).
 
 Env-side exceptions (a bad task id, a simulator error) are `Failure(kind="error")` for that
 env only; the worker keeps running.

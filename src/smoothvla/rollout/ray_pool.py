@@ -2,7 +2,7 @@
 
 `RayPool` is `ProcessPool` with Ray actors in place of local processes: actor w hosts
 envs [w * per_worker, (w + 1) * per_worker), runs the same `_Slot` code as a local worker
-(one round trip per action chunk, not per control step; seed 004 §4.3), and the policy
+(one round trip per action chunk, not per control step; the SmolVLA GRPO report §4.3), and the policy
 stays batched in the caller, so the collector, the trajectories and their determinism are
 those of the local pools (tests/scale/test_ray_pool.py compares them with `ProcessPool`).
 

@@ -1,4 +1,4 @@
-"""Perturbations of the tabletop suite for generalization tests (LIBERO-Plus, seed 003).
+"""Perturbations of the tabletop suite for generalization tests (LIBERO-Plus, RL4VLA).
 
 A `PerturbationSpec(kind, strength, seed)` is passed to `make(task_id, perturbation=...)`
 (one spec, a sequence of specs, or a string "kind@strength"). `strength` in [0, 1] scales
