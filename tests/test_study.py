@@ -2,6 +2,7 @@
 and a re-run that skips finished stages and resumes an interrupted evaluation."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,19 @@ def test_demo_synthetic(capsys):
     assert main(["demo", "--synthetic"]) == 0
     out = capsys.readouterr().out
     assert "minimum-jerk expert" in out and "smooth reward" in out
+
+
+def test_packaged_checkpoints_resolve_by_name():
+    from smoothvla.policies import load_policy
+    from smoothvla.policies.packaged import resolve_checkpoint
+
+    path = resolve_checkpoint("smoothvla:demo-token")
+    assert (Path(path) / "RECIPE.md").is_file()
+    policy = load_policy(path)  # trainable weights only: the encoder comes from its package
+    assert policy.cfg.head == "token" and policy.cfg.vision_encoder == "efficientnet-lite0"
+    assert resolve_checkpoint("runs/x") == "runs/x"
+    with pytest.raises(FileNotFoundError, match="no such packaged checkpoint"):
+        resolve_checkpoint("smoothvla:nothing")
+    from smoothvla.eval.runner import PolicyRef
+
+    assert PolicyRef.parse("sft=smoothvla:demo-token").path == path

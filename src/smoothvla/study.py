@@ -154,7 +154,9 @@ class StudyConfig:
                      smooth_weight=">= 0", dense_jerk_weight=">= 0")
         if self.grpo_ratio_level not in ("chunk", "token"):
             raise UserError(f"grpo_ratio_level must be 'chunk' or 'token', got {self.grpo_ratio_level!r}")
-        self.sft_checkpoint = packaged_checkpoint(self.sft_checkpoint)
+        from smoothvla.policies.packaged import resolve_checkpoint
+
+        self.sft_checkpoint = resolve_checkpoint(self.sft_checkpoint)
         if self.sft_checkpoint and not (Path(self.sft_checkpoint) / "config.json").is_file():
             raise UserFileNotFoundError(f"sft_checkpoint {self.sft_checkpoint}: not a policy "
                                         "checkpoint (no config.json in it)")
@@ -189,27 +191,10 @@ class StudyConfig:
         return cls(**data)
 
 
-PACKAGED = "smoothvla:"
-
-
 def _head_of(checkpoint: str) -> str:
     """The action head of a saved policy (its config.json)."""
     meta = json.loads((Path(checkpoint) / "config.json").read_text())
     return meta["config"]["head"]
-
-
-def packaged_checkpoint(name: str) -> str:
-    """'smoothvla:NAME' -> the folder of checkpoint NAME shipped in smoothvla/assets (its
-    recipe is in that folder's RECIPE.md); any other string is returned unchanged."""
-    if not name.startswith(PACKAGED):
-        return name
-    from importlib.resources import files
-
-    path = Path(str(files("smoothvla") / "assets" / name.removeprefix(PACKAGED)))
-    if not path.is_dir():
-        raise UserFileNotFoundError(f"{name}: no such packaged checkpoint (have: "
-                                f"{sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []})")
-    return str(path)
 
 
 def _log(message: str) -> None:

@@ -87,6 +87,7 @@ def run(cfg: Config) -> int:
     from smoothvla.algorithms.trainer import Trainer, check_out_dir, make_algorithm
     from smoothvla.envs import get_task
     from smoothvla.policies import load_policy, place
+    from smoothvla.policies.packaged import resolve_checkpoint
     from smoothvla.rollout.collector import Collector
     from smoothvla.rollout.pool import make_pool
 
@@ -103,7 +104,7 @@ def run(cfg: Config) -> int:
         ddp.init_distributed()
     overrides = {k: v for k, v in (("temperature", cfg.temperature),
                                    ("flow_sde_sigma", cfg.flow_sde_sigma)) if v > 0}
-    policy = load_policy(cfg.policy, **overrides)
+    policy = load_policy(resolve_checkpoint(cfg.policy), **overrides)
     check_sampling_flags(cfg, policy.cfg.head)
     policy = place(policy, cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree

@@ -31,6 +31,7 @@ from smoothvla.eval.results import EpisodeResult, ResultsFile, continuous_grasp,
 from smoothvla.eval.sampling import EpisodeSeededFactory, EpisodeSeededPolicy
 from smoothvla.metrics import path_metrics
 from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events, jerk_trace
+from smoothvla.policies.packaged import resolve_checkpoint
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.rollout.pool import EnvFactory, InProcessPool, ProcessPool
@@ -59,7 +60,7 @@ class PolicyRef:
             seed = int(seed_text)
         if not label or not path:
             raise UserError(f"bad checkpoint {text!r}: use DIR, LABEL=DIR or LABEL@SEED=DIR")
-        return PolicyRef(label, path, seed)
+        return PolicyRef(label, resolve_checkpoint(path), seed)
 
 
 _GRID = ("task_ids", "init_ids", "seeds", "perturbations", "record_paths")
