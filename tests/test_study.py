@@ -9,6 +9,7 @@ import pytest
 
 from smoothvla.cli import main
 from smoothvla.eval.results import read_results
+from smoothvla.errors import UserError
 from smoothvla.study import Study, StudyConfig
 
 TINY = dict(
@@ -47,17 +48,25 @@ def test_tiny_study_runs_and_resumes(tmp_path, capsys):
     assert (out / "report" / "report.html").stat().st_size > 10_000
     assert json.loads((out / ".jerk_scale.done").read_text()) > 0
 
-    # Interrupt the evaluation: drop its marker and the last 5 episodes, then run again.
-    (out / ".eval.done").unlink()
-    (out / ".report.done").unlink()
+    # Interrupt the evaluation: drop the last 5 episodes, then run again.
     kept = (out / "results.jsonl").read_text().splitlines()[:-5]
     (out / "results.jsonl").write_text("\n".join(kept) + "\n")
     cfg = StudyConfig.from_toml(cfg_path)
     study = Study(cfg)
     study.run()
-    assert set(study.timings) == {"eval", "report"}  # everything else was skipped
+    assert set(study.timings) == {"eval-s0", "report"}  # everything else was skipped
     again = read_results([out / "results.jsonl"])
     assert len(again) == 12 and len({r.key for r in again}) == 12
+
+    # A config changed in what finished stages computed is refused before any work ...
+    with pytest.raises(UserError, match=r"rl_iterations: 1 -> 2"):
+        Study(StudyConfig(**{**TINY, "rl_iterations": 2, "out": str(out)}))
+    # ... one that adds an execution scheme evaluates it on the next run, nothing else
+    study = Study(StudyConfig(**{**TINY, "out": str(out), "executions": ("ensemble:2",)}))
+    study.run()
+    assert set(study.timings) == {"eval-s0", "report"}
+    again = read_results([out / "results.jsonl"])
+    assert len(again) == 24 and {r.policy for r in again} >= {"sft+ensemble:2", "grpo-binary+ensemble:2"}
 
 
 def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_schemes(tmp_path):
@@ -71,7 +80,7 @@ def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_sch
     study.run()
     # the demonstrations serve as the experts' jerk reference only
     assert set(study.timings) == {"collect", "jerk_scale", "grpo-random-s0", "grpo-random-s1",
-                                  "eval", "report"}
+                                  "eval-s0", "eval-s1", "report"}
     results = read_results([tmp_path / "study" / "results.jsonl"])
     # SFT once (the given checkpoint) + RL per seed, 1 task x 1 init state each, each acted
     # with whole chunks, temporal ensembling and a receding horizon

@@ -191,6 +191,41 @@ class StudyConfig:
         return cls(**data)
 
 
+RESUME_MAY_CHANGE = frozenset({"name", "seeds", "methods", "executions", "eval_init_states",
+                               "eval_seeds", "perturbations", "workers", "envs_per_worker"})
+"""Study fields a resumed study may change: they add or re-arrange work without touching what
+the finished stages computed. Any other change would silently mix two studies in one folder."""
+
+
+def _fingerprint(checkpoint: str) -> str:
+    from smoothvla.eval.runner import checkpoint_digest
+
+    return checkpoint_digest(checkpoint)
+
+
+def _check_resume(saved: Path, cfg: StudyConfig) -> None:
+    """Refuse to resume a study whose folder holds stages of another configuration."""
+    if not saved.is_file():
+        return
+    before, now = json.loads(saved.read_text()), asdict(cfg)
+    changed = []
+    for name, value in now.items():
+        if name in RESUME_MAY_CHANGE or name not in before:
+            continue
+        old = before[name]
+        if name == "sft_checkpoint":  # the same weights may live under another path
+            same = (_fingerprint(old) == _fingerprint(value) if old and value and Path(old).exists()
+                    else old == value)
+        else:
+            same = json.loads(json.dumps(value)) == old
+        if not same:
+            changed.append(f"{name}: {old!r} -> {value!r}")
+    if changed:
+        raise UserError(f"{saved.parent} holds a study run with another configuration ("
+                        + "; ".join(changed) + "); give a new `out` or restore those values "
+                        f"(a resumed study may change only {', '.join(sorted(RESUME_MAY_CHANGE))})")
+
+
 def _head_of(checkpoint: str) -> str:
     """The action head of a saved policy (its config.json)."""
     meta = json.loads((Path(checkpoint) / "config.json").read_text())
@@ -209,6 +244,7 @@ class Study:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
+        _check_resume(self.out / "study.json", cfg)
         atomic_write_json(self.out / "study.json", asdict(cfg))
 
     # -- stage bookkeeping -------------------------------------------------------------
@@ -222,6 +258,14 @@ class Study:
         result = fn(*args)
         self.timings[name] = time.perf_counter() - start
         atomic_write_json(marker, result)
+        _log(f"{name}: done in {self.timings[name]:.0f} s")
+        return result
+
+    def _timed(self, name: str, fn, *args) -> Any:
+        _log(f"{name}: start")
+        start = time.perf_counter()
+        result = fn(*args)
+        self.timings[name] = time.perf_counter() - start
         _log(f"{name}: done in {self.timings[name]:.0f} s")
         return result
 
@@ -361,15 +405,19 @@ class Study:
         unit = ("each run's starting-policy rollouts" if from_policy
                 else f"{scale:.3g} m/s^3 (the experts' mean jerk)")
         _log(f"the smooth reward's jerk unit: {unit}")
-        checkpoints: dict[tuple[str, int], str] = {}
+        results = str(self.out / "results.jsonl")
         for seed in self.cfg.seeds:
+            checkpoints: dict[tuple[str, int], str] = {}
             sft = given or self._stage(f"sft-s{seed}", self.sft, demos, seed)
             if not given or seed == self.cfg.seeds[0]:  # a given SFT policy is one row
                 checkpoints[("sft", seed)] = sft
             for method in self.cfg.methods:
                 checkpoints[(method, seed)] = self._stage(f"{method}-s{seed}", self.rl, method, seed, sft, scale)
-        results = self._stage("eval", self.evaluate, checkpoints)
-        html = self._stage("report", self.report, results)
+            # each seed's policies are evaluated before the next seed trains, so a study cut
+            # short has complete seeds; evaluation resumes episode by episode (never a marker:
+            # schemes or init states added to the config are evaluated on the next run)
+            results = self._timed(f"eval-s{seed}", self.evaluate, checkpoints)
+        html = self._timed("report", self.report, results)
         return {"results": results, "report": html, "jerk_scale": scale, "jerk_unit": unit,
                 "expert_jerk": expert}
 
