@@ -158,3 +158,31 @@ def test_packaged_checkpoints_resolve_by_name():
     from smoothvla.eval.runner import PolicyRef
 
     assert PolicyRef.parse("sft=smoothvla:demo-token").path == path
+
+
+def test_smoothness_rows_per_seed_success_and_metric_intervals_over_successes(tmp_path):
+    from smoothvla.eval.results import EpisodeResult, ResultsFile
+    from smoothvla.study import smoothness_rows
+
+    def ep(policy, init, train_seed, success, jerk, ldlj, sparc=-2.0, jump=0.1, pert="none"):
+        return EpisodeResult(policy=policy, task_id="t", init_id=init, seed=0, perturbation=pert,
+                             train_seed=train_seed, success=success, mean_jerk=jerk, ldlj=ldlj,
+                             sparc=sparc, chunk_jump=jump)
+
+    results = ResultsFile(tmp_path / "r.jsonl")
+    results.append_new([
+        ep("grpo-binary", 0, 0, True, 10.0, -8.0), ep("grpo-binary", 1, 0, False, 99.0, -1.0),
+        ep("grpo-binary", 0, 1, True, 14.0, -9.0), ep("grpo-binary", 1, 1, True, 12.0, -10.0),
+        ep("sft", 0, 0, True, 20.0, -7.0, jump=0.3), ep("sft", 1, 0, True, 20.0, -7.0, jump=0.3),
+        ep("sft", 2, 0, False, 5.0, -1.0, pert="light"),  # not in distribution: not counted
+    ])
+    header, rows = smoothness_rows(results.path, ("grpo-binary",))
+    assert header[:3] == ["policy", "success % per seed", "jerk m/s^3 [95% CI]"]
+    assert [r[0] for r in rows] == ["sft", "grpo-binary"]
+    assert rows[0][1] == "100" and rows[1][1] == "50 / 100"
+    # the failed episode's jerk (99) is left out: mean 12 of (10, 14, 12), t-interval
+    # 12 +- 4.303 * 2 / sqrt(3) = [7.03, 17.0]
+    assert rows[1][2] == "12 [7.03, 17]"
+    assert rows[1][3].startswith("-9 [")
+    # two identical values: an interval of zero width
+    assert rows[0][2] == "20 [20, 20]" and rows[0][5] == "0.3 [0.3, 0.3]"

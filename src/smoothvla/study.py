@@ -474,3 +474,42 @@ def summary_rows(results_path: str | Path, methods: tuple[str, ...],
                        versus("sft", policy), versus("grpo-binary", policy),
                        len(by_policy[policy])])
     return header, rows
+
+
+SMOOTHNESS_METRICS = (("mean_jerk", "jerk m/s^3"), ("ldlj", "LDLJ"), ("sparc", "SPARC"),
+                      ("chunk_jump", "boundary jump"))
+"""EpisodeResult fields of the smoothness table, with their column names."""
+
+
+def smoothness_rows(results_path: str | Path, methods: tuple[str, ...]) -> tuple[list[str], list[list]]:
+    """The study's smoothness table, one row per evaluated policy (execution variants
+    included), in distribution: success per training seed, then each of
+    `SMOOTHNESS_METRICS` over the successful episodes as mean [95% interval]. The interval
+    is over episodes of all seeds pooled; the per-seed success column shows the spread
+    between training seeds."""
+    from smoothvla.eval.results import read_results
+    from smoothvla.eval.stats import mean_ci
+    from smoothvla.eval.summary import IND
+
+    ind: dict[str, list] = {}
+    for r in read_results([results_path]):
+        if r.perturbation == IND:
+            ind.setdefault(r.policy, []).append(r)
+    base = ("sft",) + tuple(methods)
+    order = [p for b in base for p in ind if p == b or p.startswith(b + "+")]
+    order += [p for p in ind if p not in order]
+    header = ["policy", "success % per seed"] + [f"{name} [95% CI]" for _, name in SMOOTHNESS_METRICS]
+    rows = []
+    for policy in order:
+        rs = ind[policy]
+        seeds = sorted({r.train_seed for r in rs})
+        per_seed = " / ".join(
+            f"{100 * np.mean([r.success for r in rs if r.train_seed == s]):.0f}" for s in seeds)
+        row = [policy, per_seed]
+        for name, _ in SMOOTHNESS_METRICS:
+            values = [getattr(r, name) for r in rs if r.success]
+            m, lo, hi = mean_ci(values)
+            row.append("-" if not np.isfinite(m) else
+                       f"{m:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else f"{m:.3g}")
+        rows.append(row)
+    return header, rows

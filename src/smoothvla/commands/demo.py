@@ -21,7 +21,7 @@ import numpy as np
 
 from smoothvla.io import check_writable_output
 from smoothvla.report.tables import format_table
-from smoothvla.study import Study, StudyConfig, summary_rows
+from smoothvla.study import Study, StudyConfig, smoothness_rows, summary_rows
 
 DEMO_TASKS = ("pick-ketchup-place-basket", "pick-milk-place-basket")
 
@@ -99,6 +99,9 @@ def run(cfg: Config) -> int:
           f"smooth reward's jerk unit: {out['jerk_unit']}; experts' mean jerk "
           f"{out['expert_jerk']:.2f} m/s^3; "
           f"{time.perf_counter() - start:.0f} s this run\n")
+    print(format_table(rows, header, digits=1))
+    header, rows = smoothness_rows(out["results"], study_cfg.methods)
+    print("\nsmoothness of successful episodes (in distribution)\n")
     print(format_table(rows, header, digits=1))
     print(f"\nreport: {Path(out['report']).resolve()}")
     return 0
