@@ -28,13 +28,15 @@ DEMO_TASKS = ("pick-ketchup-place-basket", "pick-milk-place-basket")
 
 def demo_study() -> StudyConfig:
     """The embedded default, about 15 minutes on 2 cores: from the shipped SFT checkpoint
-    (configs/demo-sft.sh reproduces it), GRPO with the binary reward and GRPO with the
-    decoupled smoothness advantage, each policy acted with whole chunks and with temporal
-    ensembling (a new chunk every step: the strongest lever measured, docs/RESULTS.md),
-    evaluated in distribution and under a language perturbation."""
+    that sees its last executed action (smoothvla:demo-token-history; configs/demo-sft.sh
+    reproduces it), GRPO with the binary reward and GRPO with the decoupled smoothness
+    advantage, each policy acted with whole chunks and with temporal ensembling (a new chunk
+    every step). Action history plus ensembling is the smoothest combination measured at no
+    cost in success (docs/RESULTS.md, "Smoothness"). Evaluated in distribution and under a
+    language perturbation."""
     return StudyConfig(
         name="demo", out="runs/demo", suite="tabletop-object", tasks=DEMO_TASKS,
-        sft_checkpoint="smoothvla:demo-token", demos_per_task=5,
+        sft_checkpoint="smoothvla:demo-token-history", demos_per_task=5,
         methods=("grpo-binary", "grpo-decoupled"), rl_iterations=6, group_size=8,
         groups_per_iteration=2, rl_init_states=25, grpo_ratio_level="token", kl_beta=0.1,
         rl_lr=2e-5, executions=("ensemble:1",), eval_init_states=10,
