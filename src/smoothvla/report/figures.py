@@ -123,19 +123,42 @@ def jerk_over_time(episodes: Mapping[str, EpisodeResult], title: str = "") -> by
     return _png(fig)
 
 
-def success_vs_jerk(cells: Sequence[Cell]) -> bytes:
-    """Success rate against mean jerk, one point per (policy, suite, perturbation) cell."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    names = sorted({c.policy for c in cells})
-    for name, color in zip(names, COLORS):
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def success_vs_jerk(cells: Sequence[Cell], expert_jerk: float = float("nan")) -> bytes:
+    """Success rate against mean jerk of successes, one point per (policy, suite,
+    perturbation) cell with its 95% intervals (Wilson for success, Student t for jerk).
+    A policy acted with an execution scheme ("grpo-binary+ensemble:1") has its method's
+    colour and the scheme's marker; with more methods or schemes than colours or markers
+    they repeat, never drop. `expert_jerk` (if finite) is drawn as a vertical line."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    split = {c.policy: (c.policy.split("+", 1) + [""])[:2] for c in cells}
+    methods = list(dict.fromkeys(m for m, _ in split.values()))
+    schemes = list(dict.fromkeys(s for _, s in split.values()))
+    for name in dict.fromkeys(c.policy for c in cells):
+        method, scheme = split[name]
         pts = [c for c in cells if c.policy == name and math.isfinite(c.mean_jerk)]
-        ax.scatter([c.mean_jerk for c in pts], [100 * c.success for c in pts], color=color,
-                   label=name, s=[40 if c.perturbation == IND else 16 for c in pts])
-    ax.set_xlabel("mean jerk (m/s³)")
+        if not pts:
+            continue
+        x = np.array([c.mean_jerk for c in pts])
+        y = np.array([100 * c.success for c in pts])
+        xerr = np.array([[c.mean_jerk - c.mean_jerk_ci[0], c.mean_jerk_ci[1] - c.mean_jerk]
+                         for c in pts]).T
+        yerr = np.array([[100 * (c.success - c.success_ci[0]), 100 * (c.success_ci[1] - c.success)]
+                         for c in pts]).T
+        ax.errorbar(x, y, xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr), fmt="none",
+                    ecolor=COLORS[methods.index(method) % len(COLORS)], alpha=0.35, lw=1)
+        ax.scatter(x, y, color=COLORS[methods.index(method) % len(COLORS)],
+                   marker=MARKERS[schemes.index(scheme) % len(MARKERS)], label=name,
+                   s=[40 if c.perturbation == IND else 16 for c in pts], zorder=3)
+    if math.isfinite(expert_jerk):
+        ax.axvline(expert_jerk, color="k", ls=":", lw=1, label="experts' jerk")
+    ax.set_xlabel("mean jerk of successes (m/s³)")
     ax.set_ylabel("success (%)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2 if len(cells) > 8 else 1)
     ax.grid(alpha=0.3)
-    ax.set_title("large points: in distribution", fontsize=9)
+    ax.set_title("large points: in distribution; bars: 95% intervals", fontsize=9)
     return _png(fig)
 
 
