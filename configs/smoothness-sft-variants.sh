@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The SFT variants of docs/RESULTS.md, "Smoothness" (its last four rows): the recipe of
+# configs/demo-sft.sh (two tabletop-object tasks, 50 demos each, token head, last two vision
+# blocks tuned, shift augmentation, 2000 steps at batch 64) with the DCT head, with the SFT
+# smoothness term at weight 10, and with one action of history; then each evaluated as
+# configs/smoothness-execution.sh does (greedy, init states 0-24 of both tasks, 50 episodes),
+# the history policy also with temporal ensembling every step. Measured 2026-12-03 on a 2-core
+# CPU VM: about 35 min per SFT run on one core (6 min of feature encoding, 24 min of training),
+# about 40 s per evaluation with whole chunks and 3 min with ensembling every step.
+# Run from the repository root: bash configs/smoothness-sft-variants.sh [OUT_DIR]
+set -euo pipefail
+out=${1:-runs/smoothness-sft-variants}
+smoothvla() { .venv/bin/smoothvla "$@"; }
+tasks="pick-ketchup-place-basket pick-milk-place-basket"
+smoothvla collect --suite tabletop-object --tasks $tasks --episodes-per-task 50 --workers 2 \
+    --out "$out/demos.hdf5"
+sft() {  # NAME HEAD, then extra flags
+    local name=$1 head=$2; shift 2
+    smoothvla sft --data "$out/demos.hdf5" --run-dir "$out/$name" --policy.head "$head" \
+        --policy.vision-trainable-blocks 2 --lr 5e-4 --warmup-steps 300 --batch-size 64 \
+        --steps 2000 --augment --aug-views 2 --checkpoint-every 500 --eval-every 0 \
+        --num-threads 1 "$@"
+}
+sft dct dct
+sft smooth10 token --smooth-weight 10
+sft prev1 token --policy.prev-actions 1
+ev() {  # LABEL CHECKPOINT, then --execution.* flags
+    local label=$1 ckpt=$2; shift 2
+    smoothvla eval --checkpoints "$label=$ckpt" --tasks $tasks --num-init-states 25 \
+        --workers 2 --envs-per-worker 5 --record-paths 2 --out "$out/results.jsonl" "$@"
+}
+for name in dct smooth10 prev1; do ev "$name" "$out/$name/checkpoints/step_0002000"; done
+ev prev1+ensemble_1 "$out/prev1/checkpoints/step_0002000" --execution.scheme ensemble --execution.steps 1
+smoothvla report --results "$out/results.jsonl" --out "$out/report"
