@@ -59,7 +59,27 @@ class ActionChunk:
 
 @runtime_checkable
 class Policy(Protocol):
-    """What algorithms and collectors rely on."""
+    """What algorithms and collectors rely on.
+
+    Inventory of what the callers use today (issue 25: the contract to write down):
+
+    - rollouts (`rollout/collector.py`, `eval/runner.py`, `eval/sampling.py`): `chunk_size`,
+      `reset()`, `act(obs, sample=...)`, and `act(obs, sample=..., prefix=...)` under the
+      'prefix' execution scheme.
+    - RL (`algorithms/common.py`, `grpo.py`, `ppo.py`, `dpo.py`, `distributed.py`):
+      `parameters()`, `named_parameters()` (PPO's parameter groups), `state_dict()` /
+      `load_state_dict()` (resume), `log_prob(obs, chunk)`, `log_prob_terms(obs, chunk)`
+      (GRPO's per-token ratios, found with `hasattr`), `value(obs, extras=...)` (PPO, with
+      `extras` found with `inspect.signature`), `value_head` / `attach_value_head()` (PPO,
+      found with `getattr`/`hasattr`); `save(dir)` (trainer export).
+    - SFT (`algorithms/sft.py`): `sft_outputs(batch)` (not in this Protocol), `chunk_size`,
+      `train()` / `eval()`, `act(obs, sample=False)` (evaluation), `save(dir)`,
+      `parameters()`, `normalizer` / `set_normalizer()`, `action_head_needs_fit()` /
+      `fit_action_head()`, `cfg.cameras` / `cfg.image_size` / `cfg.prev_actions` / `cfg.head`,
+      `text.encode()`, `encode_images()`, `parameter_counts()`; `load_policy` on resume.
+    - commands (`train`, `eval`): `cfg.cameras`, `cfg.image_size`, `cfg.head`, `eval()`;
+      `place` (`to()`, `device`, `set_precision()`).
+    """
 
     chunk_size: int
 
