@@ -4,7 +4,7 @@ import pytest
 import torch
 from policy_helpers import make_obs, tiny_policy
 
-from smoothvla.policies import VLAConfig, load_policy
+from smoothvla.policies import DemoBatch, VLAConfig, load_policy
 from smoothvla.policies.encoders import SpatialSoftmax, VisionEncoder
 
 torch.set_num_threads(1)
@@ -43,9 +43,9 @@ def test_keypoint_tokens_train_and_round_trip(tmp_path):
     assert policy.n_tokens == 2 * 4 ** 2 + 2 + 2 + policy.chunk_size
     obs = make_obs(3)
     chunk = policy.act(obs, generator=torch.Generator().manual_seed(0))
-    batch = {"features": {k: chunk.extras[k] for k in ("vis_feat", "lang_emb", "proprio")},
-             "actions": chunk.actions}
-    loss, _ = policy.forward_sft(batch)
+    batch = DemoBatch(chunk.actions,
+                      features={k: chunk.extras[k] for k in ("vis_feat", "lang_emb", "proprio")})
+    loss = policy.sft_loss(batch).loss
     loss.backward()
     assert policy.keypoints[0].conv.weight.grad.abs().sum() > 0
     assert policy.kp_proj[0].weight.grad.abs().sum() > 0
@@ -70,9 +70,9 @@ def test_film_starts_as_identity_trains_and_round_trips(tmp_path):
     obs = make_obs(4)
     torch.testing.assert_close(film.act(obs, sample=False).actions, plain.act(obs, sample=False).actions)
     chunk = film.act(obs, generator=torch.Generator().manual_seed(0))
-    batch = {"features": {k: chunk.extras[k] for k in ("vis_feat", "lang_emb", "proprio")},
-             "actions": chunk.actions}
-    film.forward_sft(batch)[0].backward()
+    batch = DemoBatch(chunk.actions,
+                      features={k: chunk.extras[k] for k in ("vis_feat", "lang_emb", "proprio")})
+    film.sft_loss(batch).loss.backward()
     assert film.film.weight.grad.abs().sum() > 0  # the instruction reaches the vision tokens
     assert film.parameter_counts()["fusion"] > plain.parameter_counts()["fusion"]
     film.save(tmp_path / "ckpt")

@@ -13,12 +13,12 @@ raw "prev_actions" when the policy reads them)
 are returned by `encode` and stored in `ActionChunk.extras` by `act`, so `log_prob` during
 RL updates starts from them and never re-runs the CNN or the sentence encoder (pass the
 chunk; `obs` may then be None). SFT passes the same dict, pre-computed from a disk cache,
-as `batch["features"]`.
+as `DemoBatch.features`.
 
 Devices: the module runs where its parameters are (`policy.to("cuda")`). Inputs (numpy
 observations, cached features, chunks) are moved there on entry; `act` returns its chunk on
 the CPU (rollout workers, trajectories and checkpoints never hold device tensors), while
-`log_prob`, `value` and `sft_outputs` return tensors on the device with their gradient.
+`log_prob`, `value` and `sft_loss` return tensors on the device with their gradient.
 `set_precision("bf16")` runs the vision encoder and the fusion transformer under bf16
 autocast on CUDA; the action and value heads always compute in float32, so sampled and
 recomputed log-probabilities stay float32 numbers (docs/scaling.md measures the gap).
@@ -39,7 +39,7 @@ from torch import nn
 
 from smoothvla.envs.base import Observation
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
-from smoothvla.policies.base import ActionChunk
+from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
 from smoothvla.policies.encoders import SpatialSoftmax, TextEncoder, VisionEncoder
 from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
@@ -207,13 +207,14 @@ def camera_image(rgb: dict[str, np.ndarray], camera: str) -> np.ndarray:
     raise ValueError(f"observation has no image for camera {camera!r} (it has {sorted(rgb)})")
 
 
-class CompactVLA(nn.Module):
-    """Implements `smoothvla.policies.Policy`."""
+class CompactVLA(Policy):
+    """The compact VLA (module docstring); implements `smoothvla.policies.Policy` with every
+    optional capability: per-token log-prob factors, a value head, prefix conditioning (flow
+    head), statistics fitted from the SFT data (normalizer, DCT bin ranges)."""
 
     def __init__(self, cfg: VLAConfig, normalizer: Normalizer | None = None):
         super().__init__()
         self.cfg = cfg
-        self.chunk_size = cfg.chunk_size
         self.normalizer = normalizer
         self.autocast_dtype: torch.dtype | None = None  # runtime option, see set_precision
         with torch.random.fork_rng(devices=[]):
@@ -299,6 +300,22 @@ class CompactVLA(nn.Module):
                 train = True
             p.requires_grad_(train)
 
+    @property
+    def chunk_size(self) -> int:
+        return self.cfg.chunk_size
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self.cfg.cameras)
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.image_size
+
+    @property
+    def has_value_head(self) -> bool:
+        return self.value_head is not None
+
     def attach_value_head(self) -> ValueHead:
         """Add a fresh value head (PPO); it is then saved with the policy."""
         if self.value_head is None:
@@ -319,6 +336,15 @@ class CompactVLA(nn.Module):
         have yet (the DCT head's coefficient bin ranges); SFT then calls `fit_action_head`."""
         return isinstance(self.head, DCTHead) and not self.head.fitted
 
+    def fit_statistics(self, actions: np.ndarray, proprio: np.ndarray, chunks: np.ndarray) -> None:
+        """A policy without normalizer statistics takes them from the demo frames' actions
+        (N, 7) and proprio (N, 8); an action head that needs data statistics (DCT bin ranges)
+        fits them on the target chunks (N, k, 7). What the policy has already is kept."""
+        if self.normalizer is None:
+            self.set_normalizer(Normalizer.from_arrays(actions, proprio))
+        if self.action_head_needs_fit():
+            self.fit_action_head(chunks)
+
     def fit_action_head(self, chunks: np.ndarray | torch.Tensor) -> None:
         """Give the action head its statistics from training chunks (N, k, 7) in env units (the
         SFT targets), normalized with the policy's normalizer; saved with the weights. A no-op
@@ -326,10 +352,6 @@ class CompactVLA(nn.Module):
         if isinstance(self.head, DCTHead):
             x = torch.as_tensor(np.asarray(chunks), dtype=torch.float32).to(self.device)
             self.head.fit(self._norm().normalize_actions(x))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def set_precision(self, precision: str) -> "CompactVLA":
         """'fp32' (default) or 'bf16': bf16 autocast for the vision encoder and the fusion
@@ -535,15 +557,18 @@ class CompactVLA(nn.Module):
             raise ValueError("no value head attached (VLAConfig.value_head or attach_value_head())")
         return self.value_head(self.backbone(self._features(obs, extras))[:, 0])
 
-    def sft_outputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-        """Like `forward_sft`, plus the predicted chunk (B, k, 7) in env units (unclipped)."""
+    def sft_loss(self, batch: DemoBatch) -> SFTOutput:
+        """The head's loss (plus the auxiliary token loss with aux_token_weight) on a batch:
+        `batch.features` as `encode` returns them (SFT's feature cache) or `batch.obs`;
+        `batch.actions` (B, k, 7) env units; `batch.mask` (B, k) (0 past the episode end).
+        `predicted` is the head's chunk (B, k, 7) in env units (unclipped)."""
         norm = self._norm()
-        feats = self._to_device(batch["features"]) if "features" in batch else self.encode(batch["obs"])
-        actions = torch.as_tensor(batch["actions"], dtype=torch.float32).to(self.device)
+        feats = self._to_device(batch.features) if batch.features is not None else self.encode(batch.obs)
+        actions = torch.as_tensor(batch.actions, dtype=torch.float32).to(self.device)
         if actions.ndim != 3 or actions.shape[1:] != (self.chunk_size, self.cfg.action_dim):
             raise ValueError(f"batch actions must be (B, {self.chunk_size}, {self.cfg.action_dim}), "
                              f"got {tuple(actions.shape)}")
-        mask = batch.get("mask")
+        mask = batch.mask
         mask = (torch.ones(actions.shape[:2]) if mask is None
                 else torch.as_tensor(mask, dtype=torch.float32)).to(self.device)
         seq, target = self.hidden_states(feats), norm.normalize_actions(actions)
@@ -555,13 +580,8 @@ class CompactVLA(nn.Module):
             loss = loss + self.cfg.aux_token_weight * aux
             metrics = {**metrics, "aux_token_ce": float(aux.detach()),
                        "aux_token_accuracy": aux_metrics["token_accuracy"]}
-        return loss, {"loss": float(loss.detach()), **metrics}, norm.denormalize_actions(pred)
-
-    def forward_sft(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """batch: "features" (dict as `encode`) or "obs" (list), "actions" (B, k, 7) env units,
-        optional "mask" (B, k) (0 past the episode end)."""
-        loss, metrics, _ = self.sft_outputs(batch)
-        return loss, metrics
+        return SFTOutput(loss, {"loss": float(loss.detach()), **metrics},
+                         norm.denormalize_actions(pred))
 
     # -- bookkeeping ------------------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:
@@ -615,6 +635,11 @@ class CompactVLA(nn.Module):
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         (tmp / "normalizer.json").write_text(norm.to_json())
         _replace_dir(tmp, directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, **overrides: Any) -> "CompactVLA":
+        """`load_policy`: a checkpoint written by `save`, with optional config overrides."""
+        return load_policy(directory, **overrides)
 
 
 def canonical_proprio(raw):
