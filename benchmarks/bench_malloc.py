@@ -26,7 +26,7 @@ CHILD = r"""
 import json, os, resource, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
-from smoothvla.policies import CompactVLA, VLAConfig
+from smoothvla.policies import CompactVLA, DemoBatch, VLAConfig
 from smoothvla.runtime import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory(), "keep_freed_memory did not apply"
@@ -43,10 +43,10 @@ else:
         trunk = policy.encode_images(rng.integers(0, 256, (8, 2, 128, 128, 3), dtype=np.uint8))
     vis = trunk.repeat(32, *([1] * (trunk.ndim - 1)))
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-4)
-    batch = {"features": {"vis_feat": vis, "proprio": torch.randn(256, 8), "lang_emb": torch.randn(256, 384)},
-             "actions": torch.rand(256, policy.chunk_size, 7) * 2 - 1}
+    batch = DemoBatch(torch.rand(256, policy.chunk_size, 7) * 2 - 1,
+                      features={"vis_feat": vis, "proprio": torch.randn(256, 8), "lang_emb": torch.randn(256, 384)})
     def step():
-        loss, _ = policy.forward_sft(batch)
+        loss = policy.sft_loss(batch).loss
         opt.zero_grad(); loss.backward(); opt.step()
     work = [step] * 3
     grad = True

@@ -35,7 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from smoothvla.policies import CompactVLA, Normalizer, VLAConfig  # noqa: E402
+from smoothvla.policies import CompactVLA, DemoBatch, Normalizer, VLAConfig  # noqa: E402
 
 # Head name -> VLAConfig fields; "flow_context" is the flow expert that also cross-attends
 # to every backbone state (`--policy.flow-context`).
@@ -145,10 +145,10 @@ def child_training_memory(head: str, steps: int = 20) -> dict:
     policy = CompactVLA(VLAConfig(**HEADS[head]), normalizer())
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=3e-4)
     feats = policy.encode(make_obs(16))
-    batch = {"features": feats, "actions": torch.rand(16, policy.chunk_size, 7) * 2 - 1}
+    batch = DemoBatch(torch.rand(16, policy.chunk_size, 7) * 2 - 1, features=feats)
     t = time.process_time()
     for _ in range(steps):
-        loss, _ = policy.forward_sft(batch)
+        loss = policy.sft_loss(batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()

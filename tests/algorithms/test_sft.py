@@ -13,7 +13,7 @@ import torch
 from smoothvla.algorithms import sft
 from smoothvla.cli import main as cli_main
 from smoothvla.data.hdf5 import Demo, DemoWriter
-from smoothvla.policies import CompactVLA, Normalizer, VLAConfig, load_policy
+from smoothvla.policies import CompactVLA, DemoBatch, Normalizer, VLAConfig, load_policy
 
 torch.set_num_threads(1)
 
@@ -84,13 +84,13 @@ def test_batches_carry_the_previous_actions_of_the_same_demo(tmp_path, demos):
     policy.set_normalizer(Normalizer.from_arrays(frames.actions, frames.proprio))
     batch = sft.make_batch(policy, frames, policy.text.encode(frames.instructions), cfg, step=1)
     idx = np.sort(np.random.default_rng([cfg.seed, 1]).integers(0, len(frames.actions), cfg.batch_size))
-    for row, i in zip(batch["features"]["prev_actions"].numpy(), idx):
+    for row, i in zip(batch.features["prev_actions"].numpy(), idx):
         t = i % 12  # the fixture's demos have 12 steps each
         for j in range(3):
             back = 3 - j
             expected = frames.actions[i - back] if t >= back else np.zeros(7)
             assert np.array_equal(row[j], expected), (i, j)
-    loss, _ = policy.forward_sft(batch)
+    loss = policy.sft_loss(batch).loss
     assert torch.isfinite(loss)
 
 
@@ -111,8 +111,8 @@ def test_dct_head_bins_are_fitted_by_sft_with_history_and_smoothness(tmp_path, d
     # The smoothness term reaches the DCT head through the expected chunk.
     batch = sft.make_batch(policy, sft.load_frames(cfg.data, TINY.cameras, with_images=True),
                            policy.text.encode(frames.instructions), replace(cfg, cache_features=False), 0)
-    _, _, predicted = policy.sft_outputs(batch)
-    sft.chunk_jerk(predicted, batch["mask"]).backward()
+    predicted = policy.sft_loss(batch).predicted
+    sft.chunk_jerk(predicted, batch.mask).backward()
     assert policy.head.coef_out.weight.grad.abs().sum() > 0
 
 
@@ -161,18 +161,18 @@ def test_overfits_one_batch(head, metric, factor):
                     for c in ("agentview", "eye_in_hand")},
             "proprio": rng.normal(size=8).astype(np.float32), "instruction": f"task {i}"}
            for i in range(6)]
-    batch = {"features": policy.encode(obs), "actions": torch.as_tensor(actions)}
+    batch = DemoBatch(torch.as_tensor(actions), features=policy.encode(obs))
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=3e-3)
 
     def measure():
         torch.manual_seed(123)  # the flow loss draws tau and noise: use the same draws
         with torch.no_grad():
-            return policy.forward_sft(batch)[1][metric]
+            return policy.sft_loss(batch).metrics[metric]
 
     first = measure()
     for step in range(150):
         torch.manual_seed(step)
-        loss, _ = policy.forward_sft(batch)
+        loss = policy.sft_loss(batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()

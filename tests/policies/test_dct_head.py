@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from policy_helpers import make_obs, tiny_policy
-from smoothvla.policies import ActionChunk, MissingStatisticsError, load_policy
+from smoothvla.policies import ActionChunk, DemoBatch, MissingStatisticsError, load_policy
 from smoothvla.policies.heads import DCTHead, MissingBinRangesError, dct_matrix
 
 K = 4  # TINY's chunk size
@@ -174,8 +174,9 @@ def test_sft_loss_and_predicted_chunk():
     policy = fitted_policy(dct_coefficients=K)
     rng = np.random.default_rng(1)
     actions = torch.as_tensor(rng.uniform(-0.5, 0.5, (3, K, 7)), dtype=torch.float32)
-    batch = {"obs": make_obs(3), "actions": actions, "mask": torch.tensor([[1.0, 1, 1, 1]] * 3)}
-    loss, metrics, pred = policy.sft_outputs(batch)
+    batch = DemoBatch(actions, torch.tensor([[1.0, 1, 1, 1]] * 3), obs=make_obs(3))
+    out = policy.sft_loss(batch)
+    loss, metrics, pred = out.loss, out.metrics, out.predicted
     assert pred.shape == (3, K, 7) and loss.requires_grad
     assert loss.item() == pytest.approx(math.log(16), rel=0.2)  # ~uniform over 16 bins at init
     assert 0 <= metrics["token_accuracy"] <= 1 and metrics["chunk_mse"] > 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from policy_helpers import TINY, make_obs
-from smoothvla.policies import CompactVLA, MissingStatisticsError, Normalizer, VLAConfig
+from smoothvla.policies import CompactVLA, DemoBatch, MissingStatisticsError, Normalizer, VLAConfig
 
 
 def test_statistics_by_hand():
@@ -45,7 +45,7 @@ def test_policy_refuses_to_run_without_statistics():
     with pytest.raises(MissingStatisticsError, match="no normalizer statistics"):
         policy.act(obs, sample=False)
     with pytest.raises(MissingStatisticsError):
-        policy.forward_sft({"obs": obs, "actions": torch.zeros(1, 4, 7)})
+        policy.sft_loss(DemoBatch(torch.zeros(1, 4, 7), obs=obs))
     with pytest.raises(MissingStatisticsError):
         policy.save("/nonexistent/never-written")
 

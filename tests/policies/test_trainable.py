@@ -5,6 +5,8 @@ import torch
 
 from policy_helpers import make_obs, tiny_policy
 
+from smoothvla.policies import DemoBatch
+
 
 def _step_and_diff(policy, steps=3):
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
@@ -13,7 +15,7 @@ def _step_and_diff(policy, steps=3):
     actions = torch.rand(4, policy.chunk_size, 7) * 1.6 - 0.8
     torch.manual_seed(0)
     for _ in range(steps):
-        loss, _ = policy.forward_sft({"obs": obs, "actions": actions})
+        loss = policy.sft_loss(DemoBatch(actions, obs=obs)).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -63,7 +65,8 @@ def test_auxiliary_token_head_co_trains_and_never_acts():
     assert aux and all(changed[n] for n in aux)
     obs, actions = make_obs(4), torch.rand(4, policy.chunk_size, 7) * 1.6 - 0.8
     torch.manual_seed(0)
-    total, metrics = policy.forward_sft({"obs": obs, "actions": actions})
+    out = policy.sft_loss(DemoBatch(actions, obs=obs))
+    total, metrics = out.loss, out.metrics
     torch.manual_seed(0)  # the flow head's own loss, drawn with the same noise
     h = policy.backbone(policy.encode(obs))
     target = policy.normalizer.normalize_actions(actions)
@@ -93,7 +96,7 @@ def test_insulated_backbone_learns_from_the_token_loss_only(insulate):
                          insulate_backbone=insulate)
     obs, actions = make_obs(4), torch.rand(4, policy.chunk_size, 7) * 1.6 - 0.8
     torch.manual_seed(0)
-    total = _backbone_grads(policy, policy.forward_sft({"obs": obs, "actions": actions})[0])
+    total = _backbone_grads(policy, policy.sft_loss(DemoBatch(actions, obs=obs)).loss)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.head.parameters())
     seq = policy.hidden_states(policy.encode(obs))
     target = policy.normalizer.normalize_actions(actions)

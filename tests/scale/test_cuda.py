@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from smoothvla.cli import main
-from smoothvla.policies import load_policy, place, resolve_device
+from smoothvla.policies import DemoBatch, load_policy, place, resolve_device
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "policies"))
 from policy_helpers import make_obs, tiny_policy
@@ -86,11 +86,11 @@ def test_sft_steps_on_device_then_load_on_cpu(tmp_path, device, precision):
     policy = place(tiny_policy(head="token"), device, precision)
     obs = make_obs(8, seed=3)
     rng = np.random.default_rng(0)
-    batch = {"obs": obs, "actions": rng.uniform(-0.5, 0.5, (8, 4, 7)).astype(np.float32)}
+    batch = DemoBatch(torch.as_tensor(rng.uniform(-0.5, 0.5, (8, 4, 7)).astype(np.float32)), obs=obs)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=3e-3)
     losses = []
     for _ in range(60):
-        loss, _ = policy.forward_sft(batch)
+        loss = policy.sft_loss(batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import inspect
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
@@ -24,15 +23,17 @@ from torch import nn
 
 from smoothvla.algorithms.losses import weight_drift
 from smoothvla.errors import UserError
-from smoothvla.policies.base import ActionChunk
+from smoothvla.policies.base import ActionChunk, Policy
 from smoothvla.rollout.trajectory import Trajectory
 
 
-def trainable_parameters(policy: Any) -> list[nn.Parameter]:
-    """The parameters an algorithm may change; clear errors for non-modules or frozen ones."""
-    if not isinstance(policy, nn.Module):
+def trainable_parameters(policy: Policy) -> list[nn.Parameter]:
+    """The parameters an algorithm may change; clear errors for a policy that does not
+    implement `Policy` or has no trainable parameters."""
+    if not isinstance(policy, Policy):
         raise ValueError(
-            f"RL algorithms need a torch nn.Module policy, got {type(policy).__name__}"
+            f"RL algorithms need a smoothvla.policies.Policy (an nn.Module), got "
+            f"{type(policy).__name__} (docs/policy-contract.md)"
         )
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
@@ -109,7 +110,7 @@ def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Ten
     return list(order.split(size))
 
 
-def batched_log_prob(policy: Any, batch: ChunkBatch, size: int, terms: bool = False) -> torch.Tensor:
+def batched_log_prob(policy: Policy, batch: ChunkBatch, size: int, terms: bool = False) -> torch.Tensor:
     """(N,) log-probs of all chunks of a batch without gradient, `size` chunks at a time;
     with `terms`, their (N, T) factors (`chunk_log_prob_terms`)."""
     fn = chunk_log_prob_terms if terms else chunk_log_prob
@@ -121,28 +122,24 @@ def batched_log_prob(policy: Any, batch: ChunkBatch, size: int, terms: bool = Fa
     return torch.cat(out)
 
 
-def chunk_log_prob(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
+def chunk_log_prob(policy: Policy, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
     """(B,) float32 `policy.log_prob` on the CPU, with its gradient. The policy may run on a
     GPU; its per-chunk outputs (a few hundred floats) come to the CPU, where the losses meet
     the advantages and old log-probs, and the backward pass goes back to the device."""
     return policy.log_prob(obs, chunk).float().cpu()
 
 
-def chunk_log_prob_terms(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
+def chunk_log_prob_terms(policy: Policy, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
     """(B, T) float32 factors of `chunk_log_prob` on the CPU, with their gradient (one per
-    action token for the token head; see `CompactVLA.log_prob_terms`)."""
-    if not hasattr(policy, "log_prob_terms"):
-        raise ValueError(f"{type(policy).__name__} has no log_prob_terms: per-token ratios "
-                         "(ratio_level='token') need a policy that factors its log-probability")
+    action token for the token head; see `Policy.log_prob_terms`, which raises a UserError
+    for a policy that does not factor its log-probability)."""
     return policy.log_prob_terms(obs, chunk).float().cpu()
 
 
-def policy_value(policy: Any, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
-    """(B,) float32 `policy.value` on the CPU (as `chunk_log_prob`), passing cached features
-    (`extras`) when the policy takes them."""
-    if "extras" in inspect.signature(policy.value).parameters:
-        return policy.value(obs, extras=chunk.extras).float().cpu()
-    return policy.value(obs).float().cpu()
+def policy_value(policy: Policy, obs: list[dict[str, Any]], chunk: ActionChunk) -> torch.Tensor:
+    """(B,) float32 `policy.value` on the CPU (as `chunk_log_prob`), given the chunks' extras
+    (cached features a policy may use instead of re-encoding the observations)."""
+    return policy.value(obs, extras=chunk.extras).float().cpu()
 
 
 class Reference:
@@ -165,7 +162,7 @@ class Reference:
             for p, v in zip(self.params, live):
                 p.data = v
 
-    def log_prob(self, policy: Any, batch: ChunkBatch, size: int, terms: bool = False) -> torch.Tensor:
+    def log_prob(self, policy: Policy, batch: ChunkBatch, size: int, terms: bool = False) -> torch.Tensor:
         """(N,) reference log-probs of a batch's chunks ((N, T) factors with `terms`)."""
         with self.active():
             return batched_log_prob(policy, batch, size, terms)

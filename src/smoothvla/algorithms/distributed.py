@@ -41,7 +41,6 @@ Launch: `torchrun --nproc-per-node N script.py` (env:// rendezvous) or
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -55,7 +54,8 @@ import torch.distributed as dist
 from torch import nn
 
 from smoothvla.algorithms.trainer import Trainer
-from smoothvla.policies.base import ActionChunk
+from smoothvla.errors import UserError
+from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
 from smoothvla.rollout.collector import CollectResult, GroupRequest
 from smoothvla.rollout.trajectory import Trajectory
 
@@ -168,20 +168,21 @@ class _AssembleRows(torch.autograd.Function):
         return grad[ctx.rows].to(ctx.local_dtype), None, None, None, None
 
 
-class ShardedPolicy(nn.Module):
+class ShardedPolicy(Policy):
     """Wraps a policy so that algorithms run data-parallel without knowing it.
 
-    `act`, `reset`, `forward_sft`, `save` and every other attribute go to the wrapped
-    policy; `log_prob` and `value` compute this rank's rows (observations that are not
+    Every method of the `Policy` contract but `log_prob`, `log_prob_terms` and `value` goes
+    to the wrapped policy, and so does every other attribute; `log_prob` and `value` compute this rank's rows (observations that are not
     `RemoteObs`) and return the full batch, float32, assembled over ranks. `state_dict`
     and `load_state_dict` are the wrapped policy's, so checkpoints do not depend on the
     number of ranks. Outputs must be (B,) tensors.
     """
 
-    def __init__(self, policy: nn.Module) -> None:
+    def __init__(self, policy: Policy) -> None:
         super().__init__()
-        if not isinstance(policy, nn.Module):
-            raise ValueError(f"ShardedPolicy needs an nn.Module policy, got {type(policy).__name__}")
+        if not isinstance(policy, Policy):
+            raise ValueError(f"ShardedPolicy needs a smoothvla Policy (an nn.Module), "
+                             f"got {type(policy).__name__}")
         if not dist.is_initialized():
             raise RuntimeError("ShardedPolicy needs torch.distributed: call init_distributed() first")
         self.module = policy
@@ -207,12 +208,9 @@ class ShardedPolicy(nn.Module):
                          "processes yet: use ratio_level='chunk' with several learners")
 
     def value(self, obs: list[Any], extras: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        takes_extras = "extras" in inspect.signature(self.module.value).parameters
-
         def local_value(o: list[Any], rows: torch.Tensor) -> torch.Tensor:
-            if takes_extras and extras is not None:
-                return self.module.value(o, extras={k: v[rows] for k, v in extras.items()})
-            return self.module.value(o)
+            local = None if extras is None else {k: v[rows] for k, v in extras.items()}
+            return self.module.value(o, extras=local)
 
         return self._sharded(obs, local_value)
 
@@ -240,14 +238,49 @@ class ShardedPolicy(nn.Module):
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def act(self, obs: list[Any], *, sample: bool) -> ActionChunk:
-        return self.module.act(obs, sample=sample)
+    # -- the rest of the contract: the wrapped policy's ------------------------------------
+    @property
+    def chunk_size(self) -> int:
+        return self.module.chunk_size
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return self.module.cameras
+
+    @property
+    def image_size(self) -> int | None:
+        return self.module.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.device
+
+    @property
+    def has_value_head(self) -> bool:
+        return self.module.has_value_head
+
+    def attach_value_head(self) -> None:
+        self.module.attach_value_head()  # _GradSync lists the new parameters at each reduction
+
+    def act(self, obs: list[Any], *, sample: bool, prefix: np.ndarray | None = None) -> ActionChunk:
+        return self.module.act(obs, sample=sample, prefix=prefix)
 
     def reset(self) -> None:
         self.module.reset()
 
+    def fit_statistics(self, actions: np.ndarray, proprio: np.ndarray, chunks: np.ndarray) -> None:
+        self.module.fit_statistics(actions, proprio, chunks)
+
+    def sft_loss(self, batch: DemoBatch) -> SFTOutput:
+        return self.module.sft_loss(batch)
+
     def save(self, directory: str | Path) -> None:
         self.module.save(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Policy:
+        raise UserError("a ShardedPolicy is not saved: load the wrapped policy's checkpoint "
+                        "and wrap it again")
 
 
 def strip_observations(traj: Trajectory, rank: int) -> Trajectory:

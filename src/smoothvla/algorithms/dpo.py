@@ -41,6 +41,7 @@ from smoothvla.algorithms.common import (
 from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import dpo_loss
 from smoothvla.errors import check_fields
+from smoothvla.policies.base import Policy
 from smoothvla.rollout.trajectory import Trajectory
 
 
@@ -93,7 +94,7 @@ def preference_pairs(
 class DPO:
     """Owns the optimizer and the frozen reference policy."""
 
-    def __init__(self, policy: Any, cfg: DPOConfig) -> None:
+    def __init__(self, policy: Policy, cfg: DPOConfig) -> None:
         self.policy = policy
         self.cfg = cfg
         self.params = trainable_parameters(policy)

@@ -58,6 +58,7 @@ from smoothvla.algorithms.losses import (
     kl_k3,
 )
 from smoothvla.errors import UserError, check_fields
+from smoothvla.policies.base import Policy
 from smoothvla.rollout.trajectory import Trajectory
 
 ADVANTAGES = ("standard", "decoupled", "chunk")
@@ -185,7 +186,7 @@ GROUP_ADVANTAGES: dict[str, GroupAdvantage] = {
 class GRPO:
     """Owns the optimizer and the reference; `update(trajectories) -> stats`."""
 
-    def __init__(self, policy: Any, cfg: GRPOConfig) -> None:
+    def __init__(self, policy: Policy, cfg: GRPOConfig) -> None:
         self.policy = policy
         self.cfg = cfg
         self.params = trainable_parameters(policy)

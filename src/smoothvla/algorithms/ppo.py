@@ -55,6 +55,7 @@ from smoothvla.algorithms.losses import (
     value_loss,
 )
 from smoothvla.errors import UserError, check_fields
+from smoothvla.policies.base import Policy
 from smoothvla.rollout.trajectory import Trajectory
 
 VALUE_HEAD_PREFIX = "value_head."
@@ -115,14 +116,13 @@ class PPO:
     (m/s^3 that count as 1, `RewardConfig.jerk_scale`) scales the dense jerk penalty; a
     trainer that measures it later sets the attribute."""
 
-    def __init__(self, policy: Any, cfg: PPOConfig, jerk_scale: float = 1.0) -> None:
+    def __init__(self, policy: Policy, cfg: PPOConfig, jerk_scale: float = 1.0) -> None:
         if not (np.isfinite(jerk_scale) and jerk_scale > 0):
             raise UserError(f"jerk_scale must be a positive number, got {jerk_scale}")
         self.jerk_scale = float(jerk_scale)
-        if getattr(policy, "value_head", None) is None and hasattr(policy, "attach_value_head"):
-            policy.attach_value_head()
-        if not hasattr(policy, "value"):
-            raise ValueError("PPO needs a policy with a value head (policy.value)")
+        trainable_parameters(policy)  # a clear error for what is not a Policy, before its use
+        if not policy.has_value_head:
+            policy.attach_value_head()  # a policy that cannot says so (UserError)
         self.policy = policy
         self.cfg = cfg
         self.params = trainable_parameters(policy)

@@ -1,7 +1,12 @@
-"""Supervised fine-tuning (behaviour cloning with action chunks) of the compact VLA.
+"""Supervised fine-tuning (behaviour cloning with action chunks) of a policy.
 
 Read top to bottom: config -> demonstrations -> frozen features -> batches -> one step ->
 the loop (logging, checkpoints, evaluation, resume).
+
+Any `Policy` trains here through its contract (`fit_statistics`, `sft_loss`, `save` /
+`load`; `train(cfg, policy)`): its batches carry observations built from the demo frames
+(`obs_batch`). The compact VLA (the default, built from `SFTConfig.policy`) gets batches of
+its frozen encoders' features instead (`make_batch`), from a disk cache by default.
 
 Each training sample is one demonstration frame t: its observation and the next k actions
 a_t .. a_{t+k-1} as the target chunk; near the episode end the chunk is padded with the last
@@ -35,10 +40,11 @@ import torch
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.io import atomic_write_text, lock_directory, truncate_jsonl
+from smoothvla.envs.base import ACTION_HISTORY
+from smoothvla.policies.base import DemoBatch, Policy
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.features import camera_key, trunk_features
-from smoothvla.policies.normalizer import Normalizer
 from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy
 
 PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")
@@ -79,7 +85,8 @@ class SFTConfig:
     aug_views: int = 4
     """With cached features and augment: shifted views encoded per frame (view 0 unshifted)."""
     cache_features: bool = True
-    """Pre-compute frozen vision features once per frame (disk cache). Off: encode every batch."""
+    """Compact VLA: pre-compute frozen vision features once per frame (disk cache). Off: encode
+    every batch. Other policies always get observations (`obs_batch`)."""
     feature_cache_dir: str = ""
     """Where the feature cache lives; empty = run_dir/features. Entries are keyed by file hash
     and encoder, so several runs on the same data can share one folder."""
@@ -251,12 +258,17 @@ def _frames_in_first_demos(path: str, count: int) -> int:
     return sum(len(read_demo(path, n, obs_keys=()).actions) for n in demo_names(path)[:count])
 
 
-def make_batch(policy: CompactVLA, frames: Frames, lang: torch.Tensor, cfg: SFTConfig,
-               step: int) -> dict[str, Any]:
-    """The batch of step `step`: features (with the previous actions, `previous_actions`, when
-    the policy reads them), target chunks (B, k, 7), mask (B, k)."""
+def batch_frames(frames: Frames, cfg: SFTConfig, step: int) -> tuple[np.random.Generator, np.ndarray]:
+    """The generator of step `step` and the frames (B,) it draws (sorted)."""
     rng = np.random.default_rng([cfg.seed, step])
-    idx = np.sort(rng.integers(0, len(frames.actions), cfg.batch_size))
+    return rng, np.sort(rng.integers(0, len(frames.actions), cfg.batch_size))
+
+
+def make_batch(policy: CompactVLA, frames: Frames, lang: torch.Tensor, cfg: SFTConfig,
+               step: int) -> DemoBatch:
+    """The compact VLA's batch of step `step`: features (with the previous actions,
+    `previous_actions`, when the policy reads them), target chunks (B, k, 7), mask (B, k)."""
+    rng, idx = batch_frames(frames, cfg, step)
     actions, mask = chunk_targets(frames, idx, policy.chunk_size)
     proprio = torch.as_tensor(frames.proprio[idx])
     lang_emb = lang[frames.instruction_id[idx]]
@@ -277,7 +289,28 @@ def make_batch(policy: CompactVLA, frames: Frames, lang: torch.Tensor, cfg: SFTC
     features = {"vis_feat": vis, "lang_emb": lang_emb, "proprio": proprio}
     if policy.cfg.prev_actions:
         features["prev_actions"] = torch.as_tensor(previous_actions(frames, idx, policy.cfg.prev_actions))
-    return {"features": features, "actions": torch.as_tensor(actions), "mask": torch.as_tensor(mask)}
+    return DemoBatch(torch.as_tensor(actions), torch.as_tensor(mask), features=features)
+
+
+def obs_batch(policy: Policy, frames: Frames, cfg: SFTConfig, step: int) -> DemoBatch:
+    """Any policy's batch of step `step`: B observations as an env returns them (rgb of the
+    policy's cameras, random-shifted with `augment`; proprio with the gripper values made
+    positive, `canonical_proprio`; instruction; the last ACTION_HISTORY actions), target
+    chunks (B, k, 7), mask (B, k). The same frames as `make_batch` draws."""
+    rng, idx = batch_frames(frames, cfg, step)
+    actions, mask = chunk_targets(frames, idx, policy.chunk_size)
+    cameras = policy.cameras
+    images = np.stack([frames.images[c][idx] for c in cameras], 1) if cameras else None
+    if images is not None and cfg.augment:
+        b, c = images.shape[:2]
+        images = random_shift(images.reshape(b * c, *images.shape[2:]), cfg.shift_pad,
+                              rng).reshape(images.shape)
+    history = previous_actions(frames, idx, ACTION_HISTORY)
+    obs = [{"rgb": {c: images[j, i] for i, c in enumerate(cameras)} if cameras else {},
+            "proprio": frames.proprio[f].astype(np.float32),
+            "instruction": frames.instructions[frames.instruction_id[f]],
+            "prev_actions": history[j]} for j, f in enumerate(idx)]
+    return DemoBatch(torch.as_tensor(actions), torch.as_tensor(mask), obs=obs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,15 +342,19 @@ def lr_lambda(cfg: SFTConfig):
     return f
 
 
-def train_step(policy: CompactVLA, optimizer, scheduler, batch: dict, cfg: SFTConfig,
+def train_step(policy: Policy, optimizer, scheduler, batch: DemoBatch, cfg: SFTConfig,
                step: int) -> dict[str, float]:
     """One optimizer step on one batch; returns named metrics."""
     torch.manual_seed(cfg.seed * 1_000_003 + step)  # the head's noise (flow tau, z)
     policy.train()
-    sft_loss, metrics, predicted = policy.sft_outputs(batch)
-    loss = sft_loss
+    out = policy.sft_loss(batch)
+    loss, metrics, predicted = out.loss, out.metrics, out.predicted
     if cfg.smooth_weight > 0:
-        smooth = chunk_jerk(predicted, batch["mask"].to(predicted.device))
+        if predicted is None:
+            raise UserError(f"smooth_weight > 0 needs the predicted chunk, which "
+                            f"{type(policy).__name__}.sft_loss does not return")
+        mask = batch.mask if batch.mask is not None else torch.ones(predicted.shape[:2])
+        smooth = chunk_jerk(predicted, mask.to(predicted.device))
         loss = loss + cfg.smooth_weight * smooth
         metrics["smooth"] = float(smooth.detach())
     optimizer.zero_grad(set_to_none=True)
@@ -334,7 +371,7 @@ def train_step(policy: CompactVLA, optimizer, scheduler, batch: dict, cfg: SFTCo
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
-def save_checkpoint(run_dir: Path, policy: CompactVLA, optimizer, scheduler, step: int,
+def save_checkpoint(run_dir: Path, policy: Policy, optimizer, scheduler, step: int,
                     cfg: SFTConfig) -> Path:
     """checkpoints/step_NNNNNNN/: the policy files + trainer_state.pt + sft_config.json, written
     in a temporary folder and renamed; then `latest` (a text file) points to it."""
@@ -400,17 +437,18 @@ def held_in_episodes(episodes: list[dict], count: int) -> list[dict]:
     return out[:count]
 
 
-def _make_env(task_id: str, policy: CompactVLA):
+def _make_env(task_id: str, policy: Policy):
     from smoothvla.envs import base as envs
 
-    cameras = tuple(c.removesuffix("_rgb") for c in policy.cfg.cameras)
+    cameras = tuple(c.removesuffix("_rgb") for c in policy.cameras)
+    size = {} if policy.image_size is None else {"image_size": policy.image_size}
     try:
-        return envs.make(task_id, cameras=cameras, image_size=policy.cfg.image_size)
+        return envs.make(task_id, cameras=cameras, **size)
     except TypeError:  # a suite without these options
         return envs.make(task_id)
 
 
-def evaluate(policy: CompactVLA, frames: Frames, cfg: SFTConfig) -> dict[str, float] | None:
+def evaluate(policy: Policy, frames: Frames, cfg: SFTConfig) -> dict[str, float] | None:
     """Greedy rollouts from the initial states (task, init_id, seed) of the first demos,
     executing the first `cfg.eval_execute_steps` actions of each chunk (all when 0). Returns
     the overall success rate and one `eval_success/<task name>` per task. None (with a message) when the demos carry no task id or their
@@ -483,8 +521,16 @@ def _open_tensorboard(cfg: SFTConfig, run_dir: Path):
     return SummaryWriter(str(run_dir / "tb"))
 
 
-def train(cfg: SFTConfig) -> Path:
-    """Run SFT; returns the final checkpoint folder (loadable with `load_policy`)."""
+def train(cfg: SFTConfig, policy: Policy | None = None) -> Path:
+    """Run SFT; returns the final checkpoint folder (loadable with `load_policy`, or with
+    `type(policy).load` for a given policy).
+
+    `policy`: train this policy (any `Policy`) instead of a compact VLA built from
+    `cfg.policy` or `cfg.init_from`; a resumed run loads its checkpoint with
+    `type(policy).load`."""
+    if policy is not None and cfg.init_from:
+        raise UserError("init_from loads a compact VLA checkpoint; it cannot be combined with "
+                        "a given policy")
     torch.set_num_threads(cfg.num_threads)
     if not cfg.data:
         raise UserError("no demonstration files given (--data)")
@@ -493,10 +539,10 @@ def train(cfg: SFTConfig) -> Path:
             raise UserFileNotFoundError(f"{path}: no such demonstration file")
     run_dir = Path(cfg.run_dir)
     with lock_directory(run_dir, "sft run"):  # one writer per run directory
-        return _train(cfg, run_dir)
+        return _train(cfg, run_dir, policy)
 
 
-def _train(cfg: SFTConfig, run_dir: Path) -> Path:
+def _train(cfg: SFTConfig, run_dir: Path, given: Policy | None) -> Path:
     """`train` once it holds run_dir's lock."""
     # Policy: resumed, initialized from a checkpoint, or fresh. A run directory with
     # checkpoints is continued (--resume) or left alone, never overwritten (as `train`).
@@ -507,28 +553,33 @@ def _train(cfg: SFTConfig, run_dir: Path) -> Path:
     if cfg.resume and resume_from is None:
         print(f"sft: --resume: no checkpoint in {run_dir}; starting a new run from step 0",
               file=sys.stderr)
+    policy: Policy
     if resume_from is not None:
-        policy = load_policy(resume_from)
+        policy = load_policy(resume_from) if given is None else type(given).load(resume_from)
+    elif given is not None:
+        policy = given
     elif cfg.init_from:
         policy = load_policy(cfg.init_from)
     else:
         policy = CompactVLA(cfg.policy)
     place(policy, cfg.device, cfg.precision)
-    policy_cfg = policy.cfg
+    # the compact VLA learns from its frozen features; any other policy from observations
+    compact = isinstance(policy, CompactVLA)
+    cached = compact and cfg.cache_features
 
-    # Data and normalizer statistics (a fresh policy takes them from this data).
-    frames = load_frames(cfg.data, policy_cfg.cameras, with_images=not cfg.cache_features,
+    # Data and the statistics a fresh policy takes from it (normalizer, DCT bin ranges).
+    frames = load_frames(cfg.data, policy.cameras, with_images=not cached,
                          max_demos=cfg.max_demos)
-    if policy.normalizer is None:
-        policy.set_normalizer(Normalizer.from_arrays(frames.actions, frames.proprio))
-    if policy.action_head_needs_fit():  # e.g. the DCT head's coefficient bins
-        policy.fit_action_head(chunk_targets(frames, np.arange(len(frames.actions)), policy.chunk_size)[0])
-    if cfg.cache_features:
+    policy.fit_statistics(frames.actions, frames.proprio,
+                          chunk_targets(frames, np.arange(len(frames.actions)), policy.chunk_size)[0])
+    if cached:
         attach_features(policy, frames, cfg, run_dir)
-    lang = policy.text.encode(frames.instructions)
+    lang = policy.text.encode(frames.instructions) if compact else None
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    what = f"head={policy.cfg.head}" if compact else f"policy={type(policy).__name__}"
     print(f"sft: {len(frames.episodes)} demos, {len(frames.actions)} frames, "
-          f"{len(frames.instructions)} instructions; head={policy_cfg.head} k={policy.chunk_size}; "
-          f"trainable parameters {policy.parameter_counts()['trainable']:,}", file=sys.stderr)
+          f"{len(frames.instructions)} instructions; {what} k={policy.chunk_size}; "
+          f"trainable parameters {trainable:,}", file=sys.stderr)
 
     # Optimizer and schedule.
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -550,7 +601,8 @@ def _train(cfg: SFTConfig, run_dir: Path) -> Path:
     t0 = time.time()
     try:
         for step in range(start, cfg.steps):
-            batch = make_batch(policy, frames, lang, cfg, step)
+            batch = (make_batch(policy, frames, lang, cfg, step) if compact
+                     else obs_batch(policy, frames, cfg, step))
             metrics = train_step(policy, optimizer, scheduler, batch, cfg, step)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:

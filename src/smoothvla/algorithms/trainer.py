@@ -44,6 +44,7 @@ from smoothvla.io import (
     truncate_jsonl,
 )
 from smoothvla.metrics import mean_jerk
+from smoothvla.policies.base import Policy
 from smoothvla.rewards import RewardConfig, make_reward
 from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
 from smoothvla.rollout.trajectory import Trajectory
@@ -114,7 +115,7 @@ class TrainConfig:
                                 self.ppo.dense_jerk_weight)
 
 
-def make_algorithm(policy: Any, cfg: TrainConfig) -> GRPO | PPO | DPO:
+def make_algorithm(policy: Policy, cfg: TrainConfig) -> GRPO | PPO | DPO:
     """The configured algorithm around `policy`."""
     if cfg.algorithm == "grpo":
         return GRPO(policy, cfg.grpo)

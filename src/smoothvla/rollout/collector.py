@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smoothvla.policies.base import ActionChunk
+from smoothvla.policies.base import ActionChunk, Policy
 from smoothvla.rollout.execution import ActionPlan, ExecutionConfig
 from smoothvla.rollout.pool import EnvPool, EnvResult, Failure, ResetRequest
 from smoothvla.rollout.trajectory import Trajectory
@@ -89,11 +89,13 @@ class _Episode:
 
 
 class Collector:
-    """Runs groups of rollouts of `policy` on the envs of `pool`."""
+    """Runs groups of rollouts of `policy` on the envs of `pool`. Of the `Policy` contract it
+    calls `chunk_size`, `reset` and `act` only, so a wrapper that offers those three (e.g.
+    `eval.sampling.EpisodeSeededPolicy`) is enough."""
 
     def __init__(
         self,
-        policy: Any,
+        policy: Policy,
         pool: EnvPool,
         *,
         sample: bool = True,

@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from smoothvla.envs.base import ACTION_DIM, Observation
-from smoothvla.policies.base import ActionChunk
+from smoothvla.errors import UserError
+from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
 
 STATE_DIM = 6
 
 
-class GaussianChunkPolicy(nn.Module):
+class GaussianChunkPolicy(Policy):
     """Diagonal Gaussian over (k, 7) action chunks; `encoder` is frozen, the rest trains."""
 
     def __init__(
@@ -38,7 +38,7 @@ class GaussianChunkPolicy(nn.Module):
             "init_std": init_std,
             "seed": seed,
         }
-        self.chunk_size = chunk_size
+        self._chunk_size = chunk_size
         generator = torch.Generator().manual_seed(seed)
         self.encoder = nn.Linear(STATE_DIM, hidden)
         self.trunk = nn.Linear(hidden, hidden)
@@ -51,6 +51,18 @@ class GaussianChunkPolicy(nn.Module):
             self.mean_head.weight.mul_(0.1)
         self.log_std = nn.Parameter(torch.full((chunk_size * ACTION_DIM,), math.log(init_std)))
         self.encoder.requires_grad_(False)
+
+    @property
+    def chunk_size(self) -> int:
+        return self._chunk_size
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return ()  # reads the privileged obs['state']
+
+    @property
+    def has_value_head(self) -> bool:
+        return True
 
     def reset(self) -> None:
         pass
@@ -66,7 +78,9 @@ class GaussianChunkPolicy(nn.Module):
         std = self.log_std.exp().view(self.chunk_size, ACTION_DIM).expand_as(mean)
         return torch.distributions.Normal(mean, std)
 
-    def act(self, obs: list[Observation], *, sample: bool) -> ActionChunk:
+    def act(self, obs: list[Observation], *, sample: bool, prefix: np.ndarray | None = None) -> ActionChunk:
+        if prefix is not None:
+            raise UserError("GaussianChunkPolicy has no prefix conditioning")
         dist = self._distribution(obs)
         if sample:
             noise = torch.randn(dist.mean.shape)
@@ -84,13 +98,14 @@ class GaussianChunkPolicy(nn.Module):
     def log_prob_terms(self, obs: list[Observation], chunk: ActionChunk) -> torch.Tensor:
         return self._distribution(obs).log_prob(chunk.actions).flatten(1)
 
-    def value(self, obs: list[Observation]) -> torch.Tensor:
+    def value(self, obs: list[Observation] | None,
+              extras: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         return self.value_head(self._features(obs)).squeeze(-1)
 
-    def forward_sft(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        mean = self._distribution(batch["obs"]).mean
-        loss = (mean - torch.as_tensor(batch["actions"], dtype=torch.float32)).pow(2).mean()
-        return loss, {"mse": float(loss)}
+    def sft_loss(self, batch: DemoBatch) -> SFTOutput:
+        mean = self._distribution(batch.obs).mean
+        loss = (mean - torch.as_tensor(batch.actions, dtype=torch.float32)).pow(2).mean()
+        return SFTOutput(loss, {"mse": float(loss)}, mean)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
