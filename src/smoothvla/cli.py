@@ -83,13 +83,14 @@ def pop_config_flag(args: list[str]) -> tuple[str | None, list[str]]:
     return path, rest
 
 
-def config_from_toml(cls: type[T], path: str | Path) -> T:
+def config_from_toml(cls: type[T], path: str | Path, what: str = "") -> T:
     """The Config `cls` with the values of a TOML file as its fields: keys are field names,
     nested dataclass fields are tables, fields the file leaves out keep their defaults, and a
     required field it leaves out stays required (`tyro.MISSING`). The result is meant as
     tyro's `default=`: its checks (`__post_init__`) run when tyro builds the final Config
     with the flags applied, so a file may leave out what the command line gives. UserError
-    for a missing or invalid file, unknown keys (all of them named) and wrong types."""
+    for a missing or invalid file, unknown keys (all of them named) and wrong types; `what`
+    names the command in the message (default: the class)."""
     import tomllib
 
     from smoothvla.errors import UserFileNotFoundError
@@ -103,7 +104,7 @@ def config_from_toml(cls: type[T], path: str | Path) -> T:
         raise _user_error(f"{path}: not valid TOML ({err})") from None
     unknown = _unknown_keys(cls, data)
     if unknown:
-        raise _user_error(f"{path}: unknown keys {unknown} for `{_verb_of(cls)}` (keys are the "
+        raise _user_error(f"{path}: unknown keys {unknown} for `{what or cls.__name__}` (keys are the "
                           f"Config's field names, with underscores; see --help)")
     try:
         return _build(cls, data, "", None)
@@ -119,11 +120,6 @@ def _user_error(message: str):
     from smoothvla.errors import UserError
 
     return UserError(message)
-
-
-def _verb_of(cls: type) -> str:
-    module = getattr(cls, "__module__", "")
-    return f"smoothvla {module.rsplit('.', 1)[-1]}" if module.startswith("smoothvla.commands.") else cls.__name__
 
 
 def _settable(cls: type) -> dict[str, dataclasses.Field]:
@@ -247,7 +243,7 @@ def parse(verb: str, cls: type[T], args: list[str]) -> T:
     if takes_config_file(cls):
         path, args = pop_config_flag(args)
         if path is not None:
-            default = config_from_toml(cls, path)
+            default = config_from_toml(cls, path, f"smoothvla {verb}")
         description = f"{description}\n\n{CONFIG_HELP}"
     return tyro.cli(cls, args=args, default=default, prog=f"smoothvla {verb}",
                     description=description)
