@@ -545,14 +545,14 @@ def _train(cfg: SFTConfig, run_dir: Path) -> Path:
     if cfg.cache_features:
         attach_features(policy, frames, cfg, run_dir)
     lang = policy.text.encode(frames.instructions)
-    print(f"sft: {len(frames.episodes)} demos, {len(frames.actions)} frames, "
-          f"{len(frames.instructions)} instructions; head={policy_cfg.head} k={policy.chunk_size}; "
-          f"trainable parameters {policy.parameter_counts()['trainable']:,}", file=sys.stderr)
-
     head_in = None
     if cfg.head_only:  # the backbone is frozen: its output for every frame, once
         freeze_all_but_head(policy)
         head_in = head_inputs(policy, frames, lang)
+    print(f"sft: {len(frames.episodes)} demos, {len(frames.actions)} frames, "
+          f"{len(frames.instructions)} instructions; head={policy_cfg.head} k={policy.chunk_size}; "
+          f"trainable parameters {policy.parameter_counts()['trainable']:,}", file=sys.stderr)
+
     # Optimizer and schedule.
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
