@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The SFT variants of docs/RESULTS.md, "Smoothness" (its last four rows): the recipe of
 # configs/demo-sft.sh (two tabletop-object tasks, 50 demos each, token head, last two vision
-# blocks tuned, shift augmentation, 2000 steps at batch 64) with the DCT head, with the SFT
-# smoothness term at weight 10, and with one action of history; then each evaluated as
-# configs/smoothness-execution.sh does (greedy, init states 0-24 of both tasks, 50 episodes),
-# the history policy also with temporal ensembling every step. Measured 2026-12-03 on a 2-core
-# CPU VM: about 35 min per SFT run on one core (6 min of feature encoding, 24 min of training),
-# about 40 s per evaluation with whole chunks and 3 min with ensembling every step.
+# blocks tuned, shift augmentation, 2000 steps at batch 64) with the DCT head
+# (configs/sft/demo-dct.toml), with the SFT smoothness term at weight 10
+# (configs/sft/demo-token-smooth10.toml), and with one action of history
+# (configs/sft/demo-token-history.toml); then each evaluated as configs/smoothness-execution.sh
+# does (greedy, init states 0-24 of both tasks, 50 episodes), the history policy also with
+# temporal ensembling every step. Measured 2026-12-03 on a 2-core CPU VM: about 35 min per SFT
+# run on one core (6 min of feature encoding, 24 min of training), about 40 s per evaluation
+# with whole chunks and 3 min with ensembling every step.
 # Run from the repository root: bash configs/smoothness-sft-variants.sh [OUT_DIR]
 set -euo pipefail
 out=${1:-runs/smoothness-sft-variants}
@@ -14,16 +16,12 @@ smoothvla() { .venv/bin/smoothvla "$@"; }
 tasks="pick-ketchup-place-basket pick-milk-place-basket"
 smoothvla collect --suite tabletop-object --tasks $tasks --episodes-per-task 50 --workers 2 \
     --out "$out/demos.hdf5"
-sft() {  # NAME HEAD, then extra flags
-    local name=$1 head=$2; shift 2
-    smoothvla sft --data "$out/demos.hdf5" --run-dir "$out/$name" --policy.head "$head" \
-        --policy.vision-trainable-blocks 2 --lr 5e-4 --warmup-steps 300 --batch-size 64 \
-        --steps 2000 --augment --aug-views 2 --checkpoint-every 500 --eval-every 0 \
-        --num-threads 1 "$@"
+sft() {  # NAME CONFIG
+    smoothvla sft --config "configs/sft/$2.toml" --data "$out/demos.hdf5" --run-dir "$out/$1"
 }
-sft dct dct
-sft smooth10 token --smooth-weight 10
-sft prev1 token --policy.prev-actions 1
+sft dct demo-dct
+sft smooth10 demo-token-smooth10
+sft prev1 demo-token-history
 ev() {  # LABEL CHECKPOINT, then --execution.* flags
     local label=$1 ckpt=$2; shift 2
     smoothvla eval --checkpoints "$label=$ckpt" --tasks $tasks --num-init-states 25 \

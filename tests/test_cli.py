@@ -301,3 +301,94 @@ def test_bench_lists_and_runs_the_benchmarks(capsys):
     assert "unknown benchmark 'nope'" in capsys.readouterr().err
     assert main(["bench", "metrics"]) == 0
     assert "mean_jerk, one (10^6, 3) path" in capsys.readouterr().out
+
+
+# --- --config FILE.toml -------------------------------------------------------------------
+def _toml(tmp_path, text, name="cfg.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_config_file_sets_fields_and_flags_override_it(tmp_path):
+    from smoothvla.cli import parse
+    from smoothvla.commands import sft
+
+    path = _toml(tmp_path, 'data = ["demos.hdf5"]\nsteps = 7\nlr = 1\nrun_dir = "runs/x"\n'
+                           '[policy]\nhead = "token"\nvision_trainable_blocks = 2\n')
+    cfg = parse("sft", sft.Config, ["--config", path])
+    assert cfg.data == ("demos.hdf5",) and cfg.steps == 7 and cfg.run_dir == "runs/x"
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)  # a TOML integer for a float field
+    # the nested table sets two fields and leaves the others at their defaults
+    assert cfg.policy.head == "token" and cfg.policy.vision_trainable_blocks == 2
+    assert cfg.policy.n_layers == 3 and cfg.policy.chunk_size == 8
+    # flags override the file, whether before or after --config, nested ones too
+    cfg = parse("sft", sft.Config, ["--steps", "9", f"--config={path}", "--policy.head", "flow"])
+    assert cfg.steps == 9 and cfg.policy.head == "flow" and cfg.policy.vision_trainable_blocks == 2
+    assert cfg.data == ("demos.hdf5",)
+    assert parse("sft", sft.Config, []).steps == 5000  # no file: the Config's own defaults
+
+
+def test_config_file_nested_tables_of_train(tmp_path):
+    from smoothvla.cli import parse
+    from smoothvla.commands import train
+
+    path = _toml(tmp_path, 'tasks = ["tabletop-object/pick-butter-place-basket-v1"]\n'
+                           'init_ids = [0, 1, 2]\ntemperature = 0.2\n'
+                           '[grpo]\nlr = 1e-5\nratio_level = "token"\n[reward]\nname = "binary"\n')
+    # the file lacks `policy`, which train requires: the command line gives it
+    cfg = parse("train", train.Config, ["--config", path, "--policy", "ckpt", "--grpo.beta", "0.3"])
+    assert cfg.tasks == ("tabletop-object/pick-butter-place-basket-v1",) and cfg.init_ids == (0, 1, 2)
+    assert cfg.grpo.lr == 1e-5 and cfg.grpo.ratio_level == "token" and cfg.grpo.beta == 0.3
+    assert cfg.reward.name == "binary" and cfg.policy == "ckpt" and cfg.temperature == 0.2
+
+
+def test_config_file_errors_are_user_errors(tmp_path, capsys):
+    bad = [
+        ('stepz = 3\nbatch-size = 4\n[policy]\nhed = "token"\n',
+         ["unknown keys", "'stepz'", "'batch-size'", "'policy.hed'"]),
+        ('steps = "ten"\n', ["steps must be int", "'ten'"]),
+        ('steps = 2.5\n', ["steps must be int"]),
+        ('augment = 1\n', ["augment must be bool"]),
+        ('data = "demos.hdf5"\n', ["data must be a list"]),
+        ('policy = "token"\n', ["policy must be a table"]),
+        ('precision = "fp16"\n', ["precision must be one of", "'fp16'"]),
+        ('steps = [\n', ["not valid TOML"]),
+    ]
+    for i, (text, words) in enumerate(bad):
+        path = _toml(tmp_path, text, f"bad{i}.toml")
+        assert main(["sft", "--config", path]) == 1, text
+        err = capsys.readouterr().err
+        assert err.startswith("smoothvla sft: error:") and len(err.strip().splitlines()) == 1, err
+        for word in words:
+            assert word in err, (text, err)
+    with pytest.raises(SystemExit):  # the Config's own checks run on the file's values (tyro)
+        main(["sft", "--config", _toml(tmp_path, "steps = 0\n", "zero.toml")])
+    assert "steps and batch_size must be >= 1" in capsys.readouterr().err
+    assert main(["sft", "--config", str(tmp_path / "missing.toml")]) == 1
+    assert "no such config file" in capsys.readouterr().err
+    for args in (["--config"], ["--config", "--steps", "3"], ["--config=a", "--config=b"]):
+        assert main(["sft", *args]) == 1
+        assert "--config" in capsys.readouterr().err
+
+
+def test_config_file_keeps_required_fields_required(tmp_path, capsys):
+    from smoothvla.cli import config_from_toml, parse
+    from smoothvla.commands import eval as eval_cmd
+
+    path = _toml(tmp_path, "num_init_states = 3\n")
+    with pytest.raises(SystemExit):  # tyro: --checkpoints is required
+        parse("eval", eval_cmd.Config, ["--config", path])
+    assert "checkpoints" in capsys.readouterr().err
+    cfg = parse("eval", eval_cmd.Config, ["--config", path, "--checkpoints", "a=b"])
+    assert cfg.num_init_states == 3 and cfg.checkpoints == ("a=b",)
+    assert config_from_toml(eval_cmd.Config, path).num_init_states == 3
+
+
+def test_demo_keeps_its_own_config_flag():
+    from smoothvla.cli import parse, takes_config_file
+    from smoothvla.commands import demo, sft
+
+    assert not takes_config_file(demo.Config) and takes_config_file(sft.Config)
+    cfg = parse("demo", demo.Config, ["--config", "configs/study-cpu.toml"])
+    assert str(cfg.config) == "configs/study-cpu.toml"  # the study preset, loaded by demo.run

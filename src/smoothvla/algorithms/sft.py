@@ -37,6 +37,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from smoothvla.algorithms.sft_transfer import (freeze_all_but_head, head_inputs, head_only_step,
+                                               initial_policy, save_start)
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.io import atomic_write_text, lock_directory, truncate_jsonl
@@ -59,9 +61,19 @@ class SFTConfig:
     run_dir: str = "runs/sft"
     """Output folder: checkpoints/, feature cache, log.jsonl, TensorBoard events."""
     policy: VLAConfig = field(default_factory=VLAConfig)
-    """Architecture (head, chunk size, LoRA, ...) of a new policy; ignored with init_from/resume."""
+    """Architecture (head, chunk size, LoRA, ...) of a new policy; ignored with init_from/resume
+    (but for its head fields with init_weights 'backbone')."""
     init_from: str = ""
     """Start from this policy checkpoint instead of a fresh policy (keeps its normalizer)."""
+    init_weights: Literal["all", "backbone", "aux-token-head"] = "all"
+    """What init_from contributes: 'all' (the checkpoint as it is); 'backbone' (all but its
+    heads, under fresh heads as policy's head fields describe, e.g. --policy.head flow); or
+    'aux-token-head' (its auxiliary token head becomes a token head on the same backbone).
+    With steps 0 the result is saved as checkpoint step 0 (algorithms/sft_transfer.py)."""
+    head_only: bool = False
+    """Train only the action head, on the frozen backbone: the head's input is computed once
+    per frame (unshifted view of the feature cache), then each step runs the head alone (the
+    flow-head recipe's probe stage, docs/recipes.md)."""
     steps: int = 5000
     """Optimizer steps."""
     batch_size: int = 16
@@ -126,8 +138,13 @@ class SFTConfig:
                      shift_pad=">= 0", aug_views=">= 1", max_demos=">= 0", eval_every=">= 0",
                      eval_episodes=">= 0", eval_execute_steps=">= 0", log_every=">= 1",
                      checkpoint_every=">= 1", num_threads=">= 1")
-        if self.steps < 1 or self.batch_size < 1:
-            raise UserError("steps and batch_size must be >= 1")
+        if (self.steps < 1 and not (self.steps == 0 and self.init_from)) or self.batch_size < 1:
+            raise UserError("steps and batch_size must be >= 1 (steps 0 only with init_from)")
+        if self.init_weights != "all" and not self.init_from:
+            raise UserError(f"init_weights {self.init_weights!r} selects weights of init_from; "
+                            "give --init-from")
+        if self.head_only and not self.cache_features:
+            raise UserError("head_only trains on cached features: leave cache_features on")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,13 +576,18 @@ def _train(cfg: SFTConfig, run_dir: Path, given: Policy | None) -> Path:
     elif given is not None:
         policy = given
     elif cfg.init_from:
-        policy = load_policy(cfg.init_from)
+        policy = initial_policy(cfg)
     else:
         policy = CompactVLA(cfg.policy)
     place(policy, cfg.device, cfg.precision)
+    if cfg.steps == 0:  # a conversion (init_weights): the starting policy, saved as it is
+        return save_start(run_dir, policy, cfg)
     # the compact VLA learns from its frozen features; any other policy from observations
     compact = isinstance(policy, CompactVLA)
     cached = compact and cfg.cache_features
+    if cfg.head_only and not compact:
+        raise UserError(f"--head-only trains the compact VLA's action head on its cached backbone "
+                        f"states; {type(policy).__name__} has none")
 
     # Data and the statistics a fresh policy takes from it (normalizer, DCT bin ranges).
     frames = load_frames(cfg.data, policy.cameras, with_images=not cached,
@@ -575,6 +597,10 @@ def _train(cfg: SFTConfig, run_dir: Path, given: Policy | None) -> Path:
     if cached:
         attach_features(policy, frames, cfg, run_dir)
     lang = policy.text.encode(frames.instructions) if compact else None
+    head_in = None
+    if cfg.head_only:  # the backbone is frozen: its output for every frame, once
+        freeze_all_but_head(policy)
+        head_in = head_inputs(policy, frames, lang)
     trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     what = f"head={policy.cfg.head}" if compact else f"policy={type(policy).__name__}"
     print(f"sft: {len(frames.episodes)} demos, {len(frames.actions)} frames, "
@@ -601,9 +627,12 @@ def _train(cfg: SFTConfig, run_dir: Path, given: Policy | None) -> Path:
     t0 = time.time()
     try:
         for step in range(start, cfg.steps):
-            batch = (make_batch(policy, frames, lang, cfg, step) if compact
-                     else obs_batch(policy, frames, cfg, step))
-            metrics = train_step(policy, optimizer, scheduler, batch, cfg, step)
+            if head_in is not None:
+                metrics = head_only_step(policy, head_in, frames, optimizer, scheduler, cfg, step)
+            else:
+                batch = (make_batch(policy, frames, lang, cfg, step) if compact
+                         else obs_batch(policy, frames, cfg, step))
+                metrics = train_step(policy, optimizer, scheduler, batch, cfg, step)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 record = {"step": done, "time_s": round(time.time() - t0, 3), **metrics}
