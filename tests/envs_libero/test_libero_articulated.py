@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from smoothvla.experts import ExpertError
-from smoothvla.experts.libero import joint_target, plan_from_goal, satisfied
+from smoothvla.experts.libero import LIBERO_CONFIG, joint_target, plan_from_goal, satisfied
 from smoothvla.experts.libero.articulated import clear_of_drawer_fronts, done
 from smoothvla.experts.libero.skills import place_spot
 from smoothvla.experts.motion import matrix_to_quat
@@ -266,7 +266,7 @@ def test_expert_closes_the_microwave_door_and_puts_the_mug_inside():
         assert door["kind"] == "door" and door["qpos"] < -1.3
         assert door["thresholds"]["close"] == (">", -0.005)
         close = {"skill": "libero_articulate", "articulation": "microwave_1", "predicate": "close"}
-        expert = Expert([close], env.action_scale, env.control_dt, env.expert_config)
+        expert = Expert([close], env.action_scale, env.control_dt, LIBERO_CONFIG)
         steps = 0
         while not expert.done and steps < 250:
             action = expert.act(env.privileged_state())
@@ -304,7 +304,7 @@ def test_expert_opens_the_microwave_door():
         door = env.privileged_state()["articulations"]["microwave_1"]
         # The whole stage, to its end: the door stays open after the hand has backed away.
         env.reset(init_id=0)
-        expert = Expert(env.plan, env.action_scale, env.control_dt, env.expert_config)
+        expert = Expert(env.plan, env.action_scale, env.control_dt, LIBERO_CONFIG)
         steps = 0
         while not expert.done and steps < 350:
             env.step(expert.act(env.privileged_state()))

@@ -9,6 +9,7 @@
   trainable weights, which weight drift needs anyway.
 - rollout statistics (success rate, mean jerk, reward terms, degenerate groups).
 - the jerk each chunk caused, and which smoothness-credit options go together.
+- `LEARNING_RANGES`: the ranges every algorithm's config checks its optimizer fields in.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from torch import nn
 from smoothvla.algorithms.losses import weight_drift
 from smoothvla.errors import UserError
 from smoothvla.policies.base import ActionChunk
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
+
+# Shared by GRPO, PPO and DPO. A learning rate above 1 is a typo (AdamW steps are ~lr in
+# size); eps_low < 1 because a ratio cannot go below 0; max_grad_norm <= 0 means no clipping.
+LEARNING_RANGES = dict(lr="(0, 1]", weight_decay=">= 0")
 
 
 def trainable_parameters(policy: Any) -> list[nn.Parameter]:

@@ -57,7 +57,7 @@ from torch import nn
 from smoothvla.algorithms.trainer import Trainer
 from smoothvla.policies.base import ActionChunk
 from smoothvla.rollout.collector import CollectResult, GroupRequest
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 SEED_STRIDE = 1_000_033
 """Rank r collects with sampling seed `seed + r * SEED_STRIDE` (rank 0: the plain seed)."""

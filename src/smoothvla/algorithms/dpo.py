@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from smoothvla.algorithms.common import (
+    LEARNING_RANGES,
     ChunkBatch,
     Reference,
     algorithm_state,
@@ -38,10 +39,9 @@ from smoothvla.algorithms.common import (
     rollout_stats,
     trainable_parameters,
 )
-from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import dpo_loss
 from smoothvla.errors import check_fields
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 
 @dataclass

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from smoothvla.algorithms.common import (
+    LEARNING_RANGES,
     ChunkBatch,
     Reference,
     algorithm_state,
@@ -58,14 +59,9 @@ from smoothvla.algorithms.losses import (
     kl_k3,
 )
 from smoothvla.errors import UserError, check_fields
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 ADVANTAGES = ("standard", "decoupled", "chunk")
-
-
-# Shared by GRPO, PPO and DPO. A learning rate above 1 is a typo (AdamW steps are ~lr in
-# size); eps_low < 1 because a ratio cannot go below 0; max_grad_norm <= 0 means no clipping.
-LEARNING_RANGES = dict(lr="(0, 1]", weight_decay=">= 0")
 
 
 @dataclass

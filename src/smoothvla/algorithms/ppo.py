@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from smoothvla.algorithms.common import (
+    LEARNING_RANGES,
     ChunkBatch,
     Reference,
     algorithm_state,
@@ -45,7 +46,6 @@ from smoothvla.algorithms.common import (
     rollout_stats,
     trainable_parameters,
 )
-from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import (
     advantage_split_stats,
     approx_kl,
@@ -55,7 +55,7 @@ from smoothvla.algorithms.losses import (
     value_loss,
 )
 from smoothvla.errors import UserError, check_fields
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 VALUE_HEAD_PREFIX = "value_head."
 

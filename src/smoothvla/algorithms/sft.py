@@ -9,7 +9,7 @@ action and a mask (0 on padded steps) removes them from the loss.
 
 Frozen encoders (the default) make SFT cheap: the vision trunk's features for every frame
 are computed once and cached on disk next to the run, keyed by the file's hash
-(`policies/features.py`), and the language embedding once per instruction string; a step
+(`algorithms/features.py`), and the language embedding once per instruction string; a step
 then runs only the fusion transformer and the head.
 
 Determinism: the batch and the head's noise at step s depend only on (seed, s), so a run
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
+from smoothvla.algorithms.features import camera_key, trunk_features
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.io import atomic_write_text, lock_directory, truncate_jsonl
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
-from smoothvla.policies.features import camera_key, trunk_features
 from smoothvla.policies.normalizer import Normalizer
 from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy
 

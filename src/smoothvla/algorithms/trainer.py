@@ -46,7 +46,7 @@ from smoothvla.io import (
 from smoothvla.metrics import mean_jerk
 from smoothvla.rewards import RewardConfig, make_reward
 from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 ALGORITHMS = ("grpo", "ppo", "dpo")
 RewardFn = Callable[[Trajectory], tuple[float, dict[str, float]]]

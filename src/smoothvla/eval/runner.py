@@ -35,7 +35,7 @@ from smoothvla.policies.packaged import resolve_checkpoint
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.rollout.pool import EnvFactory, InProcessPool, ProcessPool
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from smoothvla.envs.base import Observation
+from smoothvla.types import Observation
 
 
 @dataclass

@@ -37,12 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothvla.envs.base import Observation
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.policies.base import ActionChunk
 from smoothvla.policies.encoders import SpatialSoftmax, TextEncoder, VisionEncoder
 from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
+from smoothvla.types import Observation
 
 FORMAT = "smoothvla-compact-vla"
 FORMAT_VERSION = 1

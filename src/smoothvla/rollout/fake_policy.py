@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothvla.envs.base import ACTION_DIM, Observation
 from smoothvla.policies.base import ActionChunk
+from smoothvla.types import ACTION_DIM, Observation
 
 STATE_DIM = 6
 
