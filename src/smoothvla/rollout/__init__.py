@@ -3,8 +3,9 @@
 - `Trajectory` (`smoothvla.trajectory`): what one episode leaves behind (re-exported here).
 - `collector.Collector`, `GroupRequest`: groups of G rollouts per task and init state, the
   policy batched over all live envs, one chunk per round.
-- `pool.ProcessPool` (spawned workers, restarted on crash or hang), `pool.InProcessPool`,
-  `pool.make_pool`; `ray_pool.RayPool` across machines.
+- `pool.make_pool(backend, num_envs, ...)`: the one way to build a pool: `pool.InProcessPool`,
+  or the pool core `pool.WorkerPool` with its workers as local processes (`ProcessPool`,
+  restarted on crash or hang) or Ray actors across machines (`ray_pool.RayPool`).
 - `fake_env.PointMassEnv`, `fake_policy.GaussianChunkPolicy`: small stand-ins for tests and
   benchmarks of collectors and algorithms.
 

@@ -1,14 +1,17 @@
 """Environment pools: where the simulators run while the policy runs batched in the caller.
 
-Two backends with one interface (`EnvPool`):
+One interface (`EnvPool`), built by `make_pool(backend, num_envs, ...)`:
 
-- `ProcessPool`: environments in worker processes (multiprocessing, spawn context, one pipe
-  per worker; a worker owns one or more envs). A worker that dies (crash, OOM kill) or does
-  not answer within `timeout_s` is killed and restarted; the episodes it hosted are returned
-  as `Failure`s (the collector drops and counts them) and collection goes on.
+- `WorkerPool`: the one pool core (calls, tickets, timeouts, restarts) with a `Transport`
+  behind it: `ProcessPool` = worker processes (multiprocessing, spawn context, one pipe per
+  worker; a worker owns one or more envs), `ray_pool.RayPool` = Ray actors across
+  machines. A worker that dies (crash, OOM kill) or does not answer within `timeout_s` is
+  killed and restarted; the episodes it hosted are returned as `Failure`s (the collector
+  drops and counts them) and collection goes on.
 - `InProcessPool`: the same envs in the calling process, for tests and debugging.
 
-A call hands each env either a reset request or a whole action chunk: the worker executes
+A call hands each env either a reset request or a whole action chunk (or, op "call", a
+function to run in the worker: `_Slot.call`): the worker executes
 the chunk's actions until the episode ends and sends back the last observation plus the
 per-step physics (`info`) of every executed step, so there is one round trip per chunk,
 not per control step (the SmolVLA GRPO report §4.3: simulation throughput decides what RL can do).
@@ -95,15 +98,20 @@ class CallStats:
 
 
 class EnvPool(Protocol):
-    """What the collector needs from a pool."""
+    """What the collector needs from a pool (`InProcessPool`, `WorkerPool`)."""
 
     num_envs: int
     last_call: CallStats
     failures: Counter
+    restarts: int
 
     def reset(self, requests: dict[int, ResetRequest]) -> dict[int, EnvResult | Failure]: ...
 
     def run(self, actions: dict[int, np.ndarray]) -> dict[int, EnvResult | Failure]: ...
+
+    def submit(self, op: str, payload: dict[int, Any]) -> int: ...
+
+    def result(self, ticket: int) -> dict[int, EnvResult | Failure]: ...
 
     def close(self) -> None: ...
 
@@ -177,6 +185,13 @@ class _Slot:
             self.env.control_dt,
             self._render_s() - rendered,
         )
+
+    def call(self, request: tuple[Callable[..., Any], tuple]) -> Any:
+        """Run `fn(*args)` here, `request` = (fn, args), fn a module-level function: work
+        that drives an env on its own inside the worker, such as a whole scripted-expert
+        episode (`experts.collect`). The slot's env is not involved."""
+        fn, args = request
+        return fn(*args)
 
     def discard(self) -> None:
         if self.env is not None:
@@ -308,147 +323,181 @@ class InProcessPool:
         self.close()
 
 
+class Transport(Protocol):
+    """How a `WorkerPool` reaches its workers: local processes over pipes
+    (`ProcessTransport`) or Ray actors (`ray_pool.RayTransport`). A worker hosts `_Slot`s
+    and answers each call with `_serve`'s replies; the transport only moves calls, replies
+    and workers' lives. Failures it reports are `Failure`s naming the worker w."""
+
+    noun: str
+    """What a worker is called in messages: "worker", "actor"."""
+    renewed: str
+    """What happens to a broken one, in messages: "restarted", "replaced"."""
+    queues_calls: bool
+    """Whether a worker takes a call while an earlier one is in flight (it queues them); if
+    not, the pool first waits for the earlier reply."""
+
+    def spawn(self, envs: list[int]) -> Any:
+        """Start a worker hosting `len(envs)` envs; returns its handle at once."""
+
+    def ready(self, handle: Any, timeout_s: float) -> int:
+        """Wait for a started worker; returns its process id. RuntimeError (and the worker
+        killed) if it does not start within `timeout_s` or dies starting."""
+
+    def send(self, handle: Any, w: int, op: str, payload: dict[int, Any]) -> Any:
+        """Send a call; returns what `wait` and `receive` need, or a `Failure`."""
+
+    def wait(self, calls: dict[int, tuple[Any, Any]], timeout_s: float) -> list[int]:
+        """The workers among `calls` ({w: (handle, call)}) whose reply is in, waiting up to
+        `timeout_s` for at least one."""
+
+    def receive(self, handle: Any, w: int, call: Any) -> dict[int, EnvResult | Failure] | Failure:
+        """The replies of a call whose reply is in, or the worker's `Failure`."""
+
+    def kill(self, handle: Any) -> None:
+        """Stop one worker now."""
+
+    def close(self, handles: list[Any]) -> None:
+        """Stop every worker (and whatever the transport started for them)."""
+
+
 @dataclass
 class _Ticket:
-    """A call in flight: what was sent to which worker, and what came back."""
+    """A call in flight: what was sent to which worker (and its handle then), the calls,
+    and what came back."""
 
+    id: int
     op: str
     start: float
     by_worker: dict[int, dict[int, Any]] = field(default_factory=dict)
+    handles: dict[int, Any] = field(default_factory=dict)
+    calls: dict[int, Any] = field(default_factory=dict)
     early: dict[int, Failure] = field(default_factory=dict)
     replies: dict[int, dict[int, EnvResult | Failure]] = field(default_factory=dict)
     broken: dict[int, Failure] = field(default_factory=dict)
 
 
-@dataclass
-class _Worker:
-    process: Any
-    conn: mp.connection.Connection
-    envs: list[int]
-    pid: int = -1
+def check_pool_sizes(num_envs: int, num_workers: int | None, timeout_s: float,
+                     start_timeout_s: float) -> None:
+    """ValueError for a pool without envs or workers, or with a non-positive timeout."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if num_workers is not None and num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if timeout_s <= 0 or start_timeout_s <= 0:
+        raise ValueError("timeout_s and start_timeout_s must be positive")
 
 
-class ProcessPool:
-    """Envs in `num_workers` spawned processes; dead or hung workers are restarted.
+class WorkerPool:
+    """Envs on `num_workers` workers behind a `Transport`; dead or hung workers are renewed.
 
-    Env i lives in worker i // envs_per_worker. `timeout_s` bounds one call (one reset or
-    one chunk for every env of a worker, run in sequence inside that worker);
-    `start_timeout_s` bounds a worker's start (imports) separately.
+    Env i lives on worker i // ceil(num_envs / num_workers). `submit` sends a call ("reset"
+    or "run") and returns a ticket at once, so the collector's lanes can act on one block of
+    envs while another simulates; `result` waits for it; `reset`/`run` are both in one.
+    `timeout_s` bounds one call from its submission (every env of a worker, in sequence on
+    that worker); `start_timeout_s` bounds a worker's start (imports) separately. A worker
+    that dies or does not answer in time is killed and started afresh, once the call's
+    other replies are in; the episodes it hosted come back as `Failure`s ("crash" or
+    "timeout"), which the collector drops and counts, and a "run" on an env whose worker was
+    renewed since its reset fails the same way.
     """
 
-    def __init__(
-        self,
-        num_envs: int,
-        *,
-        num_workers: int | None = None,
-        env_factory: EnvFactory | None = None,
-        env_options: dict[str, Any] | None = None,
-        timeout_s: float = 120.0,
-        start_timeout_s: float = 300.0,
-    ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        num_workers = min(num_envs, num_workers or os.cpu_count() or 1)
-        if num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        if timeout_s <= 0 or start_timeout_s <= 0:
-            raise ValueError("timeout_s and start_timeout_s must be positive")
+    def __init__(self, transport: Transport, num_envs: int, num_workers: int, *,
+                 timeout_s: float, start_timeout_s: float) -> None:
+        check_pool_sizes(num_envs, num_workers, timeout_s, start_timeout_s)
+        self.transport = transport
         self.num_envs = num_envs
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
         self.last_call = CallStats()
         self.failures: Counter = Counter()
         self.restarts = 0
-        self._ctx = mp.get_context("spawn")
-        try:
-            self._factory_bytes = pickle.dumps(env_factory)
-        except (pickle.PicklingError, AttributeError, TypeError) as err:
-            raise ValueError(
-                "ProcessPool's env_factory must be picklable (a module-level function or "
-                f"class, not a lambda or closure): {err}"
-            ) from err
-        self._options = dict(env_options or {})
         per_worker = -(-num_envs // num_workers)
-        groups = [
-            list(range(s, min(s + per_worker, num_envs))) for s in range(0, num_envs, per_worker)
-        ]
-        self._owner = {env: w for w, envs in enumerate(groups) for env in envs}
+        self._groups = [list(range(s, min(s + per_worker, num_envs)))
+                        for s in range(0, num_envs, per_worker)]
+        self._owner = {env: w for w, envs in enumerate(self._groups) for env in envs}
         self._lost: set[int] = set()
         self._tickets: dict[int, _Ticket] = {}
         self._inflight: dict[int, int | None] = {}
         self._next_ticket = 0
-        self._workers: list[_Worker] = [self._spawn(envs) for envs in groups]
-        for worker in self._workers:
-            self._await_ready(worker)
+        self._workers: list[Any] = []
+        self._pids: list[int] = []
+        try:
+            for envs in self._groups:
+                self._workers.append(transport.spawn(envs))
+            for handle in self._workers:
+                self._pids.append(transport.ready(handle, start_timeout_s))
+        except BaseException:
+            self.close()  # no worker outlives a failed start
+            raise
 
     @property
     def worker_pids(self) -> list[int]:
-        """Process id of each worker (changes when a worker is restarted)."""
-        return [w.pid for w in self._workers]
+        """Process id of each worker (on its machine; changes when a worker is renewed)."""
+        return list(self._pids)
 
     def reset(self, requests: dict[int, ResetRequest]) -> dict[int, EnvResult | Failure]:
-        return self._call("reset", requests)
+        return self.result(self.submit("reset", requests))
 
     def run(self, actions: dict[int, np.ndarray]) -> dict[int, EnvResult | Failure]:
-        return self._call("run", actions)
+        return self.result(self.submit("run", actions))
 
     def submit(self, op: str, payload: dict[int, Any]) -> int:
-        """Send a call ("reset" or "run") to the workers and return at once with a ticket
-        for `result`. A worker has at most one call in flight: submitting to a busy worker
-        first waits for (and keeps) its earlier reply."""
+        """Send a call ("reset" or "run") to the workers and return at once with a ticket for
+        `result`. Calls to one worker run in submission order."""
         _check_indices(payload, self.num_envs)
-        ticket = _Ticket(op, time.perf_counter())
+        ticket = _Ticket(self._next_ticket, op, time.perf_counter())
+        self._next_ticket += 1
         for env, arg in payload.items():
             if op == "reset":
                 self._lost.discard(env)
             elif env in self._lost:
                 ticket.early[env] = Failure(
-                    "crash", "its worker was restarted during an earlier call"
-                )
+                    "crash", f"its {self.transport.noun} was {self.transport.renewed} during "
+                    "an earlier call")
                 continue
             w = self._owner[env]
-            ticket.by_worker.setdefault(w, {})[self._workers[w].envs.index(env)] = arg
-        ticket_id = self._next_ticket
-        self._next_ticket += 1
-        self._tickets[ticket_id] = ticket
+            ticket.by_worker.setdefault(w, {})[self._groups[w].index(env)] = arg
+        self._tickets[ticket.id] = ticket
         for w, local_payload in ticket.by_worker.items():
-            if self._inflight.get(w) is not None:
+            if not self.transport.queues_calls and self._inflight.get(w) is not None:
                 self._settle(w)
-            try:
-                self._workers[w].conn.send((op, local_payload))
-                self._inflight[w] = ticket_id
-            except (BrokenPipeError, ConnectionResetError, OSError) as err:
-                self._break(ticket, w, Failure("crash", f"worker {w} pipe broken on send: {err}"))
-        return ticket_id
+            ticket.handles[w] = self._workers[w]
+            call = self.transport.send(self._workers[w], w, op, local_payload)
+            if isinstance(call, Failure):
+                ticket.broken[w] = call
+                self._renew(ticket, w)
+            else:
+                ticket.calls[w] = call
+                self._inflight[w] = ticket.id
+        return ticket.id
 
     def result(self, ticket_id: int) -> dict[int, EnvResult | Failure]:
-        """Wait for the replies of a submitted call; workers that die or do not answer
-        within `timeout_s` of the submission are restarted and their envs fail."""
+        """Wait for the replies of a submitted call; workers that died or did not answer
+        within `timeout_s` of the submission are renewed and their envs' episodes fail."""
         ticket = self._tickets.pop(ticket_id)
         deadline = ticket.start + self.timeout_s
-        pending = {
-            w for w in ticket.by_worker if w not in ticket.replies and w not in ticket.broken
-        }
+        pending = {w for w in ticket.by_worker if w not in ticket.replies and w not in ticket.broken}
         while pending:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            conns = {self._workers[w].conn: w for w in pending}
-            for conn in mp.connection.wait(list(conns), timeout=remaining):
-                w = conns[conn]
+            # past the deadline, replies already in still count (renewing another worker
+            # may have kept this call from looking for them in time)
+            remaining = max(deadline - time.perf_counter(), 0.0)
+            calls = {w: (ticket.handles[w], ticket.calls[w]) for w in pending}
+            ready = self.transport.wait(calls, remaining)
+            for w in ready:
                 pending.discard(w)
                 self._receive(ticket, w)
+            if not ready:
+                break
         for w in pending:
-            self._break(
-                ticket,
-                w,
-                Failure("timeout", f"worker {w} did not answer within {self.timeout_s:.1f} s"),
-            )
+            ticket.broken[w] = self._timeout(w)
+        for w in ticket.broken:
+            self._renew(ticket, w)
 
         results: dict[int, EnvResult | Failure] = dict(ticket.early)
         critical = 0.0
         for w, local_payload in ticket.by_worker.items():
-            envs = self._workers[w].envs
+            envs = self._groups[w]
             if w in ticket.broken:
                 results.update({envs[local]: ticket.broken[w] for local in local_payload})
                 continue
@@ -463,38 +512,83 @@ class ProcessPool:
         self.failures.update(r.kind for r in results.values() if isinstance(r, Failure))
         return results
 
-    def _call(self, op: str, payload: dict[int, Any]) -> dict[int, EnvResult | Failure]:
-        return self.result(self.submit(op, payload))
+    def _timeout(self, w: int) -> Failure:
+        return Failure("timeout", f"{self.transport.noun} {w} did not answer within "
+                                  f"{self.timeout_s:.1f} s")
 
-    def _receive(self, ticket: "_Ticket", w: int) -> None:
-        """Read worker w's reply to its call in flight (which belongs to `ticket`)."""
-        try:
-            ticket.replies[w] = self._workers[w].conn.recv()
+    def _receive(self, ticket: _Ticket, w: int) -> None:
+        """Read worker w's reply to `ticket`'s call (which is in)."""
+        reply = self.transport.receive(ticket.handles[w], w, ticket.calls[w])
+        if self._inflight.get(w) == ticket.id:
             self._inflight[w] = None
-        except (EOFError, ConnectionResetError, OSError):
-            code = self._workers[w].process.exitcode
-            self._break(ticket, w, Failure("crash", f"worker {w} died (exit code {code})"))
+        if isinstance(reply, Failure):
+            ticket.broken[w] = reply
+        else:
+            ticket.replies[w] = reply
 
     def _settle(self, w: int) -> None:
-        """Wait for worker w's reply to an earlier call and keep it for that call's `result`."""
+        """Wait for worker w's reply to an earlier call and keep it for that call's `result`
+        (a worker that does not queue calls takes the next one only then)."""
         ticket = self._tickets[self._inflight[w]]
+        self._inflight[w] = None
         remaining = ticket.start + self.timeout_s - time.perf_counter()
-        if self._workers[w].conn.poll(max(remaining, 0.0)):
+        if self.transport.wait({w: (ticket.handles[w], ticket.calls[w])}, max(remaining, 0.0)):
             self._receive(ticket, w)
         else:
-            self._break(
-                ticket,
-                w,
-                Failure("timeout", f"worker {w} did not answer within {self.timeout_s:.1f} s"),
-            )
+            ticket.broken[w] = self._timeout(w)
+        if w in ticket.broken:
+            self._renew(ticket, w)
 
-    def _break(self, ticket: "_Ticket", w: int, failure: Failure) -> None:
-        """Worker w failed `ticket`'s call: record the failure and restart the worker."""
-        ticket.broken[w] = failure
+    def _renew(self, ticket: _Ticket, w: int) -> None:
+        """Replace worker w after it failed `ticket`'s call, unless it was replaced already
+        (another call it had queued found it dead first)."""
+        old = ticket.handles[w]
+        if self._workers[w] is not old:
+            return
+        self.transport.kill(old)
+        self._lost.update(self._groups[w])
         self._inflight[w] = None
-        self._restart(w)
+        self.restarts += 1
+        self._workers[w] = self.transport.spawn(self._groups[w])
+        self._pids[w] = self.transport.ready(self._workers[w], self.start_timeout_s)
 
-    def _spawn(self, envs: list[int]) -> _Worker:
+    def close(self) -> None:
+        """Stop every worker."""
+        workers, self._workers = self._workers, []
+        self.transport.close(workers)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: mp.connection.Connection
+
+
+class ProcessTransport:
+    """Workers as spawned local processes, one duplex pipe each, one call in flight each."""
+
+    noun = "worker"
+    renewed = "restarted"
+    queues_calls = False
+
+    def __init__(self, env_factory: EnvFactory | None, env_options: dict[str, Any]) -> None:
+        try:
+            self._factory_bytes = pickle.dumps(env_factory)
+        except (pickle.PicklingError, AttributeError, TypeError) as err:
+            raise ValueError(
+                "ProcessPool's env_factory must be picklable (a module-level function or "
+                f"class, not a lambda or closure): {err}"
+            ) from err
+        self._options = dict(env_options)
+        self._ctx = mp.get_context("spawn")
+
+    def spawn(self, envs: list[int]) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=_worker_main,
@@ -504,12 +598,12 @@ class ProcessPool:
         )
         process.start()
         child_conn.close()  # so that the worker's death shows up as EOF on our end
-        return _Worker(process, parent_conn, envs)
+        return _Worker(process, parent_conn)
 
-    def _await_ready(self, worker: _Worker) -> None:
-        if not worker.conn.poll(self.start_timeout_s):
-            self._kill(worker)
-            raise RuntimeError(f"env worker did not start within {self.start_timeout_s:.0f} s")
+    def ready(self, worker: _Worker, timeout_s: float) -> int:
+        if not worker.conn.poll(timeout_s):
+            self.kill(worker)
+            raise RuntimeError(f"env worker did not start within {timeout_s:.0f} s")
         try:
             tag, pid = worker.conn.recv()
         except EOFError as err:
@@ -518,40 +612,61 @@ class ProcessPool:
                 "is the env factory importable and picklable?"
             ) from err
         assert tag == "ready"
-        worker.pid = pid
+        return pid
 
-    def _restart(self, w: int) -> None:
-        old = self._workers[w]
-        self._kill(old)
-        self._lost.update(old.envs)
-        self.restarts += 1
-        self._workers[w] = self._spawn(old.envs)
-        self._await_ready(self._workers[w])
+    def send(self, worker: _Worker, w: int, op: str, payload: dict[int, Any]) -> Any:
+        try:
+            worker.conn.send((op, payload))
+        except (BrokenPipeError, ConnectionResetError, OSError) as err:
+            return Failure("crash", f"worker {w} pipe broken on send: {err}")
+        return None
 
-    @staticmethod
-    def _kill(worker: _Worker) -> None:
+    def wait(self, calls: dict[int, tuple[_Worker, Any]], timeout_s: float) -> list[int]:
+        conns = {worker.conn: w for w, (worker, _) in calls.items()}
+        return [conns[c] for c in mp.connection.wait(list(conns), timeout=timeout_s)]
+
+    def receive(self, worker: _Worker, w: int, call: Any) -> dict[int, EnvResult | Failure] | Failure:
+        try:
+            return worker.conn.recv()
+        except (EOFError, ConnectionResetError, OSError):
+            return Failure("crash", f"worker {w} died (exit code {worker.process.exitcode})")
+
+    def kill(self, worker: _Worker) -> None:
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(timeout=10)
         worker.conn.close()
 
-    def close(self) -> None:
-        """Stop every worker (politely, then by force)."""
-        for worker in self._workers:
+    def close(self, workers: list[_Worker]) -> None:
+        """Politely, then by force."""
+        for worker in workers:
             try:
                 worker.conn.send(("close", None))
             except (BrokenPipeError, ConnectionResetError, OSError):
                 pass
-        for worker in self._workers:
+        for worker in workers:
             worker.process.join(timeout=5)
-            self._kill(worker)
-        self._workers = []
+            self.kill(worker)
 
-    def __enter__(self) -> "ProcessPool":
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class ProcessPool(WorkerPool):
+    """Envs in `num_workers` spawned local processes (default: one per CPU, at most one per
+    env); dead or hung workers are restarted. See `WorkerPool`."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        num_workers: int | None = None,
+        env_factory: EnvFactory | None = None,
+        env_options: dict[str, Any] | None = None,
+        timeout_s: float = 120.0,
+        start_timeout_s: float = 300.0,
+    ) -> None:
+        check_pool_sizes(num_envs, None, timeout_s, start_timeout_s)
+        transport = ProcessTransport(env_factory, env_options or {})
+        super().__init__(transport, num_envs, min(num_envs, num_workers or os.cpu_count() or 1),
+                         timeout_s=timeout_s, start_timeout_s=start_timeout_s)
 
 
 def _check_indices(payload: dict[int, Any], num_envs: int) -> None:
@@ -560,24 +675,36 @@ def _check_indices(payload: dict[int, Any], num_envs: int) -> None:
         raise ValueError(f"env indices {bad} out of range for a pool of {num_envs} envs")
 
 
+BACKENDS = ("inprocess", "local", "process", "ray")
+"""`make_pool` backends; "local" is another name for "inprocess"."""
+
+
 def make_pool(
+    backend: str,
     num_envs: int,
     *,
-    backend: str = "process",
     num_workers: int | None = None,
     env_factory: EnvFactory | None = None,
     env_options: dict[str, Any] | None = None,
     timeout_s: float = 120.0,
+    ray_address: str | None = None,
+    ray_num_cpus: int | None = None,
 ) -> EnvPool:
-    """A pool by backend name: "process" (workers) or "inprocess"."""
-    if backend == "process":
-        return ProcessPool(
-            num_envs,
-            num_workers=num_workers,
-            env_factory=env_factory,
-            env_options=env_options,
-            timeout_s=timeout_s,
-        )
-    if backend == "inprocess":
+    """A pool by backend: "inprocess" (or "local": envs in this process), "process" (local
+    worker processes) or "ray" (Ray actors, on a local Ray or the cluster at `ray_address`).
+    The one place pools are built (training, evaluation, benchmarks)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown pool backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if (ray_address is not None or ray_num_cpus is not None) and backend != "ray":
+        raise ValueError(f"ray_address and ray_num_cpus are only used by the ray backend, "
+                         f"not {backend!r}")
+    if backend in ("inprocess", "local"):
         return InProcessPool(num_envs, env_factory=env_factory, env_options=env_options)
-    raise ValueError(f"unknown pool backend {backend!r}; expected 'process' or 'inprocess'")
+    if backend == "process":
+        return ProcessPool(num_envs, num_workers=num_workers, env_factory=env_factory,
+                           env_options=env_options, timeout_s=timeout_s)
+    from smoothvla.rollout.ray_pool import RayPool
+
+    return RayPool(num_envs, num_workers=num_workers, env_factory=env_factory,
+                   env_options=env_options, timeout_s=timeout_s, address=ray_address,
+                   num_cpus=ray_num_cpus)
