@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,10 +30,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
 from smoothvla.algorithms.features import camera_key, trunk_features
+from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
-from smoothvla.io import atomic_write_text, lock_directory, truncate_jsonl
+from smoothvla.io import atomic_path, atomic_write_text, lock_directory, truncate_jsonl
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.normalizer import Normalizer
@@ -338,19 +336,15 @@ def save_checkpoint(run_dir: Path, policy: CompactVLA, optimizer, scheduler, ste
                     cfg: SFTConfig) -> Path:
     """checkpoints/step_NNNNNNN/: the policy files + trainer_state.pt + sft_config.json, written
     in a temporary folder and renamed; then `latest` (a text file) points to it."""
-    ckpt_root = run_dir / "checkpoints"
-    target = ckpt_root / f"step_{step:07d}"
-    tmp = ckpt_root / f".step_{step:07d}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save(tmp)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                     "python": random.getstate()}}
-    torch.save(state, tmp / "trainer_state.pt")
-    (tmp / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    target = run_dir / "checkpoints" / f"step_{step:07d}"
+    with atomic_path(target, folder=True) as tmp:
+        policy.save(tmp)
+        state = {"step": step, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(),
+                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                         "python": random.getstate()}}
+        torch.save(state, tmp / "trainer_state.pt")
+        (tmp / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     atomic_write_text(run_dir / "latest", target.name)
     return target
 
