@@ -4,8 +4,9 @@
 - `collector.Collector`, `GroupRequest`: groups of G rollouts per task and init state, the
   policy batched over all live envs, one chunk per round.
 - `pool.make_pool(backend, num_envs, ...)`: the one way to build a pool: `pool.InProcessPool`,
-  or the pool core `pool.WorkerPool` with its workers as local processes (`ProcessPool`,
-  restarted on crash or hang) or Ray actors across machines (`ray_pool.RayPool`).
+  or the pool core `workers.WorkerPool` with its workers as local processes
+  (`workers.ProcessPool`, restarted on crash or hang) or Ray actors across machines
+  (`ray_pool.RayPool`).
 - `fake_env.PointMassEnv`, `fake_policy.GaussianChunkPolicy`: small stand-ins for tests and
   benchmarks of collectors and algorithms.
 

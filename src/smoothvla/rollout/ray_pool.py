@@ -37,13 +37,12 @@ from smoothvla.rollout.pool import (
     EnvFactory,
     EnvResult,
     Failure,
-    WorkerPool,
     _resolve_factory,
     _serve,
     _Slot,
-    check_pool_sizes,
     make_pool,  # noqa: F401  (re-exported: it builds RayPool for backend "ray")
 )
+from smoothvla.rollout.workers import WorkerPool, check_pool_sizes
 
 
 def _require_ray() -> Any:
