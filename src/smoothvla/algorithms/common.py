@@ -262,7 +262,7 @@ def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
 def record(log: dict[str, list[float]], **values: Any) -> None:
     """Append each named value (a number or a one-element tensor) to its list in `log`."""
     for name, value in values.items():
-        log[name].append(float(value))
+        log[name].append(float(value.detach() if isinstance(value, torch.Tensor) else value))
 
 
 def mean_of(values: list[float]) -> float:
