@@ -152,3 +152,27 @@ def test_lock_directory_refuses_a_second_holder_until_the_first_lets_go(tmp_path
 
     monkeypatch.setattr(fcntl, "flock", no_locks)  # e.g. NFS without a lock daemon
     lock_directory(tmp_path / "run", "train run").close()
+
+
+def test_atomic_path_publishes_files_and_folders_or_leaves_the_old_ones(tmp_path):
+    from smoothvla.io import atomic_path, temporary_path
+
+    target = tmp_path / "sub" / "feat.npy"
+    with atomic_path(target) as tmp:
+        assert tmp == temporary_path(target) and tmp.name == f".feat.npy.tmp-{os.getpid()}"
+        tmp.write_text("new")
+        assert not target.exists()  # nothing at the final name before the block ends
+    assert target.read_text() == "new" and not tmp.exists()
+
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    (folder / "old.json").write_text("old")
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_path(folder, folder=True) as tmp:
+            (tmp / "model.safetensors").write_text("half")
+            raise RuntimeError("killed")
+    assert [p.name for p in folder.iterdir()] == ["old.json"] and not tmp.exists()
+    with atomic_path(folder, folder=True) as tmp:
+        (tmp / "model.safetensors").write_text("whole")
+    assert [p.name for p in folder.iterdir()] == ["model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy", "sub"]  # no .old left

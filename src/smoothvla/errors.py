@@ -28,6 +28,12 @@ class UserFileNotFoundError(UserError, FileNotFoundError):
     """A missing input file or folder."""
 
 
+class ExpertError(RuntimeError):
+    """The scripted expert met a plan or state it cannot handle (`smoothvla.experts`; also the
+    LIBERO goal planner, `envs.libero_plan`, for a goal it has no stages for). Here, not in
+    `experts`, so that envs raise it without importing the experts."""
+
+
 class UserKeyError(UserError, KeyError):
     """A file lacks a key, group or field the user pointed at."""
 

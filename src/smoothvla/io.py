@@ -1,6 +1,13 @@
 """Atomic file writes (a crash leaves either the old file or the new one, never half of one),
 the trimming of a JSONL log back to a checkpoint, and the lock that keeps one writer per run
-directory."""
+directory.
+
+Two ways to write atomically, used everywhere a file or folder is published:
+`atomic_write(path, write)` (and its bytes/text/JSON forms) for what is written in one go
+through a file object; `atomic_path(path)` for what a library writes by name (an HDF5 file,
+a memory map, a folder of checkpoint files): it hands out `temporary_path(path)`, then
+`publish` renames it into place. Those temporaries are named `.NAME.tmp-PID`, which
+`remove_stale_temp_files` sweeps after a killed run."""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Callable
 
@@ -60,6 +69,56 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def temporary_path(path: str | Path) -> Path:
+    """`.NAME.tmp-PID` beside `path`: where this process writes `path` before `publish`."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def publish(tmp: str | Path, path: str | Path) -> Path:
+    """Rename the finished file or folder `tmp` to `path` in one step. An existing folder at
+    `path` is first renamed aside and removed only after the swap, so a kill leaves either
+    the old folder or the new one at `path`."""
+    tmp, path = Path(tmp), Path(path)
+    old = None
+    if tmp.is_dir() and path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def discard(tmp: str | Path) -> None:
+    """Remove an unfinished temporary file or folder (nothing if there is none)."""
+    tmp = Path(tmp)
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | Path, folder: bool = False) -> Iterator[Path]:
+    """`with atomic_path(path) as tmp:` write the file `tmp` (with `folder`, the files of the
+    folder `tmp`, created empty), which becomes `path` when the block ends (`publish`). An
+    error in the block removes `tmp` and leaves `path` as it was; a kill leaves `tmp` for
+    `remove_stale_temp_files`."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    discard(tmp)  # left by an earlier process with the same id
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if folder:
+        tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        discard(tmp)
+        raise
+    publish(tmp, path)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from smoothvla.errors import UserError, check_fields
 from smoothvla.metrics import mean_jerk
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
 

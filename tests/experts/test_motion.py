@@ -8,15 +8,12 @@ import pytest
 from smoothvla.experts.motion import (
     GripperRamp,
     MotionLimits,
-    axis_angle_quat,
     down_quat,
-    matrix_to_quat,
     plan_segment,
     pose_action,
-    quat_to_axis_angle,
-    quat_to_matrix,
     yaw_of,
 )
+from smoothvla.geometry import axis_angle_quat, matrix_to_quat, quat_to_axis_angle, quat_to_matrix
 
 DT = 0.05
 

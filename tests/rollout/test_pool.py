@@ -105,7 +105,7 @@ def test_a_hung_worker_times_out_and_is_replaced(lanes):
 def test_env_errors_drop_only_that_episode():
     policy = GaussianChunkPolicy()
     with make_pool(
-        2, backend="inprocess", env_factory=make_point_mass, env_options={"raise_on_init_id": 0}
+        "inprocess", 2, env_factory=make_point_mass, env_options={"raise_on_init_id": 0}
     ) as pool:
         result = Collector(policy, pool).collect(_groups([0, 1]), seed=0)
     assert result.stats["dropped_error"] == 2
@@ -128,7 +128,7 @@ def test_bad_pool_arguments():
     with pytest.raises(ValueError, match="num_envs"):
         InProcessPool(0)
     with pytest.raises(ValueError, match="backend"):
-        make_pool(1, backend="ray-cluster")
+        make_pool("ray-cluster", 1)
     with InProcessPool(1, env_factory=make_point_mass) as pool:
         with pytest.raises(ValueError, match="out of range"):
             pool.reset({3: ResetRequest(TASK, 0, 0)})

@@ -87,7 +87,8 @@ def test_collect_workers_die_with_a_killed_parent_and_the_next_run_sweeps_its_te
         import sys, threading
         import slow_jobs
         from smoothvla.commands import collect
-        collect.JOB_RUNNER = slow_jobs.hang
+        from smoothvla.experts import collect as demos
+        demos.JOB_RUNNER = slow_jobs.hang
         cfg = collect.Config(out={str(out)!r}, suite="tabletop-object", episodes_per_task=1,
                              workers=1, tasks=("pick-ketchup-place-basket",), cameras=())
         threading.Timer(1.0, lambda: print("started", flush=True)).start()
@@ -101,9 +102,10 @@ def test_collect_workers_die_with_a_killed_parent_and_the_next_run_sweeps_its_te
     import slow_jobs
 
     from smoothvla.commands import collect
+    from smoothvla.experts import collect as demos
 
     (tmp_path / ".demos.hdf5.tmp-1").write_text("pid 1 is alive: not stale")
-    monkeypatch.setattr(collect, "JOB_RUNNER", slow_jobs.fail)
+    monkeypatch.setattr(demos, "JOB_RUNNER", slow_jobs.fail)
     cfg = collect.Config(out=out, suite="tabletop-object", episodes_per_task=1, workers=1,
                          tasks=("pick-ketchup-place-basket",), cameras=())
     assert collect.run(cfg) == 1  # every stand-in episode fails: nothing written

@@ -9,6 +9,7 @@
   trainable weights, which weight drift needs anyway.
 - rollout statistics (success rate, mean jerk, reward terms, degenerate groups).
 - the jerk each chunk caused, and which smoothness-credit options go together.
+- `LEARNING_RANGES`: the ranges every algorithm's config checks its optimizer fields in.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from torch import nn
 from smoothvla.algorithms.losses import weight_drift
 from smoothvla.errors import UserError
 from smoothvla.policies.base import ActionChunk, Policy
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
+
+# Shared by GRPO, PPO and DPO. A learning rate above 1 is a typo (AdamW steps are ~lr in
+# size); eps_low < 1 because a ratio cannot go below 0; max_grad_norm <= 0 means no clipping.
+LEARNING_RANGES = dict(lr="(0, 1]", weight_decay=">= 0")
 
 
 def trainable_parameters(policy: Policy) -> list[nn.Parameter]:
@@ -229,14 +234,32 @@ def rollout_stats(trajectories: list[Trajectory]) -> dict[str, float]:
     return stats
 
 
-def optimizer_step(
-    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], max_grad_norm: float
-) -> float:
-    """Clip gradients to `max_grad_norm` (<= 0: no clipping), step; returns the pre-clip norm."""
+def adamw_learner(policy: Any, lr: float, weight_decay: float, seed: int) -> tuple[
+        list[nn.Parameter], torch.optim.AdamW, Reference, torch.Generator]:
+    """What an algorithm that trains the whole policy at one learning rate owns (GRPO, DPO):
+    the trainable parameters, their AdamW optimizer, the frozen reference (a copy of those
+    parameters) and the seeded generator of its minibatches."""
+    params = trainable_parameters(policy)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return params, optimizer, Reference(params), torch.Generator().manual_seed(seed)
+
+
+def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
+                  loss: torch.Tensor, max_grad_norm: float) -> float:
+    """Backpropagate `loss` from zeroed gradients, clip them to `max_grad_norm` (<= 0: no
+    clipping), step; returns the pre-clip gradient norm."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
     limit = max_grad_norm if max_grad_norm > 0 else float("inf")
     norm = torch.nn.utils.clip_grad_norm_(params, limit)
     optimizer.step()
     return float(norm)
+
+
+def record(log: dict[str, list[float]], **values: Any) -> None:
+    """Append each named value (a number or a one-element tensor) to its list in `log`."""
+    for name, value in values.items():
+        log[name].append(float(value.detach() if isinstance(value, torch.Tensor) else value))
 
 
 def mean_of(values: list[float]) -> float:

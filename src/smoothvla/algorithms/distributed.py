@@ -57,7 +57,7 @@ from smoothvla.algorithms.trainer import Trainer
 from smoothvla.errors import UserError
 from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
 from smoothvla.rollout.collector import CollectResult, GroupRequest
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 SEED_STRIDE = 1_000_033
 """Rank r collects with sampling seed `seed + r * SEED_STRIDE` (rank 0: the plain seed)."""

@@ -25,24 +25,24 @@ import numpy as np
 import torch
 
 from smoothvla.algorithms.common import (
+    LEARNING_RANGES,
     ChunkBatch,
-    Reference,
+    adamw_learner,
     algorithm_state,
     chunk_log_prob,
+    gradient_step,
     group_indices,
     load_algorithm_state,
     mean_of,
     minibatches,
-    optimizer_step,
+    record,
     require_chunks,
     rollout_stats,
-    trainable_parameters,
 )
-from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import dpo_loss
 from smoothvla.errors import check_fields
 from smoothvla.policies.base import Policy
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 
 @dataclass
@@ -97,10 +97,8 @@ class DPO:
     def __init__(self, policy: Policy, cfg: DPOConfig) -> None:
         self.policy = policy
         self.cfg = cfg
-        self.params = trainable_parameters(policy)
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.reference = Reference(self.params)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.params, self.optimizer, self.reference, self.generator = adamw_learner(
+            policy, cfg.lr, cfg.weight_decay, cfg.seed)
         self.updates = 0
 
     def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
@@ -138,14 +136,9 @@ class DPO:
                 ref_w = torch.stack([ref[w] for w, _ in mb])
                 ref_l = torch.stack([ref[lose] for _, lose in mb])
                 loss, margin = dpo_loss(logp_w, logp_l, ref_w, ref_l, cfg.beta)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                log["grad_norm"].append(
-                    optimizer_step(self.optimizer, self.params, cfg.max_grad_norm)
-                )
-                log["loss"].append(float(loss.detach()))
-                log["accuracy"].append(float((margin.detach() > 0).float().mean()))
-                log["margin"].append(float(margin.detach().mean()))
+                grad_norm = gradient_step(self.optimizer, self.params, loss, cfg.max_grad_norm)
+                record(log, grad_norm=grad_norm, loss=loss,
+                       accuracy=(margin.detach() > 0).float().mean(), margin=margin.mean())
         self.updates += 1
 
         stats.update({k: mean_of(v) for k, v in log.items()})

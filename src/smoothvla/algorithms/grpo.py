@@ -30,22 +30,23 @@ import numpy as np
 import torch
 
 from smoothvla.algorithms.common import (
+    LEARNING_RANGES,
     ChunkBatch,
-    Reference,
+    adamw_learner,
     algorithm_state,
     batched_log_prob,
     chunk_log_prob,
     chunk_log_prob_terms,
     chunk_mean_jerk,
+    gradient_step,
     group_indices,
     load_algorithm_state,
     mean_of,
     minibatches,
-    optimizer_step,
+    record,
     require_chunks,
     reward_has_jerk,
     rollout_stats,
-    trainable_parameters,
     trajectory_mean_jerk,
 )
 from smoothvla.algorithms.losses import (
@@ -59,14 +60,9 @@ from smoothvla.algorithms.losses import (
 )
 from smoothvla.errors import UserError, check_fields
 from smoothvla.policies.base import Policy
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 ADVANTAGES = ("standard", "decoupled", "chunk")
-
-
-# Shared by GRPO, PPO and DPO. A learning rate above 1 is a typo (AdamW steps are ~lr in
-# size); eps_low < 1 because a ratio cannot go below 0; max_grad_norm <= 0 means no clipping.
-LEARNING_RANGES = dict(lr="(0, 1]", weight_decay=">= 0")
 
 
 @dataclass
@@ -189,10 +185,8 @@ class GRPO:
     def __init__(self, policy: Policy, cfg: GRPOConfig) -> None:
         self.policy = policy
         self.cfg = cfg
-        self.params = trainable_parameters(policy)
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.reference = Reference(self.params)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.params, self.optimizer, self.reference, self.generator = adamw_learner(
+            policy, cfg.lr, cfg.weight_decay, cfg.seed)
         self.updates = 0
 
     def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
@@ -279,16 +273,9 @@ class GRPO:
                     kl_k3(own, logp_ref[index]).mean() if logp_ref is not None else torch.zeros(())
                 )
                 loss = pg_loss + cfg.beta * kl_ref
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                log["grad_norm"].append(
-                    optimizer_step(self.optimizer, self.params, cfg.max_grad_norm)
-                )
-                log["loss"].append(float(loss.detach()))
-                log["pg_loss"].append(float(pg_loss.detach()))
-                log["kl_ref"].append(float(kl_ref.detach()))
-                log["clip_frac"].append(float(clip_frac))
-                log["approx_kl"].append(float(approx_kl(logp.detach(), logp_old[index])))
+                grad_norm = gradient_step(self.optimizer, self.params, loss, cfg.max_grad_norm)
+                record(log, grad_norm=grad_norm, loss=loss, pg_loss=pg_loss, kl_ref=kl_ref,
+                       clip_frac=clip_frac, approx_kl=approx_kl(logp.detach(), logp_old[index]))
                 logp_seen.append(logp.detach())
         self.updates += 1
 

@@ -30,22 +30,23 @@ import numpy as np
 import torch
 
 from smoothvla.algorithms.common import (
+    LEARNING_RANGES,
     ChunkBatch,
     Reference,
     algorithm_state,
+    chunk_jerk_of,
     chunk_log_prob,
+    gradient_step,
     load_algorithm_state,
     mean_of,
     minibatches,
-    optimizer_step,
-    chunk_jerk_of,
     policy_value,
+    record,
     require_chunks,
     reward_has_jerk,
     rollout_stats,
     trainable_parameters,
 )
-from smoothvla.algorithms.grpo import LEARNING_RANGES
 from smoothvla.algorithms.losses import (
     advantage_split_stats,
     approx_kl,
@@ -56,7 +57,7 @@ from smoothvla.algorithms.losses import (
 )
 from smoothvla.errors import UserError, check_fields
 from smoothvla.policies.base import Policy
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 VALUE_HEAD_PREFIX = "value_head."
 
@@ -198,16 +199,9 @@ class PPO:
                 )
                 v_loss = value_loss(values, values_old[index], returns[index], cfg.value_clip)
                 loss = pg_loss + cfg.vf_coef * v_loss
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                log["grad_norm"].append(
-                    optimizer_step(self.optimizer, self.params, cfg.max_grad_norm)
-                )
-                log["loss"].append(float(loss.detach()))
-                log["pg_loss"].append(float(pg_loss.detach()))
-                log["value_loss"].append(float(v_loss.detach()))
-                log["clip_frac"].append(float(clip_frac))
-                log["approx_kl"].append(float(approx_kl(logp.detach(), logp_old[index])))
+                grad_norm = gradient_step(self.optimizer, self.params, loss, cfg.max_grad_norm)
+                record(log, grad_norm=grad_norm, loss=loss, pg_loss=pg_loss, value_loss=v_loss,
+                       clip_frac=clip_frac, approx_kl=approx_kl(logp.detach(), logp_old[index]))
         self.updates += 1
 
         # -- diagnostics ---------------------------------------------------------------

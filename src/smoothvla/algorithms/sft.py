@@ -14,7 +14,7 @@ action and a mask (0 on padded steps) removes them from the loss.
 
 Frozen encoders (the default) make SFT cheap: the vision trunk's features for every frame
 are computed once and cached on disk next to the run, keyed by the file's hash
-(`policies/features.py`), and the language embedding once per instruction string; a step
+(`algorithms/features.py`), and the language embedding once per instruction string; a step
 then runs only the fusion transformer and the head.
 
 Determinism: the batch and the head's noise at step s depend only on (seed, s), so a run
@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,16 +35,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from smoothvla.algorithms.features import camera_key, trunk_features
 from smoothvla.algorithms.sft_transfer import (freeze_all_but_head, head_inputs, head_only_step,
                                                initial_policy, save_start)
 from smoothvla.data.hdf5 import demo_names, file_attrs, read_demo
-from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
-from smoothvla.io import atomic_write_text, lock_directory, truncate_jsonl
 from smoothvla.envs.base import ACTION_HISTORY
+from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
+from smoothvla.io import atomic_path, atomic_write_text, lock_directory, truncate_jsonl
 from smoothvla.policies.base import DemoBatch, Policy
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
-from smoothvla.policies.features import camera_key, trunk_features
 from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy
 
 PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")
@@ -392,19 +390,15 @@ def save_checkpoint(run_dir: Path, policy: Policy, optimizer, scheduler, step: i
                     cfg: SFTConfig) -> Path:
     """checkpoints/step_NNNNNNN/: the policy files + trainer_state.pt + sft_config.json, written
     in a temporary folder and renamed; then `latest` (a text file) points to it."""
-    ckpt_root = run_dir / "checkpoints"
-    target = ckpt_root / f"step_{step:07d}"
-    tmp = ckpt_root / f".step_{step:07d}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save(tmp)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                     "python": random.getstate()}}
-    torch.save(state, tmp / "trainer_state.pt")
-    (tmp / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    target = run_dir / "checkpoints" / f"step_{step:07d}"
+    with atomic_path(target, folder=True) as tmp:
+        policy.save(tmp)
+        state = {"step": step, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(),
+                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                         "python": random.getstate()}}
+        torch.save(state, tmp / "trainer_state.pt")
+        (tmp / "sft_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     atomic_write_text(run_dir / "latest", target.name)
     return target
 

@@ -47,7 +47,7 @@ from smoothvla.metrics import mean_jerk
 from smoothvla.policies.base import Policy
 from smoothvla.rewards import RewardConfig, make_reward
 from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 ALGORITHMS = ("grpo", "ppo", "dpo")
 RewardFn = Callable[[Trajectory], tuple[float, dict[str, float]]]

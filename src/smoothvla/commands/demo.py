@@ -58,7 +58,7 @@ def run_synthetic(control_hz: float = 20.0, lam: float = 0.2, seed: int = 0) -> 
     from smoothvla.metrics import path_metrics
     from smoothvla.metrics.synthetic import chunked, jittery, pick_place_path
     from smoothvla.rewards import smooth_reward
-    from smoothvla.rollout.trajectory import Trajectory
+    from smoothvla.trajectory import Trajectory
 
     dt = 1.0 / control_hz
     rng = np.random.default_rng(seed)

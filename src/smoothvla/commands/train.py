@@ -1,158 +1,16 @@
 """`smoothvla train --policy runs/sft/final --tasks TASK ... --algorithm grpo --reward.name smooth`:
-RL fine-tuning of an SFT checkpoint (algorithms/trainer.py runs the loop).
-
-The flags are `TrainConfig`'s (tasks, algorithm, iterations, group size, reward, the
-algorithms' hyperparameters, out_dir, --resume) plus where the policy comes from and how
-the environments run. The run directory gets `log.jsonl`, `config.json`,
-`checkpoint/state.pt` (resumable) and `policy/` (a checkpoint `smoothvla eval` reads).
-`--resume` refuses flags that differ from the checkpoint's run, except how it runs (workers,
-device, ...) and how long (`RESUME_MAY_CHANGE`); `--flow-sde-sigma` on a checkpoint without
-a flow head is refused too.
+RL fine-tuning of an SFT checkpoint. The flags are `FinetuneConfig`'s and the work is
+`smoothvla.algorithms.finetune.finetune`, which the study calls too; the policy's
+directory is printed on stdout.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
-
-from smoothvla.algorithms.trainer import TrainConfig
-from smoothvla.errors import UserError, check_fields
-from smoothvla.io import check_writable_output
-from smoothvla.rollout.execution import ExecutionConfig
-
-
-@dataclass
-class Config(TrainConfig):
-    policy: str = ""
-    """Checkpoint directory to fine-tune (written by `smoothvla sft`)."""
-    workers: int = 2
-    """Env worker processes (0: run the envs in this process)."""
-    envs_per_worker: int = 4
-    """Envs per worker; the policy is batched over all envs."""
-    lanes: int = 1
-    """Env blocks that take turns, so the policy runs while other blocks simulate (1: off;
-    2 helps when spare cores exist, see docs)."""
-    max_steps: int = 0
-    """Cap on episode length in control steps (0: each task's own limit)."""
-    worker_timeout_s: float = 300.0
-    """A worker that does not answer one chunk within this is restarted (its episodes dropped)."""
-    device: str = "auto"
-    """Torch device of the learner's policy: 'auto' (CUDA when available), 'cpu', 'cuda'."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16: autocast for the vision encoder and fusion transformer on CUDA; the heads, the
-    log-probabilities and the losses stay float32 (docs/scaling.md)."""
-    temperature: float = 0.0
-    """Token head: sampling temperature of the rollouts (0: the checkpoint's, 1.0 by default).
-    Measured on the demo's SFT policy: 45% success greedy, 25% sampled at 0.2, 0% at 0.5
-    and 1.0, where every group fails and GRPO has no signal (docs/rl.md)."""
-    flow_sde_sigma: float = 0.0
-    """Flow head: noise scale g of the sampling SDE (0: the checkpoint's)."""
-    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
-    """Which actions of each chunk the rollouts execute: chunk, receding or prefix (the
-    averaging schemes blend and ensemble are evaluation-only; docs/rl.md)."""
-    backend: Literal["process", "ray"] = "process"
-    """Where the env workers run: local processes, or Ray actors (docs/scaling.md)."""
-    ray_address: str | None = None
-    """Ray cluster to attach to ('auto', 'HEAD_IP:6379'); unset: a local Ray (backend ray only)."""
-
-    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = TrainConfig.RESUME_MAY_CHANGE | {
-        "workers", "envs_per_worker", "lanes", "worker_timeout_s", "device", "backend",
-        "ray_address",
-    }
-    """Also where and how the rollouts and the learner run (not what is learned)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.policy:
-            raise UserError("--policy is required: the checkpoint directory to fine-tune")
-        if not self.tasks:
-            raise UserError(
-                "--tasks is required: one or more task ids, e.g. tabletop-goal/open-drawer-v1"
-            )
-        # temperature and flow_sde_sigma 0: keep the checkpoint's
-        check_fields(self, flags=True, temperature=">= 0", flow_sde_sigma=">= 0", workers=">= 0",
-                     envs_per_worker=">= 1", lanes=">= 1", max_steps=">= 0",
-                     worker_timeout_s="> 0")
-        self.execution.check_for_rl()
-        if self.ray_address is not None and self.backend != "ray":
-            raise UserError("--ray-address needs --backend ray")
+from smoothvla.algorithms.finetune import FinetuneConfig as Config
+from smoothvla.algorithms.finetune import finetune
 
 
 def run(cfg: Config) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    import torch
-
-    from smoothvla.algorithms.trainer import Trainer, check_out_dir, make_algorithm
-    from smoothvla.envs import get_task
-    from smoothvla.policies import load_policy, place
-    from smoothvla.policies.packaged import resolve_checkpoint
-    from smoothvla.rollout.collector import Collector
-    from smoothvla.rollout.pool import make_pool
-
-    torch.set_num_threads(1)
-    check_writable_output(cfg.out_dir, "folder")
-    for task in cfg.tasks:
-        get_task(task)  # unknown ids fail here, before workers start
-    check_out_dir(cfg)  # an existing run without --resume, or resumed with changed flags
-    # under torchrun (WORLD_SIZE > 1): one learner per process, gradients summed over ranks
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        from smoothvla.algorithms import distributed as ddp
-
-        ddp.init_distributed()
-    overrides = {k: v for k, v in (("temperature", cfg.temperature),
-                                   ("flow_sde_sigma", cfg.flow_sde_sigma)) if v > 0}
-    policy = load_policy(resolve_checkpoint(cfg.policy), **overrides)
-    check_sampling_flags(cfg, policy.cfg.head)
-    policy = place(policy, cfg.device, cfg.precision)
-    policy.eval()  # no dropout: sampling and recomputed log-probs must agree
-    env_options = {"cameras": policy.cameras, "image_size": policy.image_size}
-    num_envs = max(cfg.workers, 1) * cfg.envs_per_worker
-    if cfg.backend == "ray":
-        from smoothvla.rollout.ray_pool import make_pool as make_any_pool
-
-        pool_cm = make_any_pool("ray", num_envs, num_workers=cfg.workers or None, env_options=env_options,
-                                timeout_s=cfg.worker_timeout_s, ray_address=cfg.ray_address)
-    else:
-        pool_cm = make_pool(
-            num_envs,
-            backend="process" if cfg.workers > 0 else "inprocess",
-            num_workers=cfg.workers or None,
-            env_options=env_options,
-            timeout_s=cfg.worker_timeout_s,
-        )
-    with pool_cm as pool:
-        collector = Collector(policy, pool, max_steps=cfg.max_steps or None, lanes=cfg.lanes,
-                              execution=cfg.execution)
-        if distributed:
-            ddp.broadcast_module(policy)
-            trainer = ddp.DistributedTrainer(
-                cfg, make_algorithm(ddp.ShardedPolicy(policy), cfg), collector,
-                echo=lambda line: print(line, file=sys.stderr),
-            )
-        else:
-            trainer = Trainer(
-                cfg,
-                make_algorithm(policy, cfg),
-                collector,
-                echo=lambda line: print(line, file=sys.stderr),
-            )
-        trainer.run()
-    if distributed:
-        ddp.shutdown_distributed()
-    print(f"train: policy {cfg.out_dir}/policy, log {cfg.out_dir}/log.jsonl", file=sys.stderr)
+    finetune(cfg)
     print(f"{cfg.out_dir}/policy")
     return 0
-
-
-def check_sampling_flags(cfg: Config, head: str) -> None:
-    """--flow-sde-sigma belongs to the flow head and --temperature to the heads that sample
-    tokens (token, dct); on a checkpoint with another head either would be silently ignored."""
-    if cfg.flow_sde_sigma > 0 and head != "flow":
-        raise UserError(f"--flow-sde-sigma {cfg.flow_sde_sigma} sets the flow head's sampling, "
-                        f"but {cfg.policy} has a {head} head; drop --flow-sde-sigma")
-    if cfg.temperature > 0 and head not in ("token", "dct"):
-        raise UserError(f"--temperature {cfg.temperature} sets a token head's sampling, but "
-                        f"{cfg.policy} has a {head} head; drop --temperature")

@@ -16,7 +16,6 @@ renamed into place on close, so a crash never leaves a file that looks complete.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,6 +24,7 @@ import h5py
 import numpy as np
 
 from smoothvla.errors import UserError, UserFileNotFoundError, UserKeyError
+from smoothvla.io import discard, publish, temporary_path
 
 # Position keys, in the order they are tried: LIBERO, robomimic.
 EE_POS_KEYS = ("ee_pos", "robot0_eef_pos")
@@ -64,7 +64,7 @@ class DemoWriter:
                  problem_info: dict[str, Any] | None = None, compress: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._tmp = temporary_path(self.path)
         self._file = h5py.File(self._tmp, "w")
         self._data = self._file.create_group("data")
         self._data.attrs["env_args"] = json.dumps(env_args or {})
@@ -97,13 +97,12 @@ class DemoWriter:
         self._data.attrs["num_demos"] = self.num_demos
         self._data.attrs["total"] = self.total
         self._file.close()
-        os.replace(self._tmp, self.path)
-        return self.path
+        return publish(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop everything written so far."""
         self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        discard(self._tmp)
 
     def __enter__(self) -> "DemoWriter":
         return self

@@ -1,6 +1,6 @@
 """The `TaskEnv` interface every suite implements, and the task-id registry.
 
-Observation (DESIGN.md): a dict with
+Observation (`smoothvla.types`, DESIGN.md): a dict with
     rgb:         {camera name: uint8 (H, W, 3)}, upright images
     proprio:     float32 (8,): ee position (3), ee orientation as axis-angle (3), gripper (2)
     instruction: str
@@ -24,11 +24,10 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 from smoothvla.errors import UserError
+from smoothvla.types import ACTION_DIM, Observation
 
-ACTION_DIM = 7
 ACTION_HISTORY = 16
 """Executed actions an observation carries by default (obs['prev_actions'])."""
-Observation = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events, jerk_trace
 from smoothvla.policies.packaged import resolve_checkpoint
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.execution import ExecutionConfig
-from smoothvla.rollout.pool import EnvFactory, InProcessPool, ProcessPool
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.rollout.pool import EnvFactory, make_pool
+from smoothvla.trajectory import Trajectory
 
 
 @dataclass(frozen=True)
@@ -203,9 +203,8 @@ def evaluate(
             factory = EpisodeSeededFactory(env_factory, *_strength(pert), plan.sampling_seed)
             actor = EpisodeSeededPolicy(policy)
         num_envs = max(1, min(max(workers, 1) * envs_per_worker, len(requests)))
-        pool = (InProcessPool(num_envs, env_factory=factory, env_options=options) if workers == 0
-                else ProcessPool(num_envs, num_workers=workers, env_factory=factory,
-                                 env_options=options))
+        pool = make_pool("process" if workers > 0 else "inprocess", num_envs,
+                         num_workers=workers or None, env_factory=factory, env_options=options)
         try:
             collector = Collector(actor, pool, sample=plan.sample, execution=plan.execution)
             for start in range(0, len(requests), batch_episodes):

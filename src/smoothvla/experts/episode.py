@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothvla.experts.motion import quat_to_axis_angle
+from smoothvla.geometry import quat_to_axis_angle
 from smoothvla.experts.skills import ExpertConfig, ExpertError, make_expert
 
 # Steps the expert keeps holding after its plan ends, for a falling object to settle.

@@ -21,19 +21,22 @@ from typing import Any
 
 import numpy as np
 
+from smoothvla.errors import ExpertError
 from smoothvla.experts.motion import (
     GripperRamp,
     MotionLimits,
-    axis_angle_quat,
     down_quat,
-    matrix_to_quat,
     plan_segment,
     pose_action,
+    yaw_of,
+)
+from smoothvla.geometry import (
+    axis_angle_quat,
+    matrix_to_quat,
     quat_conj,
     quat_mul,
     quat_to_axis_angle,
     quat_to_matrix,
-    yaw_of,
 )
 
 Actions = Iterator[np.ndarray]
@@ -130,10 +133,6 @@ class ExpertConfig:
             raise ValueError("gripper_ramp_steps must be >= 1 and grip_max_steps >= grip_min_steps")
 
 
-class ExpertError(RuntimeError):
-    """The expert met a plan or state it cannot handle."""
-
-
 class Expert:
     """Drives the stages of `plan` in order: `action = expert.act(state)` until `expert.done`.
 
@@ -146,11 +145,10 @@ class Expert:
 
     def __init__(self, plan: list[dict[str, Any]], action_scale: dict[str, float],
                  control_dt: float, config: ExpertConfig | None = None):
-        from smoothvla.experts.skills import SKILLS  # skills import this module
-
+        skills = _skills(plan)
         for stage in plan:
-            if stage.get("skill") not in SKILLS:
-                raise ExpertError(f"no skill for stage {stage!r}; known: {sorted(SKILLS)}")
+            if stage.get("skill") not in skills:
+                raise ExpertError(f"no skill for stage {stage!r}; known: {sorted(skills)}")
         self.plan = [dict(stage) for stage in plan]
         self.pos_scale = float(action_scale["pos"])
         self.rot_scale = float(action_scale["rot"])
@@ -199,12 +197,11 @@ class Expert:
         self._script = self._run_plan()
 
     def _run_plan(self) -> Actions:
-        from smoothvla.experts.skills import SKILLS
-
+        skills = _skills(self.plan)
         for index, stage in enumerate(self.plan):
             self.stage_index = index
             args = {k: v for k, v in stage.items() if k != "skill"}
-            yield from SKILLS[stage["skill"]](self, **args)
+            yield from skills[stage["skill"]](self, **args)
         self.stage_index = len(self.plan)
 
     @property
@@ -274,8 +271,29 @@ class Expert:
             yield self.hold()
 
 
+def _skills(plan: list[dict[str, Any]]) -> dict[str, Any]:
+    """The skill registry (`experts.skills.SKILLS`), with the LIBERO skills registered first
+    when `plan` has LIBERO stages (`experts.libero` adds them on import)."""
+    from smoothvla.experts.skills import SKILLS  # skills import this module
+
+    if any(str(stage.get("skill", "")).startswith("libero_") for stage in plan):
+        import smoothvla.experts.libero  # noqa: F401
+
+    return SKILLS
+
+
+def suite_config(env: Any) -> ExpertConfig | None:
+    """The expert tunables of the env's suite: `experts.libero.LIBERO_CONFIG` on the LIBERO
+    suites, None (the defaults) elsewhere."""
+    suite = str(getattr(getattr(env, "task", None), "suite", ""))
+    if suite.startswith("libero-"):
+        from smoothvla.experts.libero import LIBERO_CONFIG
+
+        return LIBERO_CONFIG
+    return None
+
+
 def make_expert(env: Any, config: ExpertConfig | None = None) -> Expert:
-    """An `Expert` for an env that exposes `plan`, `action_scale` and `control_dt`; an env
-    may also carry its own `expert_config` (LIBERO does), used when `config` is None."""
-    return Expert(env.plan, env.action_scale, env.control_dt,
-                  config or getattr(env, "expert_config", None))
+    """An `Expert` for an env that exposes `plan`, `action_scale` and `control_dt`, with
+    `config`, or when None the tunables of the env's suite (`suite_config`)."""
+    return Expert(env.plan, env.action_scale, env.control_dt, config or suite_config(env))

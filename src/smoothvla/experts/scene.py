@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from smoothvla.experts.motion import down_quat, quat_to_matrix, wrap_angle
+from smoothvla.experts.motion import down_quat
+from smoothvla.geometry import quat_to_matrix, wrap_angle
 
 if TYPE_CHECKING:
     from smoothvla.experts.expert import Expert

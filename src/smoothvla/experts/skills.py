@@ -25,7 +25,7 @@ from smoothvla.experts.expert import (  # noqa: F401
     ExpertError,
     make_expert,
 )
-from smoothvla.experts.motion import quat_to_matrix, wrap_angle
+from smoothvla.geometry import quat_to_matrix, wrap_angle
 from smoothvla.experts.scene import (
     _drop_spot,
     _hand_clear,

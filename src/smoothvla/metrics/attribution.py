@@ -1,7 +1,7 @@
 """Where the jerk of a path comes from: each jerk window attributed to the policy chunk
 whose action caused it.
 
-Alignment (rollout/trajectory.py): positions p_0..p_{T-1}, actions a_0..a_{T-2}, action t
+Alignment (smoothvla/trajectory.py): positions p_0..p_{T-1}, actions a_0..a_{T-2}, action t
 moves p_t to p_{t+1}. The jerk window j_t = (p_{t+3} - 3 p_{t+2} + 3 p_{t+1} - p_t) / dt^3
 depends on the actions a_t, a_{t+1}, a_{t+2}; the last of them is the one that made the
 window differ from a constant-acceleration continuation, so window t belongs to the chunk

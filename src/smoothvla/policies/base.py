@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothvla.envs.base import Observation
 from smoothvla.errors import UserError
+from smoothvla.types import Observation
 
 
 @dataclass

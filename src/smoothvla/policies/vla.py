@@ -27,8 +27,6 @@ recomputed log-probabilities stay float32 numbers (docs/scaling.md measures the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -37,12 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothvla.envs.base import Observation
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
 from smoothvla.policies.encoders import TextEncoder, VisionEncoder
 from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
+from smoothvla.types import Observation
 
 FORMAT = "smoothvla-compact-vla"
 FORMAT_VERSION = 1
@@ -614,25 +612,20 @@ class CompactVLA(Policy):
         `load_policy` rebuilds them from the encoder's package."""
         from safetensors.torch import save
 
-        from smoothvla.io import atomic_write_bytes
+        from smoothvla.io import atomic_path, atomic_write_bytes
 
         norm = self._norm()
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         omit = self.pretrained_keys() if trainable_only else set()
-        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()
-                 if k not in omit}
-        # safetensors' save_file creates the file 0600; this one follows the umask
-        atomic_write_bytes(tmp / "model.safetensors", save(state))
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
-        if trainable_only:
-            meta["weights"] = "trainable-only"
-        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-        (tmp / "normalizer.json").write_text(norm.to_json())
-        _replace_dir(tmp, directory)
+        with atomic_path(directory, folder=True) as tmp:
+            state = {k: v.detach().cpu().clone().contiguous()
+                     for k, v in self.state_dict().items() if k not in omit}
+            # safetensors' save_file creates the file 0600; this one follows the umask
+            atomic_write_bytes(tmp / "model.safetensors", save(state))
+            meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
+            if trainable_only:
+                meta["weights"] = "trainable-only"
+            (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+            (tmp / "normalizer.json").write_text(norm.to_json())
 
     @classmethod
     def load(cls, directory: str | Path, **overrides: Any) -> "CompactVLA":
@@ -664,15 +657,6 @@ def axis_angle_to_rot6d(r: torch.Tensor) -> torch.Tensor:
     s, c = theta.sin()[..., None], theta.cos()[..., None]
     rot = torch.eye(3, dtype=r.dtype, device=r.device) + s * skew + (1 - c) * (skew @ skew)
     return rot[:, :, :2].transpose(1, 2).reshape(-1, 6)
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished directory into place; the old one is removed only after the swap."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:

@@ -31,7 +31,7 @@ import torch
 from smoothvla.policies.base import ActionChunk, Policy
 from smoothvla.rollout.execution import ActionPlan, ExecutionConfig
 from smoothvla.rollout.pool import EnvPool, EnvResult, Failure, ResetRequest
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 
 @dataclass(frozen=True)

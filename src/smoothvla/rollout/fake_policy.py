@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothvla.envs.base import ACTION_DIM, Observation
 from smoothvla.errors import UserError
 from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
+from smoothvla.types import ACTION_DIM, Observation
 
 STATE_DIM = 6
 

@@ -1,14 +1,17 @@
 """Environment pools: where the simulators run while the policy runs batched in the caller.
 
-Two backends with one interface (`EnvPool`):
+One interface (`EnvPool`), built by `make_pool(backend, num_envs, ...)`:
 
-- `ProcessPool`: environments in worker processes (multiprocessing, spawn context, one pipe
-  per worker; a worker owns one or more envs). A worker that dies (crash, OOM kill) or does
-  not answer within `timeout_s` is killed and restarted; the episodes it hosted are returned
-  as `Failure`s (the collector drops and counts them) and collection goes on.
+- `WorkerPool` (`rollout/workers.py`): the one pool core (calls, tickets, timeouts,
+  restarts) with a `Transport` behind it: `ProcessPool` = worker processes (multiprocessing, spawn context, one pipe per
+  worker; a worker owns one or more envs), `ray_pool.RayPool` = Ray actors across
+  machines. A worker that dies (crash, OOM kill) or does not answer within `timeout_s` is
+  killed and restarted; the episodes it hosted are returned as `Failure`s (the collector
+  drops and counts them) and collection goes on.
 - `InProcessPool`: the same envs in the calling process, for tests and debugging.
 
-A call hands each env either a reset request or a whole action chunk: the worker executes
+A call hands each env either a reset request or a whole action chunk (or, op "call", a
+function to run in the worker: `_Slot.call`): the worker executes
 the chunk's actions until the episode ends and sends back the last observation plus the
 per-step physics (`info`) of every executed step, so there is one round trip per chunk,
 not per control step (the SmolVLA GRPO report §4.3: simulation throughput decides what RL can do).
@@ -19,11 +22,6 @@ env only; the worker keeps running.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import multiprocessing.connection
-import os
-import pickle
-import sys
 import time
 import traceback
 from collections import Counter
@@ -95,15 +93,20 @@ class CallStats:
 
 
 class EnvPool(Protocol):
-    """What the collector needs from a pool."""
+    """What the collector needs from a pool (`InProcessPool`, `WorkerPool`)."""
 
     num_envs: int
     last_call: CallStats
     failures: Counter
+    restarts: int
 
     def reset(self, requests: dict[int, ResetRequest]) -> dict[int, EnvResult | Failure]: ...
 
     def run(self, actions: dict[int, np.ndarray]) -> dict[int, EnvResult | Failure]: ...
+
+    def submit(self, op: str, payload: dict[int, Any]) -> int: ...
+
+    def result(self, ticket: int) -> dict[int, EnvResult | Failure]: ...
 
     def close(self) -> None: ...
 
@@ -178,6 +181,13 @@ class _Slot:
             self._render_s() - rendered,
         )
 
+    def call(self, request: tuple[Callable[..., Any], tuple]) -> Any:
+        """Run `fn(*args)` here, `request` = (fn, args), fn a module-level function: work
+        that drives an env on its own inside the worker, such as a whole scripted-expert
+        episode (`experts.collect`). The slot's env is not involved."""
+        fn, args = request
+        return fn(*args)
+
     def discard(self) -> None:
         if self.env is not None:
             try:
@@ -204,51 +214,6 @@ def _serve(slots: list[_Slot], op: str, payload: dict[int, Any]) -> dict[int, En
             detail = traceback.format_exc(limit=3)
             replies[local] = Failure("error", f"{type(err).__name__}: {err}\n{detail}")
     return replies
-
-
-def die_with_parent() -> None:
-    """Call first thing in a worker process: on Linux the kernel then SIGKILLs it when the
-    process that started it dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so a killed run
-    leaves no workers behind. A worker whose parent already died exits at once. The kernel
-    ties this to the thread that started the worker, so start pools from a thread that
-    outlives them (every caller here uses the main thread). Elsewhere a no-op
-    (ProcessPool workers still leave on EOF of their pipe)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    parent = mp.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # died before prctl took effect
-        os._exit(1)
-
-
-def _worker_main(
-    conn: mp.connection.Connection, num_slots: int, factory_bytes: bytes, options: dict
-) -> None:
-    die_with_parent()
-    # Set before anything imports torch or mujoco: one thread per worker on shared CPUs, and
-    # offscreen rendering for MuJoCo suites.
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    factory = _resolve_factory(pickle.loads(factory_bytes))
-    slots = [_Slot(factory, options) for _ in range(num_slots)]
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            op, payload = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            break
-        if op == "close":
-            break
-        conn.send(_serve(slots, op, payload))
-    for slot in slots:
-        slot.discard()
 
 
 class InProcessPool:
@@ -308,276 +273,54 @@ class InProcessPool:
         self.close()
 
 
-@dataclass
-class _Ticket:
-    """A call in flight: what was sent to which worker, and what came back."""
-
-    op: str
-    start: float
-    by_worker: dict[int, dict[int, Any]] = field(default_factory=dict)
-    early: dict[int, Failure] = field(default_factory=dict)
-    replies: dict[int, dict[int, EnvResult | Failure]] = field(default_factory=dict)
-    broken: dict[int, Failure] = field(default_factory=dict)
-
-
-@dataclass
-class _Worker:
-    process: Any
-    conn: mp.connection.Connection
-    envs: list[int]
-    pid: int = -1
-
-
-class ProcessPool:
-    """Envs in `num_workers` spawned processes; dead or hung workers are restarted.
-
-    Env i lives in worker i // envs_per_worker. `timeout_s` bounds one call (one reset or
-    one chunk for every env of a worker, run in sequence inside that worker);
-    `start_timeout_s` bounds a worker's start (imports) separately.
-    """
-
-    def __init__(
-        self,
-        num_envs: int,
-        *,
-        num_workers: int | None = None,
-        env_factory: EnvFactory | None = None,
-        env_options: dict[str, Any] | None = None,
-        timeout_s: float = 120.0,
-        start_timeout_s: float = 300.0,
-    ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        num_workers = min(num_envs, num_workers or os.cpu_count() or 1)
-        if num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        if timeout_s <= 0 or start_timeout_s <= 0:
-            raise ValueError("timeout_s and start_timeout_s must be positive")
-        self.num_envs = num_envs
-        self.timeout_s = timeout_s
-        self.start_timeout_s = start_timeout_s
-        self.last_call = CallStats()
-        self.failures: Counter = Counter()
-        self.restarts = 0
-        self._ctx = mp.get_context("spawn")
-        try:
-            self._factory_bytes = pickle.dumps(env_factory)
-        except (pickle.PicklingError, AttributeError, TypeError) as err:
-            raise ValueError(
-                "ProcessPool's env_factory must be picklable (a module-level function or "
-                f"class, not a lambda or closure): {err}"
-            ) from err
-        self._options = dict(env_options or {})
-        per_worker = -(-num_envs // num_workers)
-        groups = [
-            list(range(s, min(s + per_worker, num_envs))) for s in range(0, num_envs, per_worker)
-        ]
-        self._owner = {env: w for w, envs in enumerate(groups) for env in envs}
-        self._lost: set[int] = set()
-        self._tickets: dict[int, _Ticket] = {}
-        self._inflight: dict[int, int | None] = {}
-        self._next_ticket = 0
-        self._workers: list[_Worker] = [self._spawn(envs) for envs in groups]
-        for worker in self._workers:
-            self._await_ready(worker)
-
-    @property
-    def worker_pids(self) -> list[int]:
-        """Process id of each worker (changes when a worker is restarted)."""
-        return [w.pid for w in self._workers]
-
-    def reset(self, requests: dict[int, ResetRequest]) -> dict[int, EnvResult | Failure]:
-        return self._call("reset", requests)
-
-    def run(self, actions: dict[int, np.ndarray]) -> dict[int, EnvResult | Failure]:
-        return self._call("run", actions)
-
-    def submit(self, op: str, payload: dict[int, Any]) -> int:
-        """Send a call ("reset" or "run") to the workers and return at once with a ticket
-        for `result`. A worker has at most one call in flight: submitting to a busy worker
-        first waits for (and keeps) its earlier reply."""
-        _check_indices(payload, self.num_envs)
-        ticket = _Ticket(op, time.perf_counter())
-        for env, arg in payload.items():
-            if op == "reset":
-                self._lost.discard(env)
-            elif env in self._lost:
-                ticket.early[env] = Failure(
-                    "crash", "its worker was restarted during an earlier call"
-                )
-                continue
-            w = self._owner[env]
-            ticket.by_worker.setdefault(w, {})[self._workers[w].envs.index(env)] = arg
-        ticket_id = self._next_ticket
-        self._next_ticket += 1
-        self._tickets[ticket_id] = ticket
-        for w, local_payload in ticket.by_worker.items():
-            if self._inflight.get(w) is not None:
-                self._settle(w)
-            try:
-                self._workers[w].conn.send((op, local_payload))
-                self._inflight[w] = ticket_id
-            except (BrokenPipeError, ConnectionResetError, OSError) as err:
-                self._break(ticket, w, Failure("crash", f"worker {w} pipe broken on send: {err}"))
-        return ticket_id
-
-    def result(self, ticket_id: int) -> dict[int, EnvResult | Failure]:
-        """Wait for the replies of a submitted call; workers that die or do not answer
-        within `timeout_s` of the submission are restarted and their envs fail."""
-        ticket = self._tickets.pop(ticket_id)
-        deadline = ticket.start + self.timeout_s
-        pending = {
-            w for w in ticket.by_worker if w not in ticket.replies and w not in ticket.broken
-        }
-        while pending:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            conns = {self._workers[w].conn: w for w in pending}
-            for conn in mp.connection.wait(list(conns), timeout=remaining):
-                w = conns[conn]
-                pending.discard(w)
-                self._receive(ticket, w)
-        for w in pending:
-            self._break(
-                ticket,
-                w,
-                Failure("timeout", f"worker {w} did not answer within {self.timeout_s:.1f} s"),
-            )
-
-        results: dict[int, EnvResult | Failure] = dict(ticket.early)
-        critical = 0.0
-        for w, local_payload in ticket.by_worker.items():
-            envs = self._workers[w].envs
-            if w in ticket.broken:
-                results.update({envs[local]: ticket.broken[w] for local in local_payload})
-                continue
-            replies = ticket.replies[w]
-            critical = max(
-                critical, sum(r.sim_s for r in replies.values() if isinstance(r, EnvResult))
-            )
-            results.update({envs[local]: reply for local, reply in replies.items()})
-        sim = sum(r.sim_s for r in results.values() if isinstance(r, EnvResult))
-        self.last_call = CallStats(time.perf_counter() - ticket.start, sim, critical,
-                                   _render_total(results))
-        self.failures.update(r.kind for r in results.values() if isinstance(r, Failure))
-        return results
-
-    def _call(self, op: str, payload: dict[int, Any]) -> dict[int, EnvResult | Failure]:
-        return self.result(self.submit(op, payload))
-
-    def _receive(self, ticket: "_Ticket", w: int) -> None:
-        """Read worker w's reply to its call in flight (which belongs to `ticket`)."""
-        try:
-            ticket.replies[w] = self._workers[w].conn.recv()
-            self._inflight[w] = None
-        except (EOFError, ConnectionResetError, OSError):
-            code = self._workers[w].process.exitcode
-            self._break(ticket, w, Failure("crash", f"worker {w} died (exit code {code})"))
-
-    def _settle(self, w: int) -> None:
-        """Wait for worker w's reply to an earlier call and keep it for that call's `result`."""
-        ticket = self._tickets[self._inflight[w]]
-        remaining = ticket.start + self.timeout_s - time.perf_counter()
-        if self._workers[w].conn.poll(max(remaining, 0.0)):
-            self._receive(ticket, w)
-        else:
-            self._break(
-                ticket,
-                w,
-                Failure("timeout", f"worker {w} did not answer within {self.timeout_s:.1f} s"),
-            )
-
-    def _break(self, ticket: "_Ticket", w: int, failure: Failure) -> None:
-        """Worker w failed `ticket`'s call: record the failure and restart the worker."""
-        ticket.broken[w] = failure
-        self._inflight[w] = None
-        self._restart(w)
-
-    def _spawn(self, envs: list[int]) -> _Worker:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=_worker_main,
-            args=(child_conn, len(envs), self._factory_bytes, self._options),
-            daemon=True,
-            name=f"smoothvla-env-worker-{envs[0]}",
-        )
-        process.start()
-        child_conn.close()  # so that the worker's death shows up as EOF on our end
-        return _Worker(process, parent_conn, envs)
-
-    def _await_ready(self, worker: _Worker) -> None:
-        if not worker.conn.poll(self.start_timeout_s):
-            self._kill(worker)
-            raise RuntimeError(f"env worker did not start within {self.start_timeout_s:.0f} s")
-        try:
-            tag, pid = worker.conn.recv()
-        except EOFError as err:
-            raise RuntimeError(
-                f"env worker died while starting (exit code {worker.process.exitcode}); "
-                "is the env factory importable and picklable?"
-            ) from err
-        assert tag == "ready"
-        worker.pid = pid
-
-    def _restart(self, w: int) -> None:
-        old = self._workers[w]
-        self._kill(old)
-        self._lost.update(old.envs)
-        self.restarts += 1
-        self._workers[w] = self._spawn(old.envs)
-        self._await_ready(self._workers[w])
-
-    @staticmethod
-    def _kill(worker: _Worker) -> None:
-        if worker.process.is_alive():
-            worker.process.kill()
-        worker.process.join(timeout=10)
-        worker.conn.close()
-
-    def close(self) -> None:
-        """Stop every worker (politely, then by force)."""
-        for worker in self._workers:
-            try:
-                worker.conn.send(("close", None))
-            except (BrokenPipeError, ConnectionResetError, OSError):
-                pass
-        for worker in self._workers:
-            worker.process.join(timeout=5)
-            self._kill(worker)
-        self._workers = []
-
-    def __enter__(self) -> "ProcessPool":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _check_indices(payload: dict[int, Any], num_envs: int) -> None:
     bad = [i for i in payload if not 0 <= i < num_envs]
     if bad:
         raise ValueError(f"env indices {bad} out of range for a pool of {num_envs} envs")
 
 
+BACKENDS = ("inprocess", "local", "process", "ray")
+"""`make_pool` backends; "local" is another name for "inprocess"."""
+
+
 def make_pool(
+    backend: str,
     num_envs: int,
     *,
-    backend: str = "process",
     num_workers: int | None = None,
     env_factory: EnvFactory | None = None,
     env_options: dict[str, Any] | None = None,
     timeout_s: float = 120.0,
+    ray_address: str | None = None,
+    ray_num_cpus: int | None = None,
 ) -> EnvPool:
-    """A pool by backend name: "process" (workers) or "inprocess"."""
-    if backend == "process":
-        return ProcessPool(
-            num_envs,
-            num_workers=num_workers,
-            env_factory=env_factory,
-            env_options=env_options,
-            timeout_s=timeout_s,
-        )
-    if backend == "inprocess":
+    """A pool by backend: "inprocess" (or "local": envs in this process), "process" (local
+    worker processes) or "ray" (Ray actors, on a local Ray or the cluster at `ray_address`).
+    The one place pools are built (training, evaluation, benchmarks)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown pool backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if (ray_address is not None or ray_num_cpus is not None) and backend != "ray":
+        raise ValueError(f"ray_address and ray_num_cpus are only used by the ray backend, "
+                         f"not {backend!r}")
+    if backend in ("inprocess", "local"):
         return InProcessPool(num_envs, env_factory=env_factory, env_options=env_options)
-    raise ValueError(f"unknown pool backend {backend!r}; expected 'process' or 'inprocess'")
+    if backend == "process":
+        from smoothvla.rollout.workers import ProcessPool
+
+        return ProcessPool(num_envs, num_workers=num_workers, env_factory=env_factory,
+                           env_options=env_options, timeout_s=timeout_s)
+    from smoothvla.rollout.ray_pool import RayPool
+
+    return RayPool(num_envs, num_workers=num_workers, env_factory=env_factory,
+                   env_options=env_options, timeout_s=timeout_s, address=ray_address,
+                   num_cpus=ray_num_cpus)
+
+
+def __getattr__(name: str) -> Any:
+    """`ProcessPool`, `WorkerPool` and `die_with_parent` live in `rollout.workers` (which
+    imports this module); they are still importable from here."""
+    if name in ("ProcessPool", "WorkerPool", "die_with_parent"):
+        from smoothvla.rollout import workers
+
+        return getattr(workers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,8 +49,9 @@ from smoothvla.envs.libero.state import (
     subtree_geoms,
 )
 from smoothvla.envs.libero.tasks import bddl_path, init_states
+from smoothvla.envs.libero_plan import plan_from_goal
 from smoothvla.errors import UserError
-from smoothvla.experts.motion import matrix_to_quat
+from smoothvla.geometry import matrix_to_quat
 
 CAMERAS = {"agentview": "agentview", "eye_in_hand": "robot0_eye_in_hand"}
 SETTLE_STEPS = 10
@@ -464,20 +465,12 @@ class LiberoEnv:
 
     @property
     def plan(self) -> list[dict]:
-        """Expert stages derived from the task's BDDL goal (`smoothvla.experts.libero`)."""
+        """Expert stages derived from the task's BDDL goal (`smoothvla.envs.libero_plan`); the
+        scripted experts execute them with LIBERO's tunables (`experts.libero.LIBERO_CONFIG`)."""
         if self._plan is None:
-            from smoothvla.experts.libero.plan import plan_from_goal
-
             self._plan = plan_from_goal(self.goal, self.objects, self.fixtures,
                                         articulated=sorted(self._joints))
         return self._plan
-
-    @property
-    def expert_config(self):
-        """Tunables of the scripted expert on LIBERO (`smoothvla.experts.libero`)."""
-        from smoothvla.experts.libero import LIBERO_CONFIG
-
-        return LIBERO_CONFIG
 
     @property
     def sim_state(self) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from smoothvla.experts.motion import matrix_to_quat
+from smoothvla.geometry import matrix_to_quat
 
 # Unit cube corners, for the bounding box of a geom's own box (`geom_aabb`).
 _CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)

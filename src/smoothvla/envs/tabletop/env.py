@@ -49,6 +49,7 @@ from smoothvla.envs.tabletop.scene import (
 )
 from smoothvla.envs.tabletop.tasks import Placement, TaskDef, sample_layout
 from smoothvla.errors import UserError
+from smoothvla.geometry import yaw_quat
 
 CONTROL_DT = 0.05
 PHYSICS_DT = 0.002
@@ -102,10 +103,6 @@ _EXIT_HOOK = []
 def _close_all() -> None:
     for env in list(_LIVE_ENVS):
         env.close()
-
-
-def _yaw_quat(yaw: float) -> np.ndarray:
-    return np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
 
 
 class TabletopEnv:
@@ -377,10 +374,10 @@ class TabletopEnv:
             if name in self._free_qadr:
                 adr = self._free_qadr[name]
                 d.qpos[adr:adr + 3] = (pl.x, pl.y, pl.support_z + obj.half_size[2] + 1e-4)
-                d.qpos[adr + 3:adr + 7] = _yaw_quat(pl.yaw)
+                d.qpos[adr + 3:adr + 7] = yaw_quat(pl.yaw)
             else:
                 m.body_pos[bid] = (pl.x, pl.y, self._static_z[name] + pl.support_z)
-                m.body_quat[bid] = _yaw_quat(pl.yaw)
+                m.body_quat[bid] = yaw_quat(pl.yaw)
 
     def set_object_pose(self, name: str, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
         """Teleport a free object (pos (3,), quat (4,) w x y z), zeroing its velocity."""

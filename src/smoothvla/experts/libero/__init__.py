@@ -2,7 +2,7 @@
 
 Pick-and-place (`skills.py`; into the microwave through its front opening: `door.py`) and
 articulated goals: drawers, the stove knob, the microwave door (`articulated.py`); the stage
-order is `plan.py`'s.
+order is `smoothvla.envs.libero_plan`'s.
 
 `make_expert(env)` has the shape of `smoothvla.experts.make_expert`: the LIBERO env exposes
 `plan` (from `plan_from_goal`), `action_scale`, `control_dt` and `privileged_state()`, so
@@ -15,8 +15,10 @@ from typing import Any
 
 from smoothvla.experts import Expert, ExpertConfig, MotionLimits
 from smoothvla.experts.libero.articulated import joint_target, libero_articulate, satisfied
-from smoothvla.experts.libero.plan import plan_from_goal, region_owner
 from smoothvla.experts.libero.skills import choose_grasp, libero_pick_place
+
+# The goal planner is LIBERO task semantics (envs); re-exported for the experts' callers.
+from smoothvla.envs.libero_plan import plan_from_goal, region_owner
 
 
 def make_expert(env: Any, config: ExpertConfig | None = None) -> Expert:

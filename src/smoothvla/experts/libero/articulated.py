@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from smoothvla.experts.expert import CLOSE, OPEN, Expert, ExpertError
-from smoothvla.experts.motion import (
+from smoothvla.experts.motion import down_quat, plan_segment
+from smoothvla.experts.skills import SKILLS
+from smoothvla.geometry import (
     axis_angle_quat,
-    down_quat,
-    plan_segment,
     quat_conj,
     quat_mul,
     quat_to_axis_angle,
@@ -51,7 +51,6 @@ from smoothvla.experts.motion import (
     wrap_angle,
     yaw_quat,
 )
-from smoothvla.experts.skills import SKILLS
 
 Actions = Iterator[np.ndarray]
 COMPARE = {"<": lambda q, v: q < v, ">": lambda q, v: q > v, ">=": lambda q, v: q >= v}

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from smoothvla.envs.libero_plan import region_owner
 from smoothvla.experts.expert import CLOSE, OPEN, Expert, ExpertError
 from smoothvla.experts.libero.articulated import (
     _door_frame,
@@ -30,7 +31,7 @@ from smoothvla.experts.libero.articulated import (
     _finger_yaw,
     _tilt,
 )
-from smoothvla.experts.motion import quat_to_matrix, wrap_angle
+from smoothvla.geometry import quat_to_matrix, wrap_angle
 
 Actions = Iterator[np.ndarray]
 # {object kind: grip point's distance from the box centre along the body +x axis (the
@@ -49,8 +50,6 @@ BACK_OUT = 0.12             # hand backs out this far after letting go, m
 def door_owner(expert: Expert, target: str) -> str | None:
     """The door articulation whose region `target` is (`microwave_1_heating_region` ->
     `microwave_1`), if any."""
-    from smoothvla.experts.libero.plan import region_owner
-
     doors = [n for n, a in expert.state.get("articulations", {}).items() if a["kind"] == "door"]
     return region_owner(target, doors)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from smoothvla.experts.expert import CLOSE, OPEN, Expert, ExpertError
 from smoothvla.experts.libero.articulated import clear_of_drawer_fronts
-from smoothvla.experts.motion import quat_to_matrix, wrap_angle
+from smoothvla.geometry import quat_to_matrix, wrap_angle
 from smoothvla.experts.skills import SKILLS
 
 Actions = Iterator[np.ndarray]

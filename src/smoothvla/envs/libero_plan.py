@@ -1,4 +1,7 @@
-"""Expert stages from a LIBERO task's BDDL goal (the `plan` of `LiberoEnv`).
+"""Expert stages from a LIBERO task's BDDL goal (the `plan` of `LiberoEnv`): what a LIBERO
+task asks for, in the stage vocabulary the scripted experts execute. It sits beside the
+`envs/libero` package, not in it, because that package needs the LIBERO install and the
+experts read these stages without it.
 
 Goal predicates become stages of the tabletop expert contract (`experts/skills.py`):
 
@@ -22,7 +25,7 @@ places spread along the region (`libero_pick_place`).
 
 from __future__ import annotations
 
-from smoothvla.experts import ExpertError
+from smoothvla.errors import ExpertError
 
 ARTICULATED = ("open", "close", "turnon", "turnoff")
 

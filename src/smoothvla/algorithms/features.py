@@ -9,20 +9,20 @@ two CPU cores. With augmentation on, `views` random-shifted copies of each frame
 
 A cache file is keyed by the HDF5 file's content hash and everything that changes the
 features (encoder, image size, cache point, cameras, views, shift, seed), so a stale cache
-is never read. Files are written to a temporary name and renamed into place.
+is never read. Files are written to a temporary name and renamed into place (`io.atomic_path`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from smoothvla.data.hdf5 import demo_names, read_demo
+from smoothvla.io import atomic_path
 from smoothvla.policies.encoders import random_shift
 
 
@@ -79,37 +79,35 @@ def trunk_features(policy, path: str | Path, cache_dir: str | Path, views: int =
     keys = tuple(camera_key(c) for c in policy.cfg.cameras)
     lengths = [len(read_demo(path, n, obs_keys=()).actions) for n in names]
     shape = (sum(lengths), views, len(keys), *policy.vision.trunk_shape)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
     rng = np.random.default_rng(seed)
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=shape[0] * views, desc=f"encoding {Path(path).name}", unit="frame")
     try:
-        row = 0
-        for name, n in zip(names, lengths):
-            demo = read_demo(path, name, obs_keys=keys)
-            images = np.stack([demo.obs[k] for k in keys], 1)  # (T, cams, H, W, 3)
-            for v in range(views):
-                for s in range(0, n, batch):
-                    chunk = images[s:s + batch]
-                    if v > 0:
-                        t, c = chunk.shape[:2]
-                        flat = random_shift(chunk.reshape(t * c, *chunk.shape[2:]), shift_pad, rng)
-                        chunk = flat.reshape(chunk.shape)
-                    with torch.no_grad():
-                        feats = policy.encode_images(chunk)
-                    out[row + s:row + s + len(chunk), v] = feats.cpu().numpy().astype(np.float16)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            row += n
-        out.flush()
-        del out
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(target) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+            row = 0
+            for name, n in zip(names, lengths):
+                demo = read_demo(path, name, obs_keys=keys)
+                images = np.stack([demo.obs[k] for k in keys], 1)  # (T, cams, H, W, 3)
+                for v in range(views):
+                    for s in range(0, n, batch):
+                        chunk = images[s:s + batch]
+                        if v > 0:
+                            t, c = chunk.shape[:2]
+                            flat = random_shift(chunk.reshape(t * c, *chunk.shape[2:]),
+                                                shift_pad, rng)
+                            chunk = flat.reshape(chunk.shape)
+                        with torch.no_grad():
+                            feats = policy.encode_images(chunk)
+                        out[row + s:row + s + len(chunk), v] = (
+                            feats.cpu().numpy().astype(np.float16))
+                        if bar is not None:
+                            bar.update(len(chunk))
+                row += n
+            out.flush()
+            del out
     finally:
         if bar is not None:
             bar.close()
