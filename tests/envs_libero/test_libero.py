@@ -248,29 +248,6 @@ def test_expert_solves_an_official_init_state(task_id, init_id):
 
 
 @needs_libero
-def test_collect_writes_libero_demos_that_read_back(tmp_path):
-    """`smoothvla collect` on a LIBERO suite: one expert demo, both cameras, LIBERO's layout."""
-    from smoothvla.commands import collect
-    from smoothvla.data.hdf5 import file_attrs, iter_demos
-
-    out = tmp_path / "libero.hdf5"
-    name = OBJECT_TASK.split("/", 1)[1]
-    cfg = collect.Config(out=out, suite="libero-object", episodes_per_task=1, tasks=(name,),
-                         workers=1, image_size=32, seed=0)
-    assert collect.run(cfg) == 0
-    assert file_attrs(out)["env_args"]["env_name"] == "libero-object"
-    ((_, demo),) = list(iter_demos(out))
-    t = len(demo.actions)
-    assert 50 < t <= SUITE_SIZES["libero-object"]
-    assert demo.actions.shape == (t, 7) and np.all(np.abs(demo.actions) <= 1)
-    assert demo.obs["agentview_rgb"].shape == (t, 32, 32, 3)
-    assert demo.obs["eye_in_hand_rgb"].shape == (t, 32, 32, 3)
-    assert demo.obs["joint_states"].shape == (t, 7)
-    assert demo.attrs["task_id"] == OBJECT_TASK and bool(demo.attrs["success"])
-    assert 0.5 < demo.attrs["expert_mean_jerk"] < 20
-
-
-@needs_libero
 def test_fixture_placement_follows_seed_and_init_not_the_global_rng():
     """LIBERO moves fixtures (here the stove) at reset from numpy's global RNG and the init
     state does not restore them: the env draws them from (seed, init_id) and leaves the
