@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(
 TASK = "libero-object/pick_up_the_alphabet_soup_and_place_it_in_the_basket"
 NAME = TASK.split("/", 1)[1]
 SIZE = 32
-TINY = ["--policy.head", "token", "--policy.vision-encoder", "tiny", "--policy.text-encoder", "hash",
-        "--policy.image-size", str(SIZE), "--policy.d-model", "32", "--policy.n-layers", "1",
+TINY = ["--policy.head", "token", "--policy.vision-encoder", "tiny",
+        "--policy.text-encoder", "hash", "--policy.image-size", str(SIZE), "--policy.d-model", "32", "--policy.n-layers", "1",
         "--policy.n-heads", "2", "--policy.ff-dim", "64", "--policy.chunk-size", "4",
         "--policy.n-bins", "16"]
 

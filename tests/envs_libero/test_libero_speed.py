@@ -101,11 +101,11 @@ def test_culled_images_equal_robosuites_renderer(reused_env):
             raw = env._sim.render(camera_name=CAMERAS[cam], width=48, height=48)
             np.testing.assert_array_equal(obs["rgb"][cam], flip(raw))
     # the eye-in-hand camera does not see most of the scene: culling does cull
+    import mujoco
+
     from smoothvla.envs.libero.render import cull_meshes
 
     ctx = env._sim._render_context_offscreen
-    import mujoco
-
     ctx.cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
     ctx.cam.fixedcamid = env._camera_ids["eye_in_hand"]
     mujoco.mjv_updateScene(env._model, env._data, ctx.vopt, ctx.pert, ctx.cam,

@@ -7,10 +7,11 @@ simulation), untouched: every option here changes only what is rendered.
   LIBERO's evaluation does (`set_init_state`), then runs `settle_steps` no-op steps
   (arm still, gripper open) as LIBERO's evaluation scripts do (`num_steps_wait = 10`)
   so that objects dropped by the init state come to rest. Those steps are not counted in
-  `max_steps`. Soft resets (`hard_reset=False`): the model is built once per env and the
-  simulation data reset (`mj_resetData`), the solver warm start and the gripper's
-  accumulated command cleared, so the same `init_id` gives the same trajectory bit for bit
-  whatever ran before.
+  `max_steps`. Soft resets (`hard_reset=False`): the model is built once per env, the
+  simulation data reset (`mj_resetData`) and forwarded as a freshly built sim is, and the
+  gripper's accumulated command cleared, so the same (seed, init_id) gives the same
+  trajectory bit for bit whatever ran before, and the same as stock LIBERO's freshly
+  rebuilt env (`_fresh_sim_reset`).
 - Images are rendered at the control boundary, from the same simulator state as `info`
   and `proprio` (robosuite's own camera observables sample 2 ms into each control step,
   after the first physics substep; we switch them off and render ourselves, so there is no
@@ -25,9 +26,11 @@ simulation), untouched: every option here changes only what is rendered.
   BDDL goal check, `is_grasping` robosuite's finger-contact grasp check on the task's
   first goal object.
 - Speed options: `multisample=False` (default) sets `model.vis.quality.offsamples = 0`
-  before the render context is created (1.5x control steps/s with two 128 px cameras,
-  docs/_bench_libero.md); `cameras` may be one,
-  two or none (no render context at all); `image_size` sets both cameras' resolution.
+  before the render context is created (changes pixels, not physics); `cull=True`
+  (default) leaves out meshes outside the camera's view (same pixels, `render.py`);
+  `cameras` may be one, two or none (no render context at all); `image_size` sets both
+  cameras' resolution. robosuite's observables are all off (nothing reads them).
+  Measured in docs/BENCHMARKS.md (`benchmarks/libero_speed.py`).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def _no_multisample(cls: type) -> type:
 
 class LiberoEnv:
     """One LIBERO task. Options: cameras, image_size, multisample, settle_steps,
-    perturbation, max_steps (default: the suite's)."""
+    perturbation, max_steps (default: the suite's), image_convention, cull."""
 
     # robosuite OSC_POSE: one action unit = 0.05 m and 0.5 rad.
     action_scale: ClassVar[dict[str, float]] = {"pos": 0.05, "rot": 0.5}

@@ -97,8 +97,8 @@ def render_image(context, model: mujoco.MjModel, data: mujoco.MjData, camera_id:
     robosuite's offscreen render `context` (`sim._render_context_offscreen`) the way its
     `render` + `read_pixels` do, with out-of-view meshes culled when `cull`.
 
-    The context's GL context is made current first: robosuite does that only when it
-    creates one, so with two envs in a process the second one's would be used."""
+    The context's GL context is made current first (robosuite does so only when it creates
+    one): with several envs in a process, each draws in its own."""
     context.gl_ctx.make_current()
     if width > context.con.offWidth or height > context.con.offHeight:
         context.update_offscreen_size(max(width, model.vis.global_.offwidth),
