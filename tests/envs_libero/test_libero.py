@@ -134,13 +134,18 @@ def test_reset_step_and_upright_images(object_env):
 
 @needs_libero
 def test_same_init_id_gives_the_same_state(object_env):
+    """The same (seed, init_id) gives the same state whatever ran before. (The seed is part
+    of it: LIBERO's random placement, which the init state then overwrites, leaves its mark
+    in the solver's warm start, in the last bits, as in stock LIBERO.)"""
     env = object_env
     obs_a, _ = env.reset(seed=0, init_id=3)
     state_a = env.sim_state
     rng = np.random.default_rng(0)
     for _ in range(3):
         env.step(np.concatenate([rng.uniform(-1, 1, 6), [1.0]]))
-    obs_b, _ = env.reset(seed=5, init_id=3)
+    env.reset(seed=5, init_id=3)
+    np.testing.assert_allclose(env.sim_state, state_a, rtol=0, atol=1e-12)
+    obs_b, _ = env.reset(seed=0, init_id=3)
     np.testing.assert_array_equal(env.sim_state, state_a)
     np.testing.assert_array_equal(obs_a["rgb"]["agentview"], obs_b["rgb"]["agentview"])
     env.reset(seed=0, init_id=4)
@@ -240,29 +245,6 @@ def test_expert_solves_an_official_init_state(task_id, init_id):
     assert episode.success, episode.failure
     assert len(episode.actions) <= env.max_steps
     assert np.all(np.abs(episode.actions) <= 1.0)
-
-
-@needs_libero
-def test_collect_writes_libero_demos_that_read_back(tmp_path):
-    """`smoothvla collect` on a LIBERO suite: one expert demo, both cameras, LIBERO's layout."""
-    from smoothvla.commands import collect
-    from smoothvla.data.hdf5 import file_attrs, iter_demos
-
-    out = tmp_path / "libero.hdf5"
-    name = OBJECT_TASK.split("/", 1)[1]
-    cfg = collect.Config(out=out, suite="libero-object", episodes_per_task=1, tasks=(name,),
-                         workers=1, image_size=32, seed=0)
-    assert collect.run(cfg) == 0
-    assert file_attrs(out)["env_args"]["env_name"] == "libero-object"
-    ((_, demo),) = list(iter_demos(out))
-    t = len(demo.actions)
-    assert 50 < t <= SUITE_SIZES["libero-object"]
-    assert demo.actions.shape == (t, 7) and np.all(np.abs(demo.actions) <= 1)
-    assert demo.obs["agentview_rgb"].shape == (t, 32, 32, 3)
-    assert demo.obs["eye_in_hand_rgb"].shape == (t, 32, 32, 3)
-    assert demo.obs["joint_states"].shape == (t, 7)
-    assert demo.attrs["task_id"] == OBJECT_TASK and bool(demo.attrs["success"])
-    assert 0.5 < demo.attrs["expert_mean_jerk"] < 20
 
 
 @needs_libero

@@ -7,10 +7,11 @@ simulation), untouched: every option here changes only what is rendered.
   LIBERO's evaluation does (`set_init_state`), then runs `settle_steps` no-op steps
   (arm still, gripper open) as LIBERO's evaluation scripts do (`num_steps_wait = 10`)
   so that objects dropped by the init state come to rest. Those steps are not counted in
-  `max_steps`. Soft resets (`hard_reset=False`): the model is built once per env and the
-  simulation data reset (`mj_resetData`), the solver warm start and the gripper's
-  accumulated command cleared, so the same `init_id` gives the same trajectory bit for bit
-  whatever ran before.
+  `max_steps`. Soft resets (`hard_reset=False`): the model is built once per env, the
+  simulation data reset (`mj_resetData`) and forwarded as a freshly built sim is, and the
+  gripper's accumulated command cleared, so the same (seed, init_id) gives the same
+  trajectory bit for bit whatever ran before, and the same as stock LIBERO's freshly
+  rebuilt env (`_fresh_sim_reset`).
 - Images are rendered at the control boundary, from the same simulator state as `info`
   and `proprio` (robosuite's own camera observables sample 2 ms into each control step,
   after the first physics substep; we switch them off and render ourselves, so there is no
@@ -25,9 +26,11 @@ simulation), untouched: every option here changes only what is rendered.
   BDDL goal check, `is_grasping` robosuite's finger-contact grasp check on the task's
   first goal object.
 - Speed options: `multisample=False` (default) sets `model.vis.quality.offsamples = 0`
-  before the render context is created (1.5x control steps/s with two 128 px cameras,
-  docs/_bench_libero.md); `cameras` may be one,
-  two or none (no render context at all); `image_size` sets both cameras' resolution.
+  before the render context is created (changes pixels, not physics); `cull=True`
+  (default) leaves out meshes outside the camera's view (same pixels, `render.py`);
+  `cameras` may be one, two or none (no render context at all); `image_size` sets both
+  cameras' resolution. robosuite's observables are all off (nothing reads them).
+  Measured in docs/BENCHMARKS.md (`benchmarks/libero_speed.py`).
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ import math
 import time
 from typing import Any, ClassVar
 
+import mujoco
 import numpy as np
 
 from smoothvla.envs.base import Observation, TaskSpec, check_action
 from smoothvla.envs.libero import perturb
+from smoothvla.envs.libero.render import render_image
 from smoothvla.envs.libero.state import (
     Articulation,
     BodyBox,
@@ -96,7 +101,7 @@ def _no_multisample(cls: type) -> type:
 
 class LiberoEnv:
     """One LIBERO task. Options: cameras, image_size, multisample, settle_steps,
-    perturbation, max_steps (default: the suite's)."""
+    perturbation, max_steps (default: the suite's), image_convention, cull."""
 
     # robosuite OSC_POSE: one action unit = 0.05 m and 0.5 rad.
     action_scale: ClassVar[dict[str, float]] = {"pos": 0.05, "rot": 0.5}
@@ -104,7 +109,8 @@ class LiberoEnv:
     def __init__(self, spec: TaskSpec, cameras: tuple[str, ...] | list[str] = tuple(CAMERAS),
                  image_size: int = 128, multisample: bool = False,
                  settle_steps: int = SETTLE_STEPS, perturbation: Any = None,
-                 max_steps: int | None = None, image_convention: str = "openvla"):
+                 max_steps: int | None = None, image_convention: str = "openvla",
+                 cull: bool = True):
         unknown = [c for c in cameras if c not in CAMERAS]
         if unknown:
             raise UserError(f"unknown camera(s) {unknown}; LIBERO cameras: {list(CAMERAS)}")
@@ -127,6 +133,7 @@ class LiberoEnv:
         self.render_s = 0.0  # seconds spent rendering camera images (rollout time split)
         self.image_size = int(image_size)
         self.image_convention = image_convention
+        self.cull = bool(cull)
         self.settle_steps = int(settle_steps)
         self.max_steps = int(max_steps or spec.max_steps)
         self.perturbation = "+".join(s.name for s in self.specs) or "none"
@@ -143,8 +150,12 @@ class LiberoEnv:
         self._eef_site = int(robot.eef_site_id)
         self._hand_body = self._model.body(robot.robot_model.eef_name).id
         self._perturber = perturb.ScenePerturber(self._model, self.specs)
-        for cam in self.cameras:
-            self._env.modify_observable(f"{CAMERAS[cam]}_image", "enabled", False)
+        self._camera_ids = {cam: self._model.camera(CAMERAS[cam]).id for cam in self.cameras}
+        # Nothing reads robosuite's observations (images are rendered after the step, the
+        # rest is read from the simulator), so none is computed: without this the cameras
+        # would render inside every step and ~40 sensors would run.
+        for name in list(self._env._observables):
+            self._env.modify_observable(name, "enabled", False)
         self.goal = [list(p) for p in self._env.parsed_problem["goal_state"]]
         self.objects = sorted(self._env.objects_dict)
         self.fixtures = sorted(self._env.fixtures_dict)
@@ -275,18 +286,17 @@ class LiberoEnv:
         # episode replays the same in any process, and leave the caller's RNG as it was.
         rng_state = np.random.get_state()
         np.random.seed((seed * 1_000_003 + init_id) % 2**32)
+        self._sim.reset = self._fresh_sim_reset
         try:
             env.reset()
         finally:
             np.random.set_state(rng_state)
+            del self._sim.reset
         # The only controller state a soft reset keeps: the gripper's accumulated command.
         # A fresh (hard-reset) LIBERO env starts it at zero.
         gripper = self._robot.gripper
         gripper.current_action = np.zeros_like(gripper.current_action)
         self._sim.set_state_from_flattened(np.asarray(self._init_states[init_id]))
-        # The solver's warm start is the one piece of data history that survives a reset;
-        # clearing it makes the same init_id give the same trajectory bit for bit.
-        self._data.qacc_warmstart[:] = 0.0
         self._sim.forward()
         self._perturb_state(rng_for)
         # What LIBERO's `set_init_state` does after loading the state.
@@ -300,12 +310,23 @@ class LiberoEnv:
         self._plan = None
         return self._observation(), self._info()
 
+    def _fresh_sim_reset(self) -> None:
+        """robosuite's `sim.reset` (mj_resetData) plus the two `mj_forward` calls a freshly
+        built sim gets before LIBERO places the objects (robosuite's `_initialize_sim` and
+        its render context). MuJoCo's `mj_forward` starts the constraint solver from the
+        last solution and stores its own (`qacc_warmstart`), so this chain of calls decides
+        the trajectory's last bits: with it a reused env replays stock LIBERO's freshly
+        built env bit for bit (benchmarks/libero_speed.py)."""
+        mujoco.mj_resetData(self._model, self._data)
+        mujoco.mj_forward(self._model, self._data)
+        mujoco.mj_forward(self._model, self._data)
+
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]:
         self._check_open()
         act = np.clip(check_action(action), -1.0, 1.0)
-        self._env.step(act)
+        _, _, success, _ = self._env.step(act)  # LIBERO's `done` is its goal check
         self._steps += 1
-        info = self._info()
+        info = self._info(success)
         terminated = bool(info["success"])
         truncated = self._steps >= self.max_steps and not terminated
         return self._observation(), float(terminated), terminated, truncated, info
@@ -344,8 +365,8 @@ class LiberoEnv:
 
     def render(self, camera: str) -> np.ndarray:
         """uint8 (H, W, 3) upright image of one camera, rendered from the current state."""
-        raw = self._sim.render(camera_name=CAMERAS[camera], width=self.image_size,
-                               height=self.image_size)
+        raw = render_image(self._sim._render_context_offscreen, self._model, self._data,
+                           self._camera_ids[camera], self.image_size, self.image_size, self.cull)
         return np.ascontiguousarray(IMAGE_CONVENTIONS[self.image_convention](raw))
 
     def _observation(self) -> Observation:
@@ -368,7 +389,10 @@ class LiberoEnv:
         return (self._data.site_xpos[self._eef_site].copy(),
                 self._data.xquat[self._hand_body].copy())
 
-    def _info(self) -> dict[str, Any]:
+    def _info(self, success: bool | None = None) -> dict[str, Any]:
+        """`success`: LIBERO's goal check when the caller already has it (after a step)."""
+        if success is None:
+            success = self._env._check_success()
         pos, quat = self.ee_pose()
         fingers = self._data.qpos[self._finger_qpos]
         grasping = False
@@ -382,7 +406,7 @@ class LiberoEnv:
             "joint_pos": self._data.qpos[self._arm_qpos].copy(),
             "gripper": float(fingers[0] - fingers[1]),
             "is_grasping": grasping,
-            "success": bool(self._env._check_success()),
+            "success": bool(success),
             "control_dt": self.control_dt,
             "step": self._steps,
         }
