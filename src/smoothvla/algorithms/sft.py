@@ -372,9 +372,16 @@ def train_step(policy: Policy, optimizer, scheduler, batch: DemoBatch, cfg: SFTC
         smooth = chunk_jerk(predicted, mask.to(predicted.device))
         loss = loss + cfg.smooth_weight * smooth
         metrics["smooth"] = float(smooth.detach())
+    return optimize(loss, [p for p in policy.parameters() if p.requires_grad], optimizer,
+                    scheduler, cfg, metrics)
+
+
+def optimize(loss: torch.Tensor, params: list, optimizer, scheduler, cfg: SFTConfig,
+             metrics: dict[str, float]) -> dict[str, float]:
+    """One optimizer and schedule step on `loss` (gradients of `params` clipped to
+    cfg.grad_clip); `metrics` gains total_loss, grad_norm and lr."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    params = [p for p in policy.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
     optimizer.step()
     scheduler.step()

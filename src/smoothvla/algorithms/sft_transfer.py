@@ -129,7 +129,7 @@ def head_only_step(policy: CompactVLA, inputs: torch.Tensor, frames: Frames, opt
                    scheduler, cfg: SFTConfig, step: int) -> dict[str, Any]:
     """One optimizer step of the action head on the batch of step `step` (the frames
     `make_batch` draws; inputs (N, ., d) from `head_inputs`); returns named metrics."""
-    from smoothvla.algorithms.sft import chunk_jerk, chunk_targets
+    from smoothvla.algorithms.sft import chunk_jerk, chunk_targets, optimize
 
     torch.manual_seed(cfg.seed * 1_000_003 + step)  # the head's noise (flow tau, z)
     rng = np.random.default_rng([cfg.seed, step])
@@ -145,12 +145,5 @@ def head_only_step(policy: CompactVLA, inputs: torch.Tensor, frames: Frames, opt
         smooth = chunk_jerk(norm.denormalize_actions(predicted), mask)
         loss = loss + cfg.smooth_weight * smooth
         metrics["smooth"] = float(smooth.detach())
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for p in policy.head.parameters() if p.requires_grad]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-    optimizer.step()
-    scheduler.step()
-    metrics.update(total_loss=float(loss.detach()), grad_norm=float(grad_norm),
-                   lr=optimizer.param_groups[0]["lr"])
-    return metrics
+    return optimize(loss, [p for p in policy.head.parameters() if p.requires_grad], optimizer,
+                    scheduler, cfg, metrics)
