@@ -142,3 +142,27 @@ def test_eval_cli_writes_a_playable_video_on_the_tabletop(tmp_path, capsys):
     # 128 px agentview images scaled 2x, and the text band
     assert frames.shape == (row.steps + 1, 256 + 34, 256, 3)
     assert frames[:, :256].std() > 10  # a rendered scene, not a blank picture
+
+
+def test_train_with_video_every_films_the_first_group(tmp_path):
+    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+
+    rng = np.random.default_rng(0)
+    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=4, n_bins=16),
+               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
+               ).save(tmp_path / "sft")
+    out = tmp_path / "rl"
+    assert main(["train", "--policy", str(tmp_path / "sft"), "--tasks",
+                 "tabletop-goal/put-bowl-on-plate-v1", "--iterations", "3",
+                 "--groups-per-iteration", "2", "--group-size", "2", "--max-steps", "8",
+                 "--workers", "0", "--envs-per-worker", "2", "--out-dir", str(out),
+                 "--reward.name", "binary", "--video-every", "2"]) == 0
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["iter_0000", "iter_0002"]
+    for folder in (out / "videos").iterdir():
+        found = video.find_videos(folder)
+        assert len(found) == 2  # the first group's G = 2 rollouts, not the second group's
+        assert len({(v.task_id, v.init_id, v.seed) for v, _ in found}) == 1
+        for v, where in found:
+            assert video.video_info(where / v.mp4).frames == v.steps + 1 == 9
+            assert v.policy == "grpo"

@@ -7,15 +7,18 @@ the environments run. The run directory gets `log.jsonl`, `config.json`,
 `checkpoint/state.pt` (resumable) and `policy/` (a checkpoint `smoothvla eval` reads).
 `--resume` refuses flags that differ from the checkpoint's run, except how it runs (workers,
 device, ...) and how long (`RESUME_MAY_CHANGE`); `--flow-sde-sigma` on a checkpoint without
-a flow head is refused too.
+a flow head is refused too. `--video-every M` films the first group of every M-th iteration
+(iterations 0, M, 2M, ...: the policy before the update of that iteration) into
+`out_dir/videos/iter_NNNN/` (report/video.py); filming changes no rollout.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.errors import UserError, check_fields
@@ -56,10 +59,15 @@ class Config(TrainConfig):
     """Where the env workers run: local processes, or Ray actors (docs/scaling.md)."""
     ray_address: str | None = None
     """Ray cluster to attach to ('auto', 'HEAD_IP:6379'); unset: a local Ray (backend ray only)."""
+    video_every: int = 0
+    """Every this many iterations (0, M, 2M, ...), save the videos of that iteration's first
+    group (G rollouts of one task and init state) in out_dir/videos/iter_NNNN/ (0: never)."""
+    video_camera: str = "agentview"
+    """Camera the training videos show (one of the policy's cameras)."""
 
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = TrainConfig.RESUME_MAY_CHANGE | {
         "workers", "envs_per_worker", "lanes", "worker_timeout_s", "device", "backend",
-        "ray_address",
+        "ray_address", "video_every", "video_camera",
     }
     """Also where and how the rollouts and the learner run (not what is learned)."""
 
@@ -74,7 +82,7 @@ class Config(TrainConfig):
         # temperature and flow_sde_sigma 0: keep the checkpoint's
         check_fields(self, flags=True, temperature=">= 0", flow_sde_sigma=">= 0", workers=">= 0",
                      envs_per_worker=">= 1", lanes=">= 1", max_steps=">= 0",
-                     worker_timeout_s="> 0")
+                     worker_timeout_s="> 0", video_every=">= 0")
         self.execution.check_for_rl()
         if self.ray_address is not None and self.backend != "ray":
             raise UserError("--ray-address needs --backend ray")
@@ -109,6 +117,9 @@ def run(cfg: Config) -> int:
     policy = place(policy, cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree
     env_options = {"cameras": tuple(policy.cfg.cameras), "image_size": policy.cfg.image_size}
+    if cfg.video_every and cfg.video_camera not in env_options["cameras"]:
+        raise UserError(f"--video-camera {cfg.video_camera!r}: the policy's envs render only "
+                        f"{list(env_options['cameras'])}")
     num_envs = max(cfg.workers, 1) * cfg.envs_per_worker
     if cfg.backend == "ray":
         from smoothvla.rollout.ray_pool import make_pool as make_any_pool
@@ -124,8 +135,11 @@ def run(cfg: Config) -> int:
             timeout_s=cfg.worker_timeout_s,
         )
     with pool_cm as pool:
-        collector = Collector(policy, pool, max_steps=cfg.max_steps or None, lanes=cfg.lanes,
-                              execution=cfg.execution)
+        collector: Any = Collector(policy, pool, max_steps=cfg.max_steps or None,
+                                   lanes=cfg.lanes, execution=cfg.execution)
+        if cfg.video_every:
+            collector = FilmingCollector(collector, cfg.video_every, Path(cfg.out_dir) / "videos",
+                                         cfg.video_camera, cfg.algorithm, cfg.seed)
         if distributed:
             ddp.broadcast_module(policy)
             trainer = ddp.DistributedTrainer(
@@ -139,6 +153,8 @@ def run(cfg: Config) -> int:
                 collector,
                 echo=lambda line: print(line, file=sys.stderr),
             )
+        if cfg.video_every:
+            collector.trainer = trainer
         trainer.run()
     if distributed:
         ddp.shutdown_distributed()
@@ -156,3 +172,51 @@ def check_sampling_flags(cfg: Config, head: str) -> None:
     if cfg.temperature > 0 and head not in ("token", "dct"):
         raise UserError(f"--temperature {cfg.temperature} sets a token head's sampling, but "
                         f"{cfg.policy} has a {head} head; drop --temperature")
+
+
+class FilmingCollector:
+    """A `Collector` that films the first group of every `every`-th training iteration.
+
+    It reads the iteration from `trainer` (set after the trainer is built; a resumed run
+    continues the count) and films only the first collect call of an iteration (not the
+    dynamic-sampling refills). The group's G rollouts are written as
+    `folder/iter_NNNN/TASK_init{I}_m{member}.mp4/.webp/.json`, then their frames are dropped
+    so the update does not hold them. Everything else is the wrapped collector's."""
+
+    def __init__(self, collector: Any, every: int, folder: Path, camera: str, label: str,
+                 train_seed: int):
+        self.collector, self.every, self.folder = collector, every, folder
+        self.camera, self.label, self.train_seed = camera, label, train_seed
+        self.trainer: Any = None
+        self._filmed: int | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collector, name)
+
+    def collect(self, groups: list, seed: int) -> Any:
+        iteration = self.trainer.iteration if self.trainer is not None else 0
+        film = iteration % self.every == 0 and iteration != self._filmed
+        if film:
+            groups = [replace(groups[0], video_camera=self.camera), *groups[1:]]
+            self._filmed = iteration
+        result = self.collector.collect(groups, seed)
+        if film:
+            self._write(result.trajectories, self.folder / f"iter_{iteration:04d}")
+        return result
+
+    def _write(self, trajectories: list, folder: Path) -> None:
+        from smoothvla.report.video import write_episode_video
+
+        for traj in trajectories:
+            if "frames" not in traj.extras:
+                continue
+            member = traj.extras["member"]
+            name = traj.task_id.partition("/")[2] or traj.task_id
+            write_episode_video(
+                folder / f"{name}_init{traj.init_id}_m{member}",
+                traj.extras.pop("frames"), traj.extras.pop("frame_success"),
+                dict(policy=self.label, train_seed=self.train_seed, task_id=traj.task_id,
+                     init_id=traj.init_id, seed=traj.seed, perturbation="none", strength=0.0,
+                     success=traj.success, fps=1.0 / traj.control_dt,
+                     camera=traj.extras["camera"],
+                     instruction=str(traj.extras.get("instruction", ""))))
