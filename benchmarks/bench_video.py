@@ -4,8 +4,8 @@ with every episode recorded (the worst case), alternating, one torch thread.
     PYTHONPATH=src python benchmarks/bench_video.py --episodes 4 --rounds 2
 
 Prints the median wall time of each setting, their ratio, and how the recording time splits
-(frames back through the worker pipe vs annotating and encoding, measured separately on the
-recorded frames). The policy is a tiny untrained checkpoint: it fails, so every episode runs
+(frames back through the worker pipe vs annotating and encoding the MP4, measured separately
+on the recorded frames). The policy is a tiny untrained checkpoint: it fails, so every episode runs
 to the task's step limit, which is the longest video a policy can cost.
 """
 
@@ -81,7 +81,6 @@ def main() -> None:
             annotated = video.annotate(f[:, : f.shape[1] - band], np.ones(len(f), bool),
                                        v.instruction)
             video.write_mp4(tmp / "again.mp4", annotated, v.fps)
-            video.write_webp(tmp / "again.webp", annotated, v.fps)
         encode = time.perf_counter() - start
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
     print(f"{args.episodes} episodes x {args.rounds} rounds, {args.workers} worker(s), "
@@ -90,7 +89,7 @@ def main() -> None:
     print(f"video off: {off:.2f} s  (runs {', '.join(f'{t:.2f}' for t in times['off'])})")
     print(f"video on:  {on:.2f} s  (runs {', '.join(f'{t:.2f}' for t in times['on'])})")
     print(f"ratio on / off: {on / off:.3f}")
-    print(f"annotating + MP4 + WebP encoding alone: {encode:.2f} s ({1e3 * encode / max(n_frames, 1):.2f} ms "
+    print(f"annotating + MP4 encoding alone: {encode:.2f} s ({1e3 * encode / max(n_frames, 1):.2f} ms "
           "per frame)")
 
 

@@ -53,6 +53,8 @@ def test_mp4_and_webp_round_trip(tmp_path):
     assert video.read_video(webp).shape == (9, 24, 31, 3)  # frames 0, 2, ..., 16 at 10 fps
     assert video.read_video(video.write_webp(tmp_path / "b.webp", frames, 10)).shape[0] == 17
     assert not list(tmp_path.glob(".*tmp*"))
+    webp = video.webp_from_mp4(mp4, tmp_path / "c.webp")
+    assert video.read_video(webp).shape == (9, 24, 32, 3)
 
 
 def test_video_stem_names_the_episode(tmp_path):
@@ -86,7 +88,6 @@ def test_evaluation_records_the_first_episodes_of_each_cell(tmp_path):
         assert info.frames == row.steps + 1 == v.steps + 1  # the reset state, then each step
         assert info.width >= video.MIN_WIDTH and info.width % 2 == 0 and info.height % 2 == 0
         assert info.fps == pytest.approx(1 / 0.05) and v.success == row.success
-        assert len(video.read_video(folder / v.webp)) == (info.frames + 1) // 2  # 10 fps
         assert row.jerk_trace is not None and row.chunk_start_steps is not None  # for the report
     unfilmed = [r for r in rows if (r.init_id, r.seed) in ((1, 1), (2, 0), (2, 1))]
     assert len(unfilmed) == 6 and all(r.jerk_trace is None for r in unfilmed)

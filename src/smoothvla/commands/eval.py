@@ -69,7 +69,7 @@ class Config:
     """Keep the end-effector path of the first N init states (path figures)."""
     video: int = 0
     """Record the first N episodes (init state x seed, in order) of every policy x task x
-    perturbation as MP4 + animated WebP with the step, instruction and success shown, in
+    perturbation as MP4 (H.264) with the step, instruction and success shown, in
     a folder beside --out (results.jsonl -> results_videos/). 0: no video, no cost."""
     video_camera: str = "agentview"
     """Camera the videos show."""

@@ -180,7 +180,7 @@ class FilmingCollector:
     It reads the iteration from `trainer` (set after the trainer is built; a resumed run
     continues the count) and films only the first collect call of an iteration (not the
     dynamic-sampling refills). The group's G rollouts are written as
-    `folder/iter_NNNN/TASK_init{I}_m{member}.mp4/.webp/.json`, then their frames are dropped
+    `folder/iter_NNNN/TASK_init{I}_m{member}.mp4/.json`, then their frames are dropped
     so the update does not hold them. Everything else is the wrapped collector's."""
 
     def __init__(self, collector: Any, every: int, folder: Path, camera: str, label: str,

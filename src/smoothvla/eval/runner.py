@@ -15,7 +15,7 @@ runs (the message names what differs); `relabel=True` stores the run under
 Videos (`EvalPlan.videos` = N > 0): the first N (init state, seed) pairs of every task, in
 the plan's order, are recorded in every perturbation, so every policy evaluated with the same
 plan records the same episodes (a side-by-side view needs that). Only those episodes carry
-frames back from the workers; each is written as MP4, WebP and a JSON sidecar under
+frames back from the workers; each is written as MP4 and a JSON sidecar under
 `results_video_dir(results file)` (report/video.py) as soon as its batch finishes, and its row
 keeps the path and jerk trace (as `record_paths` does). An episode already in the results
 file is not re-run, so it gets no video.
@@ -172,7 +172,7 @@ def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_pat
 
 def write_video(traj: Trajectory, ref: PolicyRef, perturbation: str, folder: str | Path) -> Path:
     """Write a recorded episode (`traj.extras` with frames, frame_success, camera) as
-    `video_stem(folder, ...)`.mp4/.webp/.json; returns the MP4's path."""
+    `video_stem(folder, ...)`.mp4/.json; returns the MP4's path."""
     from smoothvla.report.video import video_stem, write_episode_video
 
     kind, strength = _strength(perturbation)

@@ -5,8 +5,8 @@ The report opens with a summary (report/headline.py): each policy's success and 
 distribution with 95% intervals and paired tests against SFT, the papers it follows, and
 links down to the tables. Then, when the evaluation recorded videos (`smoothvla eval
 --video`), the policies side by side from the same start with their jerk over time
-(report/side_by_side.py). The videos are copied into `media/` beside report.md (which shows
-the animated WebPs); report.html embeds the MP4s as data URIs and stays one file, unless
+(report/side_by_side.py). The videos are copied into `media/` beside report.md, with an
+animated WebP of each that report.md shows; report.html embeds the MP4s as data URIs and stays one file, unless
 they exceed `inline_media_mb` together, when it links to `media/` instead (keep the folder
 with the page then)."""
 
@@ -29,6 +29,7 @@ from smoothvla.io import atomic_write_bytes, atomic_write_text, read_jsonl
 from smoothvla.report import figures, side_by_side
 from smoothvla.report.headline import PAPERS, headline_sentences, headline_table, headlines
 from smoothvla.report.html import HtmlReport
+from smoothvla.report.video import webp_from_mp4
 from smoothvla.report.study_tables import (
     ablation_table,
     cell_table,
@@ -216,7 +217,7 @@ def _summary(results: list[EpisodeResult], policies: list[str], tables: list, vi
         for p in view.panels:
             stem = out / "media" / f"{i}_{_file(p.label)}"
             media += [Path(shutil.copyfile(p.mp4, stem.with_suffix(".mp4"))),
-                      Path(shutil.copyfile(p.webp, stem.with_suffix(".webp")))]
+                      webp_from_mp4(p.mp4, stem.with_suffix(".webp"))]
     mp4s = {m.stem: m for m in media if m.suffix == ".mp4"}
     inline = sum(m.stat().st_size for m in mp4s.values()) <= inline_media_mb * 2**20
 

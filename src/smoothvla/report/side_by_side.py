@@ -6,7 +6,8 @@ Videos come from `smoothvla eval --video` (report/video.py): a sidecar per episo
 it, and the report pairs it with that episode's results row, whose `jerk_trace` and
 `chunk_start_steps` draw the trace. In the HTML report the videos are H.264 MP4s embedded
 as data URIs (or linked files, see `build.build_report`), synchronised by a few lines of
-JavaScript: one play button and one slider for all of them; in report.md the animated WebPs.
+JavaScript: one play button and one slider for all of them; in report.md animated WebPs made
+from them.
 """
 
 from __future__ import annotations
@@ -41,9 +42,6 @@ class Panel:
     def mp4(self) -> Path:
         return self.folder / self.video.mp4
 
-    @property
-    def webp(self) -> Path:
-        return self.folder / self.video.webp
 
 
 @dataclass

@@ -9,10 +9,12 @@ outcome so far and the instruction the policy was given.
 - MP4: H.264 through PyAV (libx264), yuv420p, even width and height (what browsers and
   players accept), `+faststart` so a browser can start playing before the end arrives.
 - WebP: animated, lossy, for places that show images but not videos (markdown pages); at
-  most `WEBP_MAX_FPS` frames per second (every other frame at 20 Hz), same speed.
+  most `WEBP_MAX_FPS` frames per second (every other frame at 20 Hz), same speed. Made from
+  the MP4 where a video is embedded (`webp_from_mp4`, the report's media/), not for every
+  recorded episode: it would double the cost of recording.
 
 Where the files of an evaluation go, and the JSON sidecar that says which episode a video
-shows, are `video_stem` and `write_episode_video`. PyAV and imageio are imported only when a
+shows, are `video_stem` and `write_episode_video` (MP4 + sidecar). PyAV and imageio are imported only when a
 video is written or read, so evaluation without videos does not load them.
 """
 
@@ -53,7 +55,7 @@ class VideoInfo:
 class EpisodeVideo:
     """The sidecar of one episode's video (`<stem>.json`): which episode it shows.
 
-    `mp4` and `webp` are file names relative to the sidecar's folder."""
+    `mp4` is the video's file name, relative to the sidecar's folder."""
 
     policy: str
     train_seed: int
@@ -68,7 +70,6 @@ class EpisodeVideo:
     camera: str
     instruction: str
     mp4: str
-    webp: str
 
     @property
     def key(self) -> tuple:
@@ -208,6 +209,15 @@ def write_webp(path: str | Path, frames: np.ndarray, fps: float, *, quality: int
     return atomic_write(path, lambda f: f.write(data))
 
 
+def webp_from_mp4(mp4: str | Path, path: str | Path) -> Path:
+    """The animated WebP of an MP4 written by `write_mp4` (its decoded frames, at its rate)."""
+    import av
+
+    with av.open(str(mp4)) as box:
+        fps = float(box.streams.video[0].average_rate)
+    return write_webp(path, read_video(mp4), fps)
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """All frames of a video file (MP4 or animated WebP) as (N, H, W, 3) uint8."""
     path = Path(path)
@@ -254,21 +264,19 @@ def video_stem(folder: str | Path, policy: str, train_seed: int, task_id: str,
 
 def write_episode_video(stem: str | Path, frames: np.ndarray, success: Sequence[bool],
                         meta: dict[str, Any]) -> EpisodeVideo:
-    """Write `stem`.mp4, `stem`.webp (annotated frames) and the sidecar `stem`.json.
+    """Write `stem`.mp4 (annotated frames) and the sidecar `stem`.json.
 
     Args:
         frames: (N, H, W, 3) uint8 camera frames, frame i at state i.
         success: (N,) success predicate at each state.
-        meta: the `EpisodeVideo` fields other than steps, mp4 and webp (policy, train_seed,
+        meta: the `EpisodeVideo` fields other than steps and mp4 (policy, train_seed,
             task_id, init_id, seed, perturbation, strength, success, fps, camera,
             instruction).
     """
     stem = Path(stem)
     frames = annotate(frames, success, meta["instruction"])
     write_mp4(stem.with_suffix(".mp4"), frames, meta["fps"])
-    write_webp(stem.with_suffix(".webp"), frames, meta["fps"])
-    video = EpisodeVideo(**meta, steps=len(frames) - 1, mp4=stem.name + ".mp4",
-                         webp=stem.name + ".webp")
+    video = EpisodeVideo(**meta, steps=len(frames) - 1, mp4=stem.name + ".mp4")
     atomic_write_json(stem.with_suffix(".json"), asdict(video))
     return video
 
