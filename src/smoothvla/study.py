@@ -135,6 +135,10 @@ class StudyConfig:
     """Env worker processes."""
     envs_per_worker: int = 4
     """Envs per worker (the policy is batched over all of them)."""
+    videos: int = 1
+    """Episodes recorded as video per policy x task x perturbation (the first init states,
+    seed order), beside the results (results_videos/); the report plays the policies side by
+    side from the same start with their jerk over time. 0: none."""
 
     def __post_init__(self) -> None:
         self.tasks, self.cameras = tuple(self.tasks), tuple(self.cameras)
@@ -372,6 +376,7 @@ class Study:
             task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
             seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
             env_options={"cameras": self.cfg.cameras, "image_size": self.cfg.image_size},
+            videos=self.cfg.videos,
         )
         schemes = [("", ExecutionConfig())] + [
             (f"+{spec}", ExecutionConfig.parse(spec)) for spec in self.cfg.executions
@@ -390,7 +395,11 @@ class Study:
         from smoothvla.report.build import build_report
 
         logs = sorted(str(p) for p in self.out.glob("*-s*/log.jsonl") if not p.parent.name.startswith("sft"))
+        # the videos evaluation recorded beside the results are found there (side by side)
         files = build_report([results], self.out / "report", logs, title=f"smoothvla study: {self.cfg.name}")
+        if files.media:
+            _log(f"report: {len(files.media) // 2} videos side by side"
+                 + ("" if files.media_inline else " (linked from report/media/)"))
         return str(files.html)
 
     # -- everything ----------------------------------------------------------------------

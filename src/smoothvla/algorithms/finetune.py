@@ -8,7 +8,9 @@ the environments run. The run directory gets `log.jsonl`, `config.json`,
 `checkpoint/state.pt` (resumable) and `policy/` (a checkpoint `smoothvla eval` reads).
 `--resume` refuses flags that differ from the checkpoint's run, except how it runs (workers,
 device, ...) and how long (`RESUME_MAY_CHANGE`); `--flow-sde-sigma` on a checkpoint without
-a flow head is refused too.
+a flow head is refused too. `--video-every M` films the first group of every M-th iteration
+(iterations 0, M, 2M, ...: the policy before the update of that iteration) into
+`out_dir/videos/iter_NNNN/` (rollout/filming.py); filming changes no rollout.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.errors import UserError, check_fields
@@ -61,10 +63,15 @@ class FinetuneConfig(TrainConfig):
     """Where the env workers run: local processes, or Ray actors (docs/scaling.md)."""
     ray_address: str | None = None
     """Ray cluster to attach to ('auto', 'HEAD_IP:6379'); unset: a local Ray (backend ray only)."""
+    video_every: int = 0
+    """Every this many iterations (0, M, 2M, ...), save the videos of that iteration's first
+    group (G rollouts of one task and init state) in out_dir/videos/iter_NNNN/ (0: never)."""
+    video_camera: str = "agentview"
+    """Camera the training videos show (one of the policy's cameras)."""
 
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = TrainConfig.RESUME_MAY_CHANGE | {
         "workers", "envs_per_worker", "lanes", "worker_timeout_s", "device", "backend",
-        "ray_address",
+        "ray_address", "video_every", "video_camera",
     }
     """Also where and how the rollouts and the learner run (not what is learned)."""
 
@@ -79,7 +86,7 @@ class FinetuneConfig(TrainConfig):
         # temperature and flow_sde_sigma 0: keep the checkpoint's
         check_fields(self, flags=True, temperature=">= 0", flow_sde_sigma=">= 0", workers=">= 0",
                      envs_per_worker=">= 1", lanes=">= 1", max_steps=">= 0",
-                     worker_timeout_s="> 0")
+                     worker_timeout_s="> 0", video_every=">= 0")
         self.execution.check_for_rl()
         if self.ray_address is not None and self.backend != "ray":
             raise UserError("--ray-address needs --backend ray")
@@ -116,12 +123,20 @@ def finetune(cfg: FinetuneConfig) -> Path:
     policy = place(policy, cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree
     env_options = {"cameras": policy.cameras, "image_size": policy.image_size}
+    if cfg.video_every and cfg.video_camera not in env_options["cameras"]:
+        raise UserError(f"--video-camera {cfg.video_camera!r}: the policy's envs render only "
+                        f"{list(env_options['cameras'])}")
     num_envs = max(cfg.workers, 1) * cfg.envs_per_worker
     backend = cfg.backend if cfg.backend == "ray" or cfg.workers > 0 else "inprocess"
     with make_pool(backend, num_envs, num_workers=cfg.workers or None, env_options=env_options,
                    timeout_s=cfg.worker_timeout_s, ray_address=cfg.ray_address) as pool:
-        collector = Collector(policy, pool, max_steps=cfg.max_steps or None, lanes=cfg.lanes,
-                              execution=cfg.execution)
+        collector: Any = Collector(policy, pool, max_steps=cfg.max_steps or None,
+                                   lanes=cfg.lanes, execution=cfg.execution)
+        if cfg.video_every:
+            from smoothvla.rollout.filming import FilmingCollector
+
+            collector = FilmingCollector(collector, cfg.video_every, Path(cfg.out_dir) / "videos",
+                                         cfg.video_camera, cfg.algorithm, cfg.seed)
         if distributed:
             ddp.broadcast_module(policy)
             trainer = ddp.DistributedTrainer(
@@ -135,6 +150,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
                 collector,
                 echo=lambda line: print(line, file=sys.stderr),
             )
+        if cfg.video_every:
+            collector.trainer = trainer
         trainer.run()
     if distributed:
         ddp.shutdown_distributed()

@@ -14,6 +14,7 @@ from smoothvla.eval.summary import summarize
 from smoothvla.io import check_writable_output
 from smoothvla.report.study_tables import cell_table
 from smoothvla.report.tables import format_table
+from smoothvla.report.video import results_video_dir
 from smoothvla.rollout.execution import ExecutionConfig
 
 
@@ -66,13 +67,19 @@ class Config:
     prefix (flow head). Give such runs their own label (docs/eval.md)."""
     record_paths: int = 1
     """Keep the end-effector path of the first N init states (path figures)."""
+    video: int = 0
+    """Record the first N episodes (init state x seed, in order) of every policy x task x
+    perturbation as MP4 (H.264) with the step, instruction and success shown, in
+    a folder beside --out (results.jsonl -> results_videos/). 0: no video, no cost."""
+    video_camera: str = "agentview"
+    """Camera the videos show."""
 
     def __post_init__(self) -> None:
         if not self.checkpoints:
             raise UserError("give at least one checkpoint")
         check_fields(self, flags=True, num_init_states=">= 1", first_init=">= 0", workers=">= 0",
                      envs_per_worker=">= 1", temperature=">= 0",
-                     flow_steps=">= 0", record_paths=">= 0")
+                     flow_steps=">= 0", record_paths=">= 0", video=">= 0")
         # perturbations, tasks and init states: `check_plan` in `run`, per suite, before loading
 
 
@@ -123,6 +130,7 @@ def run(cfg: Config) -> int:
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
         seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
+        videos=cfg.video, video_camera=cfg.video_camera,
         sample=cfg.temperature > 0, sampling_seed=cfg.sampling_seed,
         execution=cfg.execution, policy_settings=_policy_settings(cfg),
     )
@@ -148,4 +156,6 @@ def run(cfg: Config) -> int:
                                       "95% CI", "drop", "mean jerk", "LDLJ", "SPARC")]
     print(format_table([[r[i] for i in keep] for r in rows], [header[i] for i in keep]))
     print(f"\nresults: {cfg.out}")
+    if cfg.video:
+        print(f"videos: {results_video_dir(cfg.out)}")
     return 0

@@ -11,11 +11,20 @@ and both are part of its key. A label whose rows in the file were acted with oth
 or come from another checkpoint for the same training seed, is refused before any episode
 runs (the message names what differs); `relabel=True` stores the run under
 `LABEL[field=value,...]` instead. The plan is checked before anything runs (`check_plan`).
+
+Videos (`EvalPlan.videos` = N > 0): the first N (init state, seed) pairs of every task, in
+the plan's order, are recorded in every perturbation, so every policy evaluated with the same
+plan records the same episodes (a side-by-side view needs that). Only those episodes carry
+frames back from the workers; each is written as MP4 and a JSON sidecar under
+`results_video_dir(results file)` (report/video.py) as soon as its batch finishes, and its row
+keeps the path and jerk trace (as `record_paths` does). An episode already in the results
+file is not re-run, so it gets no video.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import numbers
@@ -32,6 +41,7 @@ from smoothvla.eval.sampling import EpisodeSeededFactory, EpisodeSeededPolicy
 from smoothvla.metrics import path_metrics
 from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events, jerk_trace
 from smoothvla.policies.packaged import resolve_checkpoint
+from smoothvla.report.video import results_video_dir
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.rollout.pool import EnvFactory, make_pool
@@ -63,8 +73,10 @@ class PolicyRef:
         return PolicyRef(label, resolve_checkpoint(path), seed)
 
 
-_GRID = ("task_ids", "init_ids", "seeds", "perturbations", "record_paths")
-"""EvalPlan fields that say which episodes to run; every other field is a setting."""
+_GRID = ("task_ids", "init_ids", "seeds", "perturbations", "record_paths", "videos",
+         "video_camera")
+"""EvalPlan fields that say which episodes to run and what to keep of them; every other field
+is a setting."""
 
 
 @dataclass
@@ -84,6 +96,11 @@ class EvalPlan:
     """Options for every env (e.g. cameras, image size)."""
     record_paths: int = 1
     """Keep the end-effector path of the first N init states (for the path figures)."""
+    videos: int = 0
+    """Record the first N (init state, seed) episodes of every task and perturbation as
+    videos (0: none, and no frames leave the workers)."""
+    video_camera: str = "agentview"
+    """Camera the videos show (one of the env's `cameras`)."""
     sample: bool = False
     """Sample actions instead of acting greedily; each episode's samples are seeded by its
     own key and `sampling_seed` (`smoothvla.eval.sampling`)."""
@@ -153,6 +170,22 @@ def episode_result(traj: Trajectory, ref: PolicyRef, perturbation: str, keep_pat
     )
 
 
+def write_video(traj: Trajectory, ref: PolicyRef, perturbation: str, folder: str | Path) -> Path:
+    """Write a recorded episode (`traj.extras` with frames, frame_success, camera) as
+    `video_stem(folder, ...)`.mp4/.json; returns the MP4's path."""
+    from smoothvla.report.video import video_stem, write_episode_video
+
+    kind, strength = _strength(perturbation)
+    stem = video_stem(folder, ref.label, ref.train_seed, traj.task_id, kind, strength,
+                      traj.init_id, traj.seed)
+    write_episode_video(stem, traj.extras["frames"], traj.extras["frame_success"], dict(
+        policy=ref.label, train_seed=ref.train_seed, task_id=traj.task_id, init_id=traj.init_id,
+        seed=traj.seed, perturbation=kind, strength=strength, success=traj.success,
+        fps=1.0 / traj.control_dt, camera=traj.extras["camera"],
+        instruction=str(traj.extras.get("instruction", ""))))
+    return stem.with_suffix(".mp4")
+
+
 def evaluate(
     policy: Any,
     ref: PolicyRef,
@@ -182,9 +215,11 @@ def evaluate(
     done = {r.key for r in rows}
     new: list[EpisodeResult] = []
     keep = set(list(plan.init_ids)[: plan.record_paths])
+    filmed = set(list(itertools.product(plan.init_ids, plan.seeds))[: plan.videos])
     todo = {
         pert: [
-            GroupRequest(task, init, seed, 1)
+            GroupRequest(task, init, seed, 1,
+                         plan.video_camera if (init, seed) in filmed else None)
             for task in plan.task_ids for init in plan.init_ids for seed in plan.seeds
             if _key(run_ref, checkpoint, settings, task, init, seed, pert) not in done
         ]
@@ -210,8 +245,12 @@ def evaluate(
             for start in range(0, len(requests), batch_episodes):
                 batch = requests[start : start + batch_episodes]
                 out = collector.collect(batch, seed=start)
-                records = [episode_result(t, run_ref, pert, t.init_id in keep)
+                records = [episode_result(t, run_ref, pert,
+                                          t.init_id in keep or "frames" in t.extras)
                            for t in out.trajectories]
+                for t in out.trajectories:
+                    if "frames" in t.extras:
+                        write_video(t, run_ref, pert, results_video_dir(results.path))
                 for r in records:
                     r.checkpoint, r.settings = checkpoint, settings
                 new += results.append_new(records)
@@ -355,6 +394,15 @@ def check_plan(plan: EvalPlan, *, registry: bool = True) -> None:
         raise UserError(f"--seeds: env seeds must be integers >= 0, got {list(plan.seeds)}")
     if plan.sampling_seed < 0:
         raise UserError(f"--sampling-seed must be >= 0, got {plan.sampling_seed}")
+    if not isinstance(plan.videos, numbers.Integral) or plan.videos < 0:
+        raise UserError(f"--video: episodes to record per cell must be an integer >= 0, got "
+                        f"{plan.videos}")
+    cameras = plan.env_options.get("cameras")
+    if plan.videos and cameras is not None:
+        cameras = (cameras,) if isinstance(cameras, str) else tuple(cameras)
+        if plan.video_camera not in cameras:
+            raise UserError(f"--video-camera {plan.video_camera!r}: the envs render only "
+                            f"{list(cameras) or 'no camera'}")
     if not plan.perturbations:
         raise UserError("--perturbations: nothing to evaluate (use 'none' for in distribution)")
     kinds = []

@@ -1,4 +1,6 @@
-"""One self-contained HTML file: tables inline, figures embedded as base64 PNG."""
+"""One self-contained HTML file: tables inline, figures embedded as base64 PNG, headings with
+anchors for in-page links, and trusted fragments (the side-by-side videos) with their style
+and script."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f4f4f4; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 .note { color: #555; font-size: 14px; }
+a { color: #2a4466; }
 """
 
 
@@ -25,9 +28,27 @@ class HtmlReport:
     title: str
     parts: list[str] = field(default_factory=list)
     figures: int = 0
+    styles: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
 
-    def heading(self, text: str, level: int = 2) -> None:
-        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+    def heading(self, text: str, level: int = 2, anchor: str | None = None) -> None:
+        ident = f' id="{html.escape(anchor)}"' if anchor else ""
+        self.parts.append(f"<h{level}{ident}>{html.escape(text)}</h{level}>")
+
+    def links(self, items: list[tuple[str, str]]) -> None:
+        """A list of links to anchors in this page: (text, anchor)."""
+        body = "".join(f'<li><a href="#{html.escape(a)}">{html.escape(t)}</a></li>'
+                       for t, a in items)
+        self.parts.append(f'<ul class="note">{body}</ul>')
+
+    def raw(self, markup: str, style: str = "", script: str = "") -> None:
+        """A trusted HTML fragment built by the report itself; `style` and `script` are
+        added to the page once each."""
+        self.parts.append(markup)
+        if style and style not in self.styles:
+            self.styles.append(style)
+        if script and script not in self.scripts:
+            self.scripts.append(script)
 
     def paragraph(self, text: str) -> None:
         self.parts.append(f'<p class="note">{html.escape(text)}</p>')
@@ -49,8 +70,11 @@ class HtmlReport:
         )
 
     def render(self) -> str:
+        scripts = "".join(f"<script>{s}</script>" for s in self.scripts)
         return (
             "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.parts) + "</body></html>"
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}{''.join(self.styles)}"
+            "</style></head><body>"
+            f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.parts) + scripts
+            + "</body></html>"
         )

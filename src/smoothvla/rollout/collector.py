@@ -10,6 +10,11 @@ Every env of the pool runs one episode at a time. The collector works in rounds:
    temporal ensembling, prefix conditioning); finished episodes become `Trajectory`s, whose
    `actions` are the executed actions and whose `chunks` the sampled ones.
 
+Videos: a request with `video_camera` gets that camera's image of every state back from the
+env (`EnvResult.frames`); its trajectories carry them as `extras["frames"]` (T, H, W, 3)
+uint8, `extras["frame_success"]` (T,) bool and `extras["camera"]`. Other requests move no
+frames.
+
 An episode lost to a crashed, hung or failing env is dropped and counted; the rest of its
 group is kept (GRPO needs >= 2 members per group and skips smaller ones).
 
@@ -46,6 +51,9 @@ class GroupRequest:
     init_id: int
     seed: int
     size: int
+    video_camera: str | None = None
+    """Record every member's frames from this camera (`Trajectory.extras["frames"]`); None:
+    no frames are kept or sent back, the default."""
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -86,6 +94,7 @@ class _Episode:
     chunks: list[ActionChunk] = field(default_factory=list)
     env_rewards: list[float] = field(default_factory=list)
     plan: ActionPlan | None = None
+    frames: list[np.ndarray] = field(default_factory=list)
 
 
 class Collector:
@@ -183,6 +192,7 @@ class Collector:
                         episode.chunk_starts.extend([True] + [False] * (executed - 1))
                         episode.records.extend(reply.records)
                         episode.env_rewards.extend(reply.rewards)
+                        episode.frames.extend(reply.frames)
                         episode.obs = reply.obs
                         stats["env_steps"] += executed
                         stats["chunks"] += 1
@@ -199,7 +209,8 @@ class Collector:
                         starting[env] = pending.popleft()
                 if starting:
                     requests = {
-                        env: ResetRequest(req.task_id, req.seed, req.init_id, self.max_steps)
+                        env: ResetRequest(req.task_id, req.seed, req.init_id, self.max_steps,
+                                          req.video_camera)
                         for env, (_, _, req) in starting.items()
                     }
                     replies = self.pool.reset(requests)
@@ -209,7 +220,8 @@ class Collector:
                         if isinstance(reply, Failure):
                             drop(None, reply)
                             continue
-                        live[env] = _Episode(g, m, req, reply.obs, list(reply.records))
+                        live[env] = _Episode(g, m, req, reply.obs, list(reply.records),
+                                             frames=list(reply.frames))
 
                 # 3. one batched act for the lane's live envs, chunks sent off without waiting
                 envs = [e for e in lane_envs if e in live]
@@ -287,6 +299,10 @@ def _to_trajectory(episode: _Episode, last: EnvResult) -> Trajectory:
     rec = episode.records
     chunks = ActionChunk.cat(episode.chunks)
     req = episode.request
+    video = {}
+    if episode.frames:  # one frame per state, and the success predicate at each
+        video = {"frames": np.stack(episode.frames), "camera": req.video_camera,
+                 "frame_success": np.array([bool(r["success"]) for r in rec])}
     return Trajectory(
         ee_pos=np.array([r["ee_pos"] for r in rec], dtype=np.float64),
         actions=np.array(episode.actions, dtype=np.float64),
@@ -307,6 +323,7 @@ def _to_trajectory(episode: _Episode, last: EnvResult) -> Trajectory:
             "env_return": float(np.sum(episode.env_rewards)),
             "terminated": last.terminated,
             "truncated": last.truncated,
+            **video,
         },
         group_id=episode.group_id,
         chunk_obs=episode.chunk_obs,

@@ -45,6 +45,9 @@ class ResetRequest:
     seed: int
     init_id: int
     max_steps: int | None = None
+    video_camera: str | None = None
+    """Keep this camera's image of every state of the episode (`EnvResult.frames`); None:
+    keep none, the default (frames cost a copy and the pipe only when asked for)."""
 
 
 @dataclass
@@ -61,6 +64,8 @@ class EnvResult:
         control_dt: the env's seconds per control step.
         render_s: the part of sim_s spent rendering camera images (envs that count it in a
             `render_s` attribute; 0 otherwise).
+        frames: uint8 (H, W, 3) image of the episode's video camera for each of `records`,
+            when its reset asked for one (`ResetRequest.video_camera`); empty otherwise.
     """
 
     obs: dict[str, Any]
@@ -71,6 +76,7 @@ class EnvResult:
     sim_s: float = 0.0
     control_dt: float = 0.0
     render_s: float = 0.0
+    frames: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,15 @@ def _record(info: dict[str, Any]) -> dict[str, Any]:
     return {k: info[k] for k in RECORD_KEYS}
 
 
+def _frame(obs: dict[str, Any], camera: str) -> np.ndarray:
+    """A copy of `camera`'s image in `obs` (envs may reuse their image buffers)."""
+    images = obs.get("rgb") or {}
+    if camera not in images:
+        raise ValueError(f"cannot record video from camera {camera!r}: the env renders "
+                         f"{sorted(images) or 'no camera'}")
+    return np.array(images[camera], dtype=np.uint8, copy=True)
+
+
 class _Slot:
     """One env and its episode, as hosted by a worker (or by `InProcessPool`)."""
 
@@ -133,6 +148,7 @@ class _Slot:
         self.steps = 0
         self.limit = 0
         self.in_episode = False
+        self.video_camera: str | None = None
 
     def reset(self, request: ResetRequest) -> EnvResult:
         start = time.perf_counter()
@@ -145,9 +161,11 @@ class _Slot:
         self.steps = 0
         self.limit = min(self.env.max_steps, request.max_steps or self.env.max_steps)
         self.in_episode = True
+        self.video_camera = request.video_camera
+        frames = [_frame(obs, self.video_camera)] if self.video_camera else []
         return EnvResult(
             obs, [_record(info)], sim_s=time.perf_counter() - start, control_dt=self.env.control_dt,
-            render_s=self._render_s() - rendered,
+            render_s=self._render_s() - rendered, frames=frames,
         )
 
     def _render_s(self) -> float:
@@ -158,13 +176,15 @@ class _Slot:
             raise RuntimeError("no episode in progress on this env (reset it first)")
         start = time.perf_counter()
         rendered = self._render_s()
-        records, rewards = [], []
+        records, rewards, frames = [], [], []
         obs, terminated, truncated = None, False, False
         for action in actions:
             obs, reward, terminated, truncated, info = self.env.step(action)
             self.steps += 1
             records.append(_record(info))
             rewards.append(float(reward))
+            if self.video_camera:
+                frames.append(_frame(obs, self.video_camera))
             # enforce the step limit here too, so a lenient env cannot run forever
             truncated = bool(truncated or (self.steps >= self.limit and not terminated))
             if terminated or truncated:
@@ -179,6 +199,7 @@ class _Slot:
             time.perf_counter() - start,
             self.env.control_dt,
             self._render_s() - rendered,
+            frames,
         )
 
     def call(self, request: tuple[Callable[..., Any], tuple]) -> Any:
