@@ -196,7 +196,8 @@ class StudyConfig:
 
 
 RESUME_MAY_CHANGE = frozenset({"name", "seeds", "methods", "executions", "eval_init_states",
-                               "eval_seeds", "perturbations", "workers", "envs_per_worker"})
+                               "eval_seeds", "perturbations", "workers", "envs_per_worker",
+                               "videos"})
 """Study fields a resumed study may change: they add or re-arrange work without touching what
 the finished stages computed. Any other change would silently mix two studies in one folder."""
 
@@ -391,12 +392,13 @@ class Study:
                              workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker)
         return str(results.path)
 
-    def report(self, results: str) -> str:
+    def report(self, results: str, expert_jerk: float = float("nan")) -> str:
         from smoothvla.report.build import build_report
 
         logs = sorted(str(p) for p in self.out.glob("*-s*/log.jsonl") if not p.parent.name.startswith("sft"))
         # the videos evaluation recorded beside the results are found there (side by side)
-        files = build_report([results], self.out / "report", logs, title=f"smoothvla study: {self.cfg.name}")
+        files = build_report([results], self.out / "report", logs, title=f"smoothvla study: {self.cfg.name}",
+                             expert_jerk=expert_jerk)
         if files.media:
             _log(f"report: {len(files.media) // 2} videos side by side"
                  + ("" if files.media_inline else " (linked from report/media/)"))
@@ -426,7 +428,7 @@ class Study:
             # short has complete seeds; evaluation resumes episode by episode (never a marker:
             # schemes or init states added to the config are evaluated on the next run)
             results = self._timed(f"eval-s{seed}", self.evaluate, checkpoints)
-        html = self._timed("report", self.report, results)
+        html = self._timed("report", self.report, results, expert)
         return {"results": results, "report": html, "jerk_scale": scale, "jerk_unit": unit,
                 "expert_jerk": expert}
 

@@ -91,11 +91,12 @@ def _example_paths(results: list[EpisodeResult]) -> tuple[dict, dict, str]:
 def build_report(results_paths: Sequence[str | Path], out_dir: str | Path,
                  log_paths: Sequence[str | Path] = (), title: str = "smoothvla study", *,
                  max_views: int = 2, max_columns: int = 6,
-                 inline_media_mb: float = 40.0) -> ReportFiles:
+                 inline_media_mb: float = 40.0, expert_jerk: float = float("nan")) -> ReportFiles:
     """Write report.md, report.tex, report.html, figures/ and media/ into `out_dir`.
 
     `max_views` side-by-side views (one per task) of at most `max_columns` policies each;
-    `inline_media_mb`: the most MP4 megabytes report.html embeds (above it, it links)."""
+    `inline_media_mb`: the most MP4 megabytes report.html embeds (above it, it links).
+    `expert_jerk` (m/s³, if given) is marked in the success-vs-jerk figure."""
     results = read_results(results_paths)
     if not results:
         raise UserError("the results files hold no episodes")
@@ -138,7 +139,7 @@ def build_report(results_paths: Sequence[str | Path], out_dir: str | Path,
     figs.append(("jerk_bars", "Mean jerk per suite (successful in-distribution episodes)",
                  figures.jerk_bars(cells, policies)))
     figs.append(("success_vs_jerk", "Success against mean jerk per cell",
-                 figures.success_vs_jerk(cells)))
+                 figures.success_vs_jerk(cells, expert_jerk)))
     logs = {Path(p).parent.name or Path(p).stem: read_jsonl(p) for p in log_paths}
     if logs:
         figs.append(("training", "RL training curves", figures.training_curves(logs)))
