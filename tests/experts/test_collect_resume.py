@@ -2,6 +2,12 @@
 file as an uninterrupted run; mismatched or unasked-for reuse of an output is refused."""
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +133,40 @@ def test_resume_without_parts_starts_a_new_collection(tmp_path, capsys):
                                tasks=_two_tasks()[:1])) == 0
     assert "starting a new collection" in capsys.readouterr().err
     assert len(demo_names(out)) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL of a subprocess, Linux paths")
+def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path):
+    task = _two_tasks()[0]
+    settings = dict(suite=SUITE, episodes_per_task=3, tasks=(task,), workers=1, cameras=(),
+                    seed=2)
+    out = tmp_path / "killed" / "demos.hdf5"
+    parts = demos.parts_folder(out)
+    here = Path(__file__).parent
+    script = textwrap.dedent(f"""
+        import collect_jobs
+        from smoothvla.commands import collect
+        from smoothvla.experts import collect as demos
+        demos.JOB_RUNNER = collect_jobs.hang_from_episode_2
+        collect.run(collect.Config(out={str(out)!r}, **{settings!r}))
+    """)
+    env = {**os.environ, "PYTHONPATH": f"{here.parents[1] / 'src'}:{here}",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(parts.glob("*.hdf5"))) < 2:
+            assert proc.poll() is None, "collect ended before it was killed"
+            time.sleep(0.2)
+        assert sorted(p.name for p in parts.glob("*.hdf5")) == ["000000.hdf5", "000001.hdf5"]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # its workers die with it (PR_SET_PDEATHSIG)
+        proc.wait(timeout=10)
+    assert not out.exists()
+
+    assert collect.run(collect.Config(out=out, resume=True, **settings)) == 0
+    whole = tmp_path / "whole" / "demos.hdf5"
+    assert collect.run(collect.Config(out=whole, **settings)) == 0
+    _assert_same_file(whole, out)
+    assert len(demo_names(out)) == 3 and not parts.exists()
