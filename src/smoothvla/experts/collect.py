@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from smoothvla.errors import UserError, check_fields
-from smoothvla.io import _pid_alive, atomic_write_json, check_writable_output, remove_stale_temp_files
+from smoothvla.io import (
+    _pid_alive,
+    atomic_path,
+    atomic_write_json,
+    check_writable_output,
+    remove_stale_temp_files,
+)
 from smoothvla.rollout.pool import Failure, make_pool
 
 EPISODE_TIMEOUT_S = 24 * 3600.0
@@ -185,7 +191,7 @@ def collect_demos(cfg: CollectConfig) -> int:
     from there instead of being run again."""
     from tqdm import tqdm
 
-    from smoothvla.data.hdf5 import DemoWriter, write_demo_file
+    from smoothvla.data.hdf5 import DemoWriter
 
     cfg.validate()
     cfg.out = check_writable_output(cfg.out, "file")
@@ -204,12 +210,6 @@ def collect_demos(cfg: CollectConfig) -> int:
     if done:
         print(f"collect: --resume: {len(done)} of {len(jobs)} episodes already done in {parts}",
               file=sys.stderr)
-
-    def save_part(index: int, write) -> None:
-        if not parts.exists():  # created with the first finished episode
-            parts.mkdir(parents=True)
-            atomic_write_json(parts / "config.json", settings)
-        write()
 
     # Spawned children inherit the environment: one OpenMP thread each. One worker per slot
     # of the pool; each slot runs one episode at a time (op "call"), results in job order.
@@ -249,10 +249,7 @@ def collect_demos(cfg: CollectConfig) -> int:
                     demo, reason = None, result["failure"]
                     if result["success"]:
                         demo = _to_demo(result, cfg)[0]
-                        save_part(index, lambda: write_demo_file(_part_path(parts, index), demo))
-                    else:
-                        save_part(index, lambda: atomic_write_json(
-                            _failed_path(parts, index), dict(job=asdict(job), failure=str(reason))))
+                    _save_part(parts, settings, index, job, demo, reason)
                 if demo is not None:
                     writer.add(demo)
                     written += 1
@@ -362,6 +359,22 @@ def _check_resume(cfg: CollectConfig, parts: Path, settings: dict[str, Any],
             if temp and not _pid_alive(int(temp[1])):
                 entry.unlink(missing_ok=True)  # a part being written when the run was killed
     return done
+
+
+def _save_part(parts: Path, settings: dict[str, Any], index: int, job: Job, demo: Any,
+               reason: str | None) -> None:
+    """Make the finished job `index` durable: its demo (or, with `demo` None, its failure) as
+    one atomically written file in `parts`. The folder appears, with its config.json, in one
+    rename with the first finished job."""
+    from smoothvla.data.hdf5 import write_demo_file
+
+    if not parts.exists():
+        with atomic_path(parts, folder=True) as tmp:
+            atomic_write_json(tmp / "config.json", settings)
+    if demo is not None:
+        write_demo_file(_part_path(parts, index), demo)
+    else:
+        atomic_write_json(_failed_path(parts, index), dict(job=asdict(job), failure=str(reason)))
 
 
 def _read_part(parts: Path, index: int, job: Job, kind: str):
