@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from smoothvla.errors import UserError, UserFileNotFoundError, UserKeyError
-from smoothvla.io import discard, publish, temporary_path
+from smoothvla.io import atomic_write_bytes, discard, publish, temporary_path
 
 # Position keys, in the order they are tried: LIBERO, robomimic.
 EE_POS_KEYS = ("ee_pos", "robot0_eef_pos")
@@ -54,6 +54,36 @@ class Demo:
                 self.dones[-1] = 1
 
 
+def write_demo_group(parent: h5py.Group, name: str, demo: Demo, compression: str | None) -> None:
+    """Write `demo` as the group `parent/name` (actions, rewards, dones, obs/*, attrs plus
+    num_samples); `compression` applies to (T, H, W, 3) uint8 images only."""
+    group = parent.create_group(name)
+    group.create_dataset("actions", data=np.asarray(demo.actions, dtype=np.float64))
+    group.create_dataset("rewards", data=np.asarray(demo.rewards, dtype=np.float32))
+    group.create_dataset("dones", data=np.asarray(demo.dones, dtype=np.uint8))
+    obs = group.create_group("obs")
+    for key, value in demo.obs.items():
+        value = np.asarray(value)
+        image = value.dtype == np.uint8 and value.ndim == 4
+        obs.create_dataset(key, data=value, compression=compression if image else None)
+    for key, value in demo.attrs.items():
+        group.attrs[key] = value
+    group.attrs["num_samples"] = len(demo.actions)
+
+
+def write_demo_file(path: str | Path, demo: Demo, compress: bool = True) -> Path:
+    """One demo as `data/demo_0` of a small HDF5 file at `path`, written atomically and
+    fsynced (`atomic_write`): after a kill, `path` is either absent or complete. What
+    `collect` writes for each finished episode (its `OUT.parts/` folder); `read_demo(path,
+    "demo_0")` reads it back with the same arrays and attributes."""
+    import io
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        write_demo_group(f.create_group("data"), "demo_0", demo, "gzip" if compress else None)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 class DemoWriter:
     """Append demos one at a time; `close()` (or leaving the `with` block) publishes the file.
 
@@ -76,18 +106,7 @@ class DemoWriter:
     def add(self, demo: Demo) -> str:
         """Write one demo as `data/demo_<i>`; returns its group name."""
         name = f"demo_{self.num_demos}"
-        group = self._data.create_group(name)
-        group.create_dataset("actions", data=np.asarray(demo.actions, dtype=np.float64))
-        group.create_dataset("rewards", data=np.asarray(demo.rewards, dtype=np.float32))
-        group.create_dataset("dones", data=np.asarray(demo.dones, dtype=np.uint8))
-        obs = group.create_group("obs")
-        for key, value in demo.obs.items():
-            value = np.asarray(value)
-            compression = self._compress if value.dtype == np.uint8 and value.ndim == 4 else None
-            obs.create_dataset(key, data=value, compression=compression)
-        for key, value in demo.attrs.items():
-            group.attrs[key] = value
-        group.attrs["num_samples"] = len(demo.actions)
+        write_demo_group(self._data, name, demo, self._compress)
         self.num_demos += 1
         self.total += len(demo.actions)
         return name

@@ -7,21 +7,39 @@ process writes successful ones in a fixed order (task by task, init state by ini
 so the same flags give the same file whatever the number of workers. Failed expert episodes
 are counted and printed, never written. The file appears at `--out` only when every
 episode has been handled (`DemoWriter` writes to a temporary name and renames).
+
+Resuming: each finished episode is made durable at once in the folder `OUT.parts/` (created
+with the first one): `NNNNNN.hdf5` (the demo, job number NNNNNN, written atomically) or
+`NNNNNN.failed.json` (a failed expert episode), next to `config.json`, the settings that
+decide the demos. A killed run loses only the episodes in flight; `--resume` checks the
+settings against `config.json`, runs only the missing jobs and assembles the file from the
+parts in job order, the same demos as an uninterrupted run. The folder is removed once the
+file is in place.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import sys
 from collections import deque
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from smoothvla.errors import UserError, check_fields
-from smoothvla.io import check_writable_output, remove_stale_temp_files
+from smoothvla.io import (
+    _pid_alive,
+    atomic_path,
+    atomic_write_json,
+    check_writable_output,
+    remove_stale_temp_files,
+)
 from smoothvla.rollout.pool import Failure, make_pool
 
 EPISODE_TIMEOUT_S = 24 * 3600.0
@@ -54,6 +72,9 @@ class CollectConfig:
     """Idle if the commanded position delta is below this (metres; RL4VLA used 0.01)."""
     idle_rot_threshold: float = 0.01
     """Idle if the commanded rotation delta is below this (radians; RL4VLA used 0.06)."""
+    resume: bool = False
+    """Finish a killed run: keep the episodes in `OUT.parts/`, run only the missing ones.
+    Without it an existing output file or parts folder is refused."""
 
     def validate(self) -> None:
         """Clear errors for bad values (called by `collect_demos`, so the CLI reports them
@@ -166,72 +187,94 @@ def _to_demo(result: dict[str, Any], cfg: CollectConfig):
 def collect_demos(cfg: CollectConfig) -> int:
     """Run every episode of `cfg` and write the successful ones to `cfg.out`. Returns 0 when
     the file was written, 1 when nothing was (every episode failed, or a worker died; the
-    reasons are printed)."""
+    reasons are printed). With `cfg.resume`, the episodes already in `OUT.parts/` are taken
+    from there instead of being run again."""
     from tqdm import tqdm
 
     from smoothvla.data.hdf5 import DemoWriter
 
     cfg.validate()
     cfg.out = check_writable_output(cfg.out, "file")
-    remove_stale_temp_files(cfg.out.parent, cfg.out.name)  # left by a killed earlier run
     specs = resolve_tasks(cfg)
     jobs = make_jobs(cfg, specs)
+    parts = parts_folder(cfg.out)
+    settings = resume_settings(cfg, specs)
+    done = _check_resume(cfg, parts, settings, jobs)
+    remove_stale_temp_files(cfg.out.parent, cfg.out.name)  # left by a killed earlier run
     env_args = dict(env_name=cfg.suite, type="smoothvla-tabletop",
                     env_kwargs=dict(cameras=list(cfg.cameras), image_size=cfg.image_size))
     problem_info = dict(problem_name=cfg.suite, tasks={s.task_id: s.instruction for s in specs},
                         language_instruction=specs[0].instruction if len(specs) == 1 else "")
     failures: list[tuple[Job, str]] = []
     written = dropped_total = steps_total = 0
+    if done:
+        print(f"collect: --resume: {len(done)} of {len(jobs)} episodes already done in {parts}",
+              file=sys.stderr)
 
     # Spawned children inherit the environment: one OpenMP thread each. One worker per slot
     # of the pool; each slot runs one episode at a time (op "call"), results in job order.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     pending: deque[tuple[int, int]] = deque()  # (ticket, slot)
-    queue = iter(jobs)
+    queue = iter([(i, job) for i, job in enumerate(jobs) if i not in done])
+    todo = len(jobs) - len(done)
     try:
         with DemoWriter(cfg.out, env_args=env_args, problem_info=problem_info) as writer, \
-                make_pool("process", cfg.workers, num_workers=cfg.workers,
-                          timeout_s=EPISODE_TIMEOUT_S) as pool, \
+                (make_pool("process", min(cfg.workers, todo), num_workers=min(cfg.workers, todo),
+                           timeout_s=EPISODE_TIMEOUT_S) if todo else nullcontext()) as pool, \
                 tqdm(total=len(jobs), desc=f"collect {cfg.suite}", unit="ep",
                      file=sys.stderr) as bar:
             def submit_next(slot: int) -> None:
-                job = next(queue, None)
-                if job is not None:
-                    request = (JOB_RUNNER, (job, cfg.cameras, cfg.image_size))
+                item = next(queue, None)
+                if item is not None:
+                    request = (JOB_RUNNER, (item[1], cfg.cameras, cfg.image_size))
                     pending.append((pool.submit("call", {slot: request}), slot))
 
-            for slot in range(cfg.workers):
+            for slot in range(min(cfg.workers, todo)):
                 submit_next(slot)
-            while pending:
-                ticket, slot = pending.popleft()
-                result = pool.result(ticket)[slot]
-                if isinstance(result, Failure) and result.kind == "error":
-                    raise RuntimeError(f"an expert episode raised: {result.message}")
-                if isinstance(result, Failure):
-                    raise WorkerCrash(
-                        "a worker process died (crash or out of memory); "
-                        "nothing was written") from RuntimeError(result.message)
-                submit_next(slot)
-                if result["success"]:
-                    demo, dropped = _to_demo(result, cfg)
+            # Job order, whether an episode comes from the parts folder or a worker: the
+            # file is the same however often the run was interrupted.
+            for index, job in enumerate(jobs):
+                if index in done:
+                    demo, reason = _read_part(parts, index, job, done[index])
+                else:
+                    ticket, slot = pending.popleft()
+                    result = pool.result(ticket)[slot]
+                    if isinstance(result, Failure) and result.kind == "error":
+                        raise RuntimeError(f"an expert episode raised: {result.message}")
+                    if isinstance(result, Failure):
+                        raise WorkerCrash(
+                            "a worker process died (crash or out of memory); "
+                            "nothing was written") from RuntimeError(result.message)
+                    submit_next(slot)
+                    demo, reason = None, result["failure"]
+                    if result["success"]:
+                        demo = _to_demo(result, cfg)[0]
+                    _save_part(parts, settings, index, job, demo, reason)
+                if demo is not None:
                     writer.add(demo)
                     written += 1
+                    dropped = int(demo.attrs["idle_dropped"])
                     dropped_total += dropped
-                    steps_total += len(result["actions"])
+                    steps_total += len(demo.actions) + dropped
                 else:
-                    failures.append((result["job"], result["failure"]))
+                    failures.append((job, reason))
                 bar.update(1)
                 bar.set_postfix(ok=written, failed=len(failures))
             if written == 0:
                 raise _NothingToWrite()
     except _NothingToWrite:
+        shutil.rmtree(parts, ignore_errors=True)  # every episode handled: nothing to resume
         print(f"collect: every expert episode failed; no file written to {cfg.out}",
               file=sys.stderr)
         _print_failures(failures)
         return 1
     except WorkerCrash as err:
         print(f"collect: error: {err} ({err.__cause__!r})", file=sys.stderr)
+        if parts.exists():
+            print(f"collect: the finished episodes are kept in {parts}; rerun with --resume "
+                  "to run only the others", file=sys.stderr)
         return 1
+    shutil.rmtree(parts, ignore_errors=True)
 
     print(f"wrote {written} demos to {cfg.out} ({len(failures)} failed expert episodes "
           f"not written)")
@@ -240,6 +283,117 @@ def collect_demos(cfg: CollectConfig) -> int:
               f"({100.0 * dropped_total / steps_total:.1f}%)")
     _print_failures(failures)
     return 0
+
+
+# ----- resuming -----
+
+PARTS_FORMAT = 1
+"""Version of the `OUT.parts/` layout, stored in its config.json."""
+
+_PART_NAME = re.compile(r"^(\d{6})\.(hdf5|failed\.json)$")
+_ATOMIC_TEMP = re.compile(r"^\..+\.(\d+)-[0-9a-f]+\.tmp$")
+
+
+def parts_folder(out: Path) -> Path:
+    """`OUT.parts/` beside the output file: the finished episodes of an unfinished run."""
+    return out.with_name(out.name + ".parts")
+
+
+def _part_path(parts: Path, index: int) -> Path:
+    return parts / f"{index:06d}.hdf5"
+
+
+def _failed_path(parts: Path, index: int) -> Path:
+    return parts / f"{index:06d}.failed.json"
+
+
+def resume_settings(cfg: CollectConfig, specs: list[Any]) -> dict[str, Any]:
+    """The settings that decide which episodes run and what their demos hold (not `out`,
+    `workers` or `resume`): what `OUT.parts/config.json` stores and `--resume` compares."""
+    return dict(
+        format=PARTS_FORMAT, suite=cfg.suite, tasks=[s.task_id for s in specs],
+        episodes_per_task=cfg.episodes_per_task, cameras=list(cfg.cameras),
+        image_size=cfg.image_size, seed=cfg.seed, idle_filter=cfg.idle_filter,
+        idle_pos_threshold=cfg.idle_pos_threshold, idle_rot_threshold=cfg.idle_rot_threshold)
+
+
+def _check_resume(cfg: CollectConfig, parts: Path, settings: dict[str, Any],
+                  jobs: list[Job]) -> dict[int, str]:
+    """UserError for an output that this run may not write; the finished jobs of a resumed
+    run ({job index: 'demo' or 'failed'}). Called before any work."""
+    out = cfg.out
+    if not cfg.resume:
+        for path, what in ((out, "file"), (parts, "folder of a killed run's episodes")):
+            if path.exists():
+                raise UserError(f"{path} exists ({what}); pass --resume to finish that run, or "
+                                "remove it or choose another --out")
+        return {}
+    if not parts.exists():
+        if out.exists():
+            raise UserError(f"--resume: {out} is complete (there is no {parts.name} folder "
+                            "to resume); remove it to collect again")
+        print(f"collect: --resume: no {parts}; starting a new collection", file=sys.stderr)
+        return {}
+    if not parts.is_dir():
+        raise UserError(f"{parts} is not a folder")
+    try:
+        stored = json.loads((parts / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{parts}/config.json: missing or unreadable ({err}); remove {parts} "
+                        "to start over") from None
+    changed = [f"--{key.replace('_', '-')}: {stored.get(key)!r} in {parts.name}, {value!r} now"
+               for key, value in settings.items() if stored.get(key) != value]
+    if changed:
+        raise UserError("--resume with other settings than the interrupted run: "
+                        + "; ".join(changed) + f" (remove {parts} to start over)")
+    done: dict[int, str] = {}
+    for entry in parts.iterdir():
+        match = _PART_NAME.match(entry.name)
+        if match:
+            index = int(match[1])
+            if index >= len(jobs) or index in done:
+                raise UserError(f"{entry}: not a part of this collection ({len(jobs)} jobs)")
+            done[index] = "demo" if match[2] == "hdf5" else "failed"
+        else:
+            temp = _ATOMIC_TEMP.match(entry.name)
+            if temp and not _pid_alive(int(temp[1])):
+                entry.unlink(missing_ok=True)  # a part being written when the run was killed
+    return done
+
+
+def _save_part(parts: Path, settings: dict[str, Any], index: int, job: Job, demo: Any,
+               reason: str | None) -> None:
+    """Make the finished job `index` durable: its demo (or, with `demo` None, its failure) as
+    one atomically written file in `parts`. The folder appears, with its config.json, in one
+    rename with the first finished job."""
+    from smoothvla.data.hdf5 import write_demo_file
+
+    if not parts.exists():
+        with atomic_path(parts, folder=True) as tmp:
+            atomic_write_json(tmp / "config.json", settings)
+    if demo is not None:
+        write_demo_file(_part_path(parts, index), demo)
+    else:
+        atomic_write_json(_failed_path(parts, index), dict(job=asdict(job), failure=str(reason)))
+
+
+def _read_part(parts: Path, index: int, job: Job, kind: str):
+    """(Demo, None) or (None, failure reason) for a job finished by an earlier run."""
+    from smoothvla.data.hdf5 import read_demo
+
+    if kind == "failed":
+        path = _failed_path(parts, index)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        demo, reason, stored = None, str(record["failure"]), Job(**record["job"])
+    else:
+        path = _part_path(parts, index)
+        demo, reason = read_demo(path, "demo_0"), None
+        demo.attrs.pop("num_samples")  # DemoWriter.add sets it again
+        stored = Job(str(demo.attrs["task_id"]), job.episode, int(demo.attrs["init_id"]),
+                     int(demo.attrs["seed"]))
+    if stored != job:
+        raise UserError(f"{path}: holds {stored}, expected {job}; remove {parts} to start over")
+    return demo, reason
 
 
 class _NothingToWrite(Exception):
