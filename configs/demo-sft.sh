@@ -13,9 +13,9 @@ out=${1:-runs/demo-sft}
 name=${2:-demo-token}
 shift $(( $# < 2 ? $# : 2 ))
 smoothvla() { .venv/bin/smoothvla "$@"; }
-smoothvla collect --suite tabletop-object \
+[ -f "$out/demos.hdf5" ] || smoothvla collect --suite tabletop-object \
     --tasks pick-ketchup-place-basket pick-milk-place-basket \
-    --episodes-per-task 50 --workers 2 --out "$out/demos.hdf5"
+    --episodes-per-task 50 --workers 2 --out "$out/demos.hdf5" --resume
 smoothvla sft --config "configs/sft/$name.toml" --data "$out/demos.hdf5" --run-dir "$out/sft" "$@"
 # The shipped copy keeps the trainable weights only; the frozen encoder comes from its package.
 .venv/bin/python -c "import sys; from smoothvla.policies import load_policy; \

@@ -12,7 +12,7 @@ set -euo pipefail
 out=${1:-runs/sft-tabletop-object-token-gpu}
 policy=${2:-runs/sft-toktail}   # where configs/study-cpu.toml looks for it
 smoothvla() { .venv/bin/smoothvla "$@"; }
-smoothvla collect --suite tabletop-object --episodes-per-task 50 --workers 8 --out "$out/demos.hdf5"
+[ -f "$out/demos.hdf5" ] || smoothvla collect --suite tabletop-object --episodes-per-task 50 --workers 8 --out "$out/demos.hdf5" --resume
 smoothvla sft --config configs/sft/tabletop-object-token-gpu.toml --data "$out/demos.hdf5" \
     --run-dir "$out/sft"
 rm -rf "$policy" && mkdir -p "$(dirname "$policy")" && cp -r "$out/sft/checkpoints/step_0002000" "$policy"

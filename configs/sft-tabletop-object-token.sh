@@ -11,7 +11,7 @@
 set -euo pipefail
 out=${1:-runs/sft-tabletop-object-token}
 smoothvla() { .venv/bin/smoothvla "$@"; }
-smoothvla collect --suite tabletop-object --episodes-per-task 50 --workers 2 --out "$out/demos.hdf5"
+[ -f "$out/demos.hdf5" ] || smoothvla collect --suite tabletop-object --episodes-per-task 50 --workers 2 --out "$out/demos.hdf5" --resume
 smoothvla sft --config configs/sft/tabletop-object-token.toml --data "$out/demos.hdf5" \
     --run-dir "$out/sft"
 smoothvla eval --checkpoints token="$out/sft/checkpoints/step_0002000" --suite tabletop-object \

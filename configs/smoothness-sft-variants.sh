@@ -14,8 +14,8 @@ set -euo pipefail
 out=${1:-runs/smoothness-sft-variants}
 smoothvla() { .venv/bin/smoothvla "$@"; }
 tasks="pick-ketchup-place-basket pick-milk-place-basket"
-smoothvla collect --suite tabletop-object --tasks $tasks --episodes-per-task 50 --workers 2 \
-    --out "$out/demos.hdf5"
+[ -f "$out/demos.hdf5" ] || smoothvla collect --suite tabletop-object --tasks $tasks --episodes-per-task 50 --workers 2 \
+    --out "$out/demos.hdf5" --resume
 sft() {  # NAME CONFIG
     smoothvla sft --config "configs/sft/$2.toml" --data "$out/demos.hdf5" --run-dir "$out/$1"
 }

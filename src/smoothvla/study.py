@@ -298,6 +298,7 @@ class Study:
                 out=path, suite=self.cfg.suite, tasks=tuple(self.task_ids()),
                 episodes_per_task=self.cfg.demos_per_task, workers=self.cfg.workers,
                 cameras=self.cfg.cameras, image_size=self.cfg.image_size,
+                resume=True,  # a study killed while collecting finishes its parts
             ))
         return str(path)
 
