@@ -1,5 +1,5 @@
 """RL fine-tuning of an SFT checkpoint, end to end: `finetune(cfg)`, what `smoothvla train
---policy runs/sft/final --tasks TASK ... --algorithm grpo --reward.name smooth` and the study
+--policy runs/sft/checkpoints/step_0002000 --tasks TASK ... --algorithm grpo --reward.name smooth` and the study
 run (algorithms/trainer.py runs the loop).
 
 The flags are `TrainConfig`'s (tasks, algorithm, iterations, group size, reward, the

@@ -1,4 +1,4 @@
-"""`smoothvla train --policy runs/sft/final --tasks TASK ... --algorithm grpo --reward.name smooth`:
+"""`smoothvla train --policy runs/sft/checkpoints/step_0002000 --tasks TASK ... --algorithm grpo --reward.name smooth`:
 RL fine-tuning of an SFT checkpoint. The flags are `FinetuneConfig`'s and the work is
 `smoothvla.algorithms.finetune.finetune`, which the study calls too; the policy's
 directory is printed on stdout.
