@@ -133,7 +133,7 @@ def test_eval_cli_writes_a_playable_video_on_the_tabletop(tmp_path, capsys):
     task = "tabletop-object/pick-ketchup-place-basket-v1"
     assert main(["eval", "--checkpoints", f"sft={tmp_path / 'sft'}", "--tasks", task,
                  "--num-init-states", "1", "--workers", "1", "--envs-per-worker", "1",
-                 "--video", "1", "--out", str(out)]) == 0
+                 "--video", "1", "--video-webp", "--out", str(out)]) == 0
     assert f"videos: {tmp_path / 'r_videos'}" in capsys.readouterr().out
     (row,) = read_results([out])
     stem = video.video_stem(tmp_path / "r_videos", "sft", 0, task, "none", 0.0, 0, 0)
@@ -143,6 +143,11 @@ def test_eval_cli_writes_a_playable_video_on_the_tabletop(tmp_path, capsys):
     # 128 px agentview images scaled 2x, and the text band
     assert frames.shape == (row.steps + 1, 256 + 34, 256, 3)
     assert frames[:, :256].std() > 10  # a rendered scene, not a blank picture
+    # the WebP beside it: the same picture, every k-th frame (k = webp_stride(fps))
+    webp = video.read_video(stem.with_suffix(".webp"))
+    k = video.webp_stride(meta["fps"])
+    assert webp.shape == (len(range(0, row.steps + 1, k)), 256 + 34, 256, 3)
+    assert np.abs(webp[:, :256].astype(float) - frames[::k, :256]).mean() < 12
 
 
 def test_train_with_video_every_films_the_first_group(tmp_path):

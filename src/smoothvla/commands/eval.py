@@ -73,6 +73,9 @@ class Config:
     a folder beside --out (results.jsonl -> results_videos/). 0: no video, no cost."""
     video_camera: str = "agentview"
     """Camera the videos show."""
+    video_webp: bool = False
+    """Also write each recorded video as an animated WebP beside its MP4 (small, for pages and
+    slides that embed images; about as long to encode as the MP4, so off by default)."""
 
     def __post_init__(self) -> None:
         if not self.checkpoints:
@@ -157,5 +160,13 @@ def run(cfg: Config) -> int:
     print(format_table([[r[i] for i in keep] for r in rows], [header[i] for i in keep]))
     print(f"\nresults: {cfg.out}")
     if cfg.video:
-        print(f"videos: {results_video_dir(cfg.out)}")
+        folder = results_video_dir(cfg.out)
+        if cfg.video_webp:
+            from smoothvla.report.video import find_videos, webp_from_mp4
+
+            for video, where in find_videos(folder):
+                webp = (where / video.mp4).with_suffix(".webp")
+                if not webp.exists():  # a resumed evaluation converts only the new ones
+                    webp_from_mp4(where / video.mp4, webp)
+        print(f"videos: {folder}")
     return 0
