@@ -172,3 +172,27 @@ def test_train_with_video_every_films_the_first_group(tmp_path):
         for v, where in found:
             assert video.video_info(where / v.mp4).frames == v.steps + 1 == 9
             assert v.policy == "grpo"
+
+
+def test_eval_max_steps_caps_episodes_and_keeps_capped_rows_apart(tmp_path):
+    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+
+    rng = np.random.default_rng(0)
+    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
+                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=4, n_bins=16),
+               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
+               ).save(tmp_path / "sft")
+    out = tmp_path / "r.jsonl"
+    args = ["eval", "--checkpoints", f"sft={tmp_path / 'sft'}", "--tasks",
+            "tabletop-object/pick-ketchup-place-basket-v1", "--num-init-states", "1",
+            "--workers", "0", "--envs-per-worker", "1", "--out", str(out)]
+    assert main(args + ["--max-steps", "6"]) == 0
+    # another cap under the same label is refused (the rows would mix), kept apart with --relabel
+    assert main(args + ["--max-steps", "10"]) == 1
+    assert main(args + ["--max-steps", "10", "--relabel"]) == 0
+    rows = sorted(read_results([out]), key=lambda r: r.steps)
+    assert [(r.policy, r.steps, r.settings.get("max_steps")) for r in rows] == [
+        ("sft", 6, 6), ("sft[max_steps=10]", 10, 10)]
+    with pytest.raises(SystemExit) as flag_error:  # a flag error, before any work
+        main(args + ["--max-steps", "-1"])
+    assert flag_error.value.code == 2

@@ -73,6 +73,9 @@ class Config:
     a folder beside --out (results.jsonl -> results_videos/). 0: no video, no cost."""
     video_camera: str = "agentview"
     """Camera the videos show."""
+    max_steps: int = 0
+    """Cap on episode length in control steps (0: each task's own limit). Capped rows are
+    kept apart from uncapped ones (the cap is part of their settings)."""
     video_webp: bool = False
     """Also write each recorded video as an animated WebP beside its MP4 (small, for pages and
     slides that embed images; about as long to encode as the MP4, so off by default)."""
@@ -82,7 +85,7 @@ class Config:
             raise UserError("give at least one checkpoint")
         check_fields(self, flags=True, num_init_states=">= 1", first_init=">= 0", workers=">= 0",
                      envs_per_worker=">= 1", temperature=">= 0",
-                     flow_steps=">= 0", record_paths=">= 0", video=">= 0")
+                     flow_steps=">= 0", record_paths=">= 0", video=">= 0", max_steps=">= 0")
         # perturbations, tasks and init states: `check_plan` in `run`, per suite, before loading
 
 
@@ -133,7 +136,7 @@ def run(cfg: Config) -> int:
         task_ids=_task_ids(cfg),
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
         seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
-        videos=cfg.video, video_camera=cfg.video_camera,
+        videos=cfg.video, video_camera=cfg.video_camera, max_steps=cfg.max_steps,
         sample=cfg.temperature > 0, sampling_seed=cfg.sampling_seed,
         execution=cfg.execution, policy_settings=_policy_settings(cfg),
     )

@@ -109,6 +109,9 @@ class EvalPlan:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     """Which actions of the chunks run (whole chunks, receding horizon, blending, temporal
     ensembling, prefix conditioning: rollout/execution.py)."""
+    max_steps: int = 0
+    """Cap on episode length in control steps (0: each task's own limit). A capped episode is
+    another measurement: a non-zero cap is part of the row's settings, so of its key."""
     policy_settings: dict[str, Any] = field(default_factory=dict)
     """How the policy was configured when loaded, where that changes how it acts (e.g.
     {"temperature": 0.2, "flow_steps": 30}); recorded in the rows, not applied here."""
@@ -241,7 +244,8 @@ def evaluate(
         pool = make_pool("process" if workers > 0 else "inprocess", num_envs,
                          num_workers=workers or None, env_factory=factory, env_options=options)
         try:
-            collector = Collector(actor, pool, sample=plan.sample, execution=plan.execution)
+            collector = Collector(actor, pool, sample=plan.sample, execution=plan.execution,
+                                  max_steps=plan.max_steps or None)
             for start in range(0, len(requests), batch_episodes):
                 batch = requests[start : start + batch_episodes]
                 out = collector.collect(batch, seed=start)
@@ -394,6 +398,9 @@ def check_plan(plan: EvalPlan, *, registry: bool = True) -> None:
         raise UserError(f"--seeds: env seeds must be integers >= 0, got {list(plan.seeds)}")
     if plan.sampling_seed < 0:
         raise UserError(f"--sampling-seed must be >= 0, got {plan.sampling_seed}")
+    if not isinstance(plan.max_steps, numbers.Integral) or plan.max_steps < 0:
+        raise UserError(f"--max-steps must be an integer >= 0 (0: the task's limit), got "
+                        f"{plan.max_steps}")
     if not isinstance(plan.videos, numbers.Integral) or plan.videos < 0:
         raise UserError(f"--video: episodes to record per cell must be an integer >= 0, got "
                         f"{plan.videos}")
