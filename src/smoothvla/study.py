@@ -378,7 +378,7 @@ class Study:
             task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
             seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
             env_options={"cameras": self.cfg.cameras, "image_size": self.cfg.image_size},
-            videos=self.cfg.videos,
+            videos=self.cfg.videos, max_steps=self.cfg.rl_max_steps,
         )
         schemes = [("", ExecutionConfig())] + [
             (f"+{spec}", ExecutionConfig.parse(spec)) for spec in self.cfg.executions
