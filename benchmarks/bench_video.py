@@ -27,19 +27,9 @@ import torch  # noqa: E402
 from smoothvla.eval import ResultsFile  # noqa: E402
 from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate  # noqa: E402
 from smoothvla.report import video  # noqa: E402
+from smoothvla.rollout.fake_policy import save_tiny_vla  # noqa: E402
 
 TASK = "tabletop-object/pick-ketchup-place-basket-v1"
-
-
-def tiny_policy(path: Path) -> Path:
-    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
-
-    rng = np.random.default_rng(0)
-    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=8, n_bins=16),
-               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
-               ).save(path)
-    return path
 
 
 def one_run(policy, path: Path, episodes: int, videos: int, out: Path, workers: int) -> float:
@@ -63,7 +53,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        path = tiny_policy(tmp / "policy")
+        path = save_tiny_vla(tmp / "policy", chunk_size=8)
         policy = load_policy(path)
         policy.eval()
         times: dict[str, list[float]] = {"off": [], "on": []}

@@ -1,11 +1,20 @@
 """check_writable_output: a bad output path is a UserError before any work starts."""
 
+import json
 import os
 
+import numpy as np
 import pytest
 
 from smoothvla.errors import UserError
-from smoothvla.io import check_writable_output
+from smoothvla.io import (
+    atomic_write,
+    atomic_write_text,
+    check_writable_output,
+    lock_directory,
+    read_jsonl,
+    truncate_jsonl,
+)
 
 
 def test_good_outputs_pass(tmp_path):
@@ -60,21 +69,6 @@ def test_remove_stale_temp_files(tmp_path):
 
 # -- atomic writes, log truncation, directory locks --
 
-
-import json
-import os
-
-import numpy as np
-import pytest
-
-from smoothvla.errors import UserError
-from smoothvla.io import (
-    atomic_write,
-    atomic_write_text,
-    lock_directory,
-    read_jsonl,
-    truncate_jsonl,
-)
 
 
 @pytest.fixture

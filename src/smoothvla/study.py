@@ -202,16 +202,12 @@ RESUME_MAY_CHANGE = frozenset({"name", "seeds", "methods", "executions", "eval_i
 the finished stages computed. Any other change would silently mix two studies in one folder."""
 
 
-def _fingerprint(checkpoint: str) -> str:
-    from smoothvla.eval.runner import checkpoint_digest
-
-    return checkpoint_digest(checkpoint)
-
-
 def _check_resume(saved: Path, cfg: StudyConfig) -> None:
     """Refuse to resume a study whose folder holds stages of another configuration."""
     if not saved.is_file():
         return
+    from smoothvla.eval.runner import checkpoint_digest
+
     before, now = json.loads(saved.read_text()), asdict(cfg)
     changed = []
     for name, value in now.items():
@@ -219,7 +215,7 @@ def _check_resume(saved: Path, cfg: StudyConfig) -> None:
             continue
         old = before[name]
         if name == "sft_checkpoint":  # the same weights may live under another path
-            same = (_fingerprint(old) == _fingerprint(value) if old and value and Path(old).exists()
+            same = (checkpoint_digest(old) == checkpoint_digest(value) if old and value and Path(old).exists()
                     else old == value)
         else:
             same = json.loads(json.dumps(value)) == old
@@ -258,15 +254,12 @@ class Study:
         if marker.exists():
             _log(f"{name}: done earlier, skipped")
             return json.loads(marker.read_text() or "null")
-        _log(f"{name}: start")
-        start = time.perf_counter()
-        result = fn(*args)
-        self.timings[name] = time.perf_counter() - start
+        result = self._timed(name, fn, *args)
         atomic_write_json(marker, result)
-        _log(f"{name}: done in {self.timings[name]:.0f} s")
         return result
 
     def _timed(self, name: str, fn, *args) -> Any:
+        """Run a stage that keeps no marker (it resumes by itself), timed and logged."""
         _log(f"{name}: start")
         start = time.perf_counter()
         result = fn(*args)
@@ -434,6 +427,14 @@ class Study:
                 "expert_jerk": expert}
 
 
+def _policy_order(policies, methods: tuple[str, ...]) -> list[str]:
+    """SFT, then each method in `methods` order, each followed by its execution variants
+    ("METHOD+SCHEME"); any other policy last."""
+    base = ("sft",) + tuple(methods)
+    order = [p for b in base for p in policies if p == b or p.startswith(b + "+")]
+    return order + [p for p in policies if p not in order]
+
+
 def summary_rows(results_path: str | Path, methods: tuple[str, ...],
                  expert_jerk: float = float("nan")) -> tuple[list[str], list[list]]:
     """The printed summary, one row per evaluated policy (execution variants included):
@@ -451,9 +452,7 @@ def summary_rows(results_path: str | Path, methods: tuple[str, ...],
     for r in results:
         by_policy.setdefault(r.policy, []).append(r)
     perts = sorted({r.perturbation for r in results if r.perturbation != IND})
-    base = ("sft",) + tuple(methods)
-    order = [p for b in base for p in by_policy if p == b or p.startswith(b + "+")]
-    order += [p for p in by_policy if p not in order]
+    order = _policy_order(by_policy, methods)
     ind = {p: [r for r in rs if r.perturbation == IND] for p, rs in by_policy.items()}
 
     def versus(ref: str, policy: str) -> str:
@@ -507,9 +506,7 @@ def smoothness_rows(results_path: str | Path, methods: tuple[str, ...]) -> tuple
     for r in read_results([results_path]):
         if r.perturbation == IND:
             ind.setdefault(r.policy, []).append(r)
-    base = ("sft",) + tuple(methods)
-    order = [p for b in base for p in ind if p == b or p.startswith(b + "+")]
-    order += [p for p in ind if p not in order]
+    order = _policy_order(ind, methods)
     header = ["policy", "success % per seed"] + [f"{name} [95% CI]" for _, name in SMOOTHNESS_METRICS]
     rows = []
     for policy in order:

@@ -6,20 +6,14 @@ import pytest
 
 from smoothvla.cli import main
 from smoothvla.eval import read_results
+from smoothvla.rollout.fake_policy import save_tiny_vla
 
 TASK = "tabletop-object/pick-ketchup-place-basket-v1"
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
-
-    path = tmp_path_factory.mktemp("ckpt") / "sft"
-    rng = np.random.default_rng(0)
-    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=8, n_bins=16),
-               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
-               ).save(path)
+    path = save_tiny_vla(tmp_path_factory.mktemp("ckpt") / "sft", chunk_size=8)
     return path
 
 

@@ -14,13 +14,10 @@ import torch
 
 from smoothvla.errors import UserError
 from smoothvla.eval import ResultsFile, read_results
-from smoothvla.eval.runner import EvalPlan, PolicyRef, episode_result, evaluate
-
-
-from smoothvla.eval.runner import EvalPlan, PolicyRef, check_plan, evaluate
+from smoothvla.eval.runner import EvalPlan, PolicyRef, check_plan, episode_result, evaluate
 from smoothvla.rollout.fake_env import make_point_mass
 from smoothvla.rollout.fake_policy import GaussianChunkPolicy
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 TASK = ["fake-reach/point-mass-v1"]
 

@@ -14,21 +14,10 @@ from smoothvla.eval.runner import EvalPlan, PolicyRef, check_plan, evaluate
 from smoothvla.report import video
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.fake_env import make_point_mass
-from smoothvla.rollout.fake_policy import GaussianChunkPolicy
+from smoothvla.rollout.fake_policy import GaussianChunkPolicy, save_tiny_vla
 from smoothvla.rollout.pool import Failure, InProcessPool, ResetRequest
 
 TASK = "fake-reach/point-mass-v1"
-
-
-def tiny_checkpoint(path, chunk_size):
-    """A tiny untrained compact VLA (32 px, hash text encoder) saved at `path`."""
-    from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
-
-    rng = np.random.default_rng(0)
-    CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=chunk_size, n_bins=16),
-               Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
-               ).save(path)
 
 
 def _moving_square(n, h=24, w=30):
@@ -133,7 +122,7 @@ def test_bad_video_options_are_refused():
 
 
 def test_eval_cli_writes_a_playable_video_on_the_tabletop(tmp_path, capsys):
-    tiny_checkpoint(tmp_path / "sft", chunk_size=8)
+    save_tiny_vla(tmp_path / "sft", chunk_size=8)
     out = tmp_path / "r.jsonl"
     task = "tabletop-object/pick-ketchup-place-basket-v1"
     assert main(["eval", "--checkpoints", f"sft={tmp_path / 'sft'}", "--tasks", task,
@@ -156,7 +145,7 @@ def test_eval_cli_writes_a_playable_video_on_the_tabletop(tmp_path, capsys):
 
 
 def test_train_with_video_every_films_the_first_group(tmp_path):
-    tiny_checkpoint(tmp_path / "sft", chunk_size=4)
+    save_tiny_vla(tmp_path / "sft", chunk_size=4)
     out = tmp_path / "rl"
     assert main(["train", "--policy", str(tmp_path / "sft"), "--tasks",
                  "tabletop-goal/put-bowl-on-plate-v1", "--iterations", "3",
@@ -174,7 +163,7 @@ def test_train_with_video_every_films_the_first_group(tmp_path):
 
 
 def test_eval_max_steps_caps_episodes_and_keeps_capped_rows_apart(tmp_path):
-    tiny_checkpoint(tmp_path / "sft", chunk_size=4)
+    save_tiny_vla(tmp_path / "sft", chunk_size=4)
     out = tmp_path / "r.jsonl"
     args = ["eval", "--checkpoints", f"sft={tmp_path / 'sft'}", "--tasks",
             "tabletop-object/pick-ketchup-place-basket-v1", "--num-init-states", "1",

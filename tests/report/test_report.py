@@ -16,7 +16,7 @@ from smoothvla.metrics.attribution import SPLIT_KEYS
 from smoothvla.metrics.synthetic import jittery, pick_place_path
 from smoothvla.report import figures
 from smoothvla.report.study_tables import jerk_source_table
-from smoothvla.rollout.trajectory import Trajectory
+from smoothvla.trajectory import Trajectory
 
 
 def make_results(path, rng):

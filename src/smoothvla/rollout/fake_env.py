@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from smoothvla.envs.base import Observation, TaskSpec, check_action
+from smoothvla.envs.base import TaskSpec, check_action
+from smoothvla.types import Observation
 
 NUM_JOINTS = 7
 

@@ -43,7 +43,8 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from smoothvla.envs.base import Observation, TaskSpec, check_action
+from smoothvla.envs.base import TaskSpec, check_action
+from smoothvla.types import Observation
 from smoothvla.envs.libero import perturb
 from smoothvla.envs.libero.render import render_image
 from smoothvla.envs.libero.state import (
