@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from smoothvla.cli import main
 from smoothvla.eval.results import read_results
@@ -158,6 +159,9 @@ def test_packaged_checkpoints_resolve_by_name():
     from smoothvla.eval.runner import PolicyRef
 
     assert PolicyRef.parse("sft=smoothvla:demo-token").path == path
+    by_name = load_policy("smoothvla:demo-token")  # every verb's loader takes the name
+    assert all(torch.equal(a, b) for a, b in zip(by_name.state_dict().values(),
+                                                 policy.state_dict().values()))
 
 
 def test_smoothness_rows_per_seed_success_and_metric_intervals_over_successes(tmp_path):

@@ -660,13 +660,16 @@ def axis_angle_to_rot6d(r: torch.Tensor) -> torch.Tensor:
 
 
 def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
-    """Load a policy saved by `CompactVLA.save`; `overrides` replace config fields that do not
-    change the weights' shapes (e.g. temperature, flow_sde_sigma). Clear errors for a missing,
-    corrupt or mismatched checkpoint and for missing normalizer statistics."""
+    """Load a policy saved by `CompactVLA.save`, or a packaged one named 'smoothvla:NAME';
+    `overrides` replace config fields that do not change the weights' shapes (e.g.
+    temperature, flow_sde_sigma). Clear errors for a missing, corrupt or mismatched checkpoint
+    and for missing normalizer statistics."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    from smoothvla.policies.packaged import resolve_checkpoint
+
+    directory = Path(resolve_checkpoint(str(directory)))
     if not directory.is_dir():
         raise UserFileNotFoundError(f"{directory}: no such checkpoint directory")
     for name in ("config.json", "model.safetensors"):
