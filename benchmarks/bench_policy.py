@@ -36,11 +36,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from smoothvla.policies import CompactVLA, DemoBatch, Normalizer, VLAConfig  # noqa: E402
+from smoothvla.policies.head_configs import AuxTokenConfig, FlowHeadConfig  # noqa: E402
 
 # Head name -> VLAConfig fields; "flow_context" is the flow expert that also cross-attends
-# to every backbone state (`--policy.flow-context`).
+# to every backbone state (`--policy.flow.context`).
 HEADS = {"token": {"head": "token"}, "flow": {"head": "flow"},
-         "flow_context": {"head": "flow", "flow_context": True}, "gaussian": {"head": "gaussian"}}
+         "flow_context": {"head": "flow", "flow": FlowHeadConfig(context=True)},
+         "gaussian": {"head": "gaussian"}}
 
 
 def make_obs(n: int, size: int = 128, seed: int = 0) -> list[dict]:
@@ -133,7 +135,8 @@ def parameter_counts() -> dict:
                       vision_trainable_blocks=2),
         "flow + 2 tuned vision blocks": VLAConfig(head="flow", vision_trainable_blocks=2),
         "flow with context, 3 expert layers, aux token head": VLAConfig(
-            head="flow", flow_context=True, flow_layers=3, aux_token_weight=1.0),
+            head="flow", flow=FlowHeadConfig(context=True, layers=3),
+            aux_token=AuxTokenConfig(weight=1.0)),
     }.items():
         out[name] = CompactVLA(cfg, normalizer()).parameter_counts()
     return out

@@ -20,9 +20,18 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 VERB_OF_FOLDER = {"sft": "sft", "train": "train"}
 TINY_POLICY = ["--policy.vision-encoder", "tiny", "--policy.text-encoder", "hash",
                "--policy.image-size", "32", "--policy.d-model", "32", "--policy.n-layers", "1",
-               "--policy.n-heads", "2", "--policy.ff-dim", "64", "--policy.flow-layers", "1",
-               "--policy.chunk-size", "4", "--policy.n-bins", "16"]
-"""Flags that shrink any SFT config's new policy to a tiny one (as tests/algorithms/test_sft.py)."""
+               "--policy.n-heads", "2", "--policy.ff-dim", "64", "--policy.chunk-size", "4"]
+"""Flags that shrink any SFT config's new policy to a tiny one (as tests/algorithms/test_sft.py),
+with `TINY_HEAD`'s flags for its head."""
+TINY_HEAD = {"token": ["--policy.token.bins", "16"], "dct": ["--policy.dct.bins", "16"],
+             "flow": ["--policy.flow.layers", "1"]}
+
+
+def tiny_flags(config: str) -> list[str]:
+    """TINY_POLICY and the tiny flags of the head that configs/sft/CONFIG.toml trains."""
+    policy = load(CONFIGS / "sft" / f"{config}.toml").policy
+    aux = ["--policy.aux-token.bins", "16"] if policy.aux_token.enabled else []
+    return [*TINY_POLICY, *TINY_HEAD[policy.head], *aux]
 
 
 def all_tomls() -> list[Path]:
@@ -118,7 +127,7 @@ STANDALONE = ["demo-token", "demo-token-history", "demo-dct", "demo-token-smooth
 
 @pytest.mark.parametrize("config", STANDALONE)
 def test_standalone_sft_configs_run_on_a_tiny_policy(config, demos, tmp_path):
-    policy = load_policy(sft_stage(config, tmp_path / "run", demos, *TINY_POLICY))
+    policy = load_policy(sft_stage(config, tmp_path / "run", demos, *tiny_flags(config)))
     expected = load(CONFIGS / "sft" / f"{config}.toml").policy
     assert policy.cfg.head == expected.head and policy.cfg.prev_actions == expected.prev_actions
 
@@ -126,8 +135,8 @@ def test_standalone_sft_configs_run_on_a_tiny_policy(config, demos, tmp_path):
 def test_flow_recipe_runs_stage_after_stage_on_a_tiny_policy(demos, tmp_path, capsys):
     """The stages of configs/sft-tabletop-object-flow.sh, each from its committed config."""
     insulated = load_policy(sft_stage("tabletop-object-flow-insulated", tmp_path / "insulated",
-                                      demos, *TINY_POLICY))
-    assert insulated.cfg.insulate_backbone and insulated.aux_head is not None
+                                      demos, *tiny_flags("tabletop-object-flow-insulated")))
+    assert insulated.cfg.aux_token.insulate_backbone and insulated.aux_head is not None
     backbone = str(tmp_path / "insulated" / "checkpoints" / "step_0000002")
     # side stage: the auxiliary token head as a token policy, no training
     aux = load_policy(sft_stage("tabletop-object-flow-aux-token", tmp_path / "aux-token", demos,
@@ -139,7 +148,7 @@ def test_flow_recipe_runs_stage_after_stage_on_a_tiny_policy(demos, tmp_path, ca
     probe_ckpt = sft_stage("tabletop-object-flow-probe", tmp_path / "probe", demos,
                            "--init-from", backbone)
     probe = load_policy(probe_ckpt)
-    assert probe.cfg.head == "flow" and probe.cfg.flow_layers == 3 and probe.aux_head is None
+    assert probe.cfg.head == "flow" and probe.cfg.flow.layers == 3 and probe.aux_head is None
     assert probe.cfg.d_model == 32  # the rest of the architecture is the checkpoint's
     for k, v in insulated.state_dict().items():
         if not k.startswith(("head.", "aux_head.")):
@@ -150,7 +159,7 @@ def test_flow_recipe_runs_stage_after_stage_on_a_tiny_policy(demos, tmp_path, ca
         start = sft_stage(f"tabletop-object-flow-cycle{n}", tmp_path / f"cycle{n}", demos,
                           "--init-from", str(start))
         cycle = load_policy(start)
-        assert cycle.cfg.head == "flow" and cycle.cfg.flow_layers == 3
+        assert cycle.cfg.head == "flow" and cycle.cfg.flow.layers == 3
     moved = [k for k, v in cycle.state_dict().items()
              if not k.startswith("vision.trunk") and not torch.equal(v, probe.state_dict()[k])]
     assert any(not k.startswith("head.") for k in moved)  # end to end: the backbone trains too

@@ -109,12 +109,14 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
 
 def test_compact_vla_checkpoint_follows_the_umask(tmp_path, umask):
     from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+    from smoothvla.policies.head_configs import FlowHeadConfig
 
     umask(0o022)
     rng = np.random.default_rng(0)
     norm = Normalizer.from_arrays(rng.uniform(-0.8, 0.8, (20, 7)), rng.normal(size=(20, 8)))
     cfg = VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                    n_layers=1, n_heads=2, ff_dim=64, flow_layers=1, flow_steps=2, chunk_size=4)
+                    n_layers=1, n_heads=2, ff_dim=64, flow=FlowHeadConfig(layers=1, steps=2),
+                    chunk_size=4)
     CompactVLA(cfg, norm).save(tmp_path / "policy")
     files = sorted((tmp_path / "policy").iterdir())
     assert [p.name for p in files] == ["config.json", "model.safetensors", "normalizer.json"]

@@ -12,6 +12,7 @@ from smoothvla.algorithms.ppo import PPOConfig
 from smoothvla.algorithms.sft import SFTConfig
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.errors import UserError, check_fields, check_number, in_range
+from smoothvla.policies.head_configs import AuxTokenConfig, FlowHeadConfig, TokenHeadConfig
 from smoothvla.policies.vla import VLAConfig
 from smoothvla.rewards import RewardConfig
 from smoothvla.study import StudyConfig
@@ -70,8 +71,9 @@ def test_every_numeric_field_of_every_config_rejects_nan_and_inf(bad):
     (SFTConfig, "warmup_steps", -1),
     (RewardConfig, "noise_std", -0.1),
     (RewardConfig, "lam", 1e9),
-    (VLAConfig, "temperature", 0.0),
-    (VLAConfig, "flow_sde_sigma", 0.0),
+    (TokenHeadConfig, "temperature", 0.0),
+    (FlowHeadConfig, "sde_sigma", 0.0),
+    (AuxTokenConfig, "weight", -1.0),
     (VLAConfig, "image_size", 0),
     (StudyConfig, "rl_lr", 1e30),
     (StudyConfig, "rl_temperature", -1.0),
@@ -121,8 +123,8 @@ def test_load_policy_refuses_nan_weights(tmp_path):
     rng = np.random.default_rng(0)
     norm = Normalizer.from_arrays(rng.uniform(-0.8, 0.8, (50, 7)), rng.normal(size=(50, 8)))
     policy = CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32,
-                                  d_model=16, n_layers=1, n_heads=2, ff_dim=32, flow_layers=1,
-                                  flow_steps=2, chunk_size=4, n_bins=8), norm)
+                                  d_model=16, n_layers=1, n_heads=2, ff_dim=32,
+                                  flow=FlowHeadConfig(layers=1, steps=2), chunk_size=4), norm)
     policy.save(tmp_path / "ok")
     load_policy(tmp_path / "ok")  # a healthy checkpoint loads
     with torch.no_grad():

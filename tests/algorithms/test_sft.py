@@ -14,12 +14,22 @@ from smoothvla.algorithms import sft
 from smoothvla.cli import main as cli_main
 from smoothvla.data.hdf5 import Demo, DemoWriter
 from smoothvla.policies import CompactVLA, DemoBatch, Normalizer, VLAConfig, load_policy
+from smoothvla.policies.head_configs import (DCTHeadConfig, FlowHeadConfig, GaussianHeadConfig,
+                                             TokenHeadConfig)
 
 torch.set_num_threads(1)
 
 TINY = VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                 n_layers=1, n_heads=2, ff_dim=64, flow_layers=1, flow_steps=4, chunk_size=4,
-                 n_bins=16)
+                 n_layers=1, n_heads=2, ff_dim=64, flow=FlowHeadConfig(layers=1, steps=4),
+                 chunk_size=4)
+TINY_HEADS = {"token": TokenHeadConfig(bins=16), "dct": DCTHeadConfig(bins=16),
+              "flow": FlowHeadConfig(layers=1, steps=4), "gaussian": GaussianHeadConfig()}
+
+
+def tiny(head: str = "flow", **settings) -> VLAConfig:
+    """TINY with `head` at its tiny settings (16 bins, a 1-layer flow expert of 4 steps),
+    `settings` over them."""
+    return TINY.with_head(head, replace(TINY_HEADS[head], **settings))
 
 
 def write_demos(path, n_demos=3, steps=12, size=32, task_id="nosuch-suite/task-v1"):
@@ -96,7 +106,7 @@ def test_batches_carry_the_previous_actions_of_the_same_demo(tmp_path, demos):
 
 def test_dct_head_bins_are_fitted_by_sft_with_history_and_smoothness(tmp_path, demos):
     cfg = config(tmp_path, demos, steps=3, checkpoint_every=3, smooth_weight=0.1,
-                 policy=replace(TINY, head="dct", dct_coefficients=2, prev_actions=2))
+                 policy=replace(tiny("dct", coefficients=2), prev_actions=2))
     final = sft.train(cfg)
     policy = load_policy(final)
     assert not policy.action_head_needs_fit() and policy.cfg.prev_actions == 2
@@ -153,7 +163,7 @@ def test_lr_schedule_by_hand(tmp_path, demos):
 def test_overfits_one_batch(head, metric, factor):
     rng = np.random.default_rng(0)
     actions = rng.uniform(-0.8, 0.8, (6, 4, 7)).astype(np.float32)
-    policy = CompactVLA(replace(TINY, head=head),
+    policy = CompactVLA(tiny(head),
                         Normalizer.from_arrays(actions.reshape(-1, 7), rng.normal(size=(24, 8))))
     if policy.action_head_needs_fit():
         policy.fit_action_head(actions)
@@ -212,7 +222,7 @@ def _weights(path):
 
 @pytest.mark.parametrize("head,augment", [("flow", False), ("token", True)])
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, demos, monkeypatch, head, augment):
-    policy_cfg = replace(TINY, head=head)
+    policy_cfg = tiny(head)
     full = sft.train(config(tmp_path / "a", demos, policy=policy_cfg, augment=augment, aug_views=2))
 
     killed = config(tmp_path / "b", demos, policy=policy_cfg, augment=augment, aug_views=2)

@@ -10,8 +10,9 @@ import torch
 from smoothvla.algorithms import sft
 from smoothvla.algorithms.sft_transfer import HEAD_FIELDS, head_inputs
 from smoothvla.policies import CompactVLA, Normalizer, VLAConfig, load_policy
+from smoothvla.policies.head_configs import AuxTokenConfig
 
-from test_sft import TINY, config, write_demos  # tests/algorithms/test_sft.py
+from test_sft import TINY, config, tiny, write_demos  # tests/algorithms/test_sft.py
 
 torch.set_num_threads(1)
 
@@ -42,15 +43,15 @@ def test_head_fields_are_fields_of_the_policy_config():
 
 
 def test_backbone_under_a_fresh_head_in_zero_steps(tmp_path, demos):
-    token = CompactVLA(replace(TINY, head="token", seed=3), _normalizer(demos))
+    token = CompactVLA(replace(tiny("token"), seed=3), _normalizer(demos))
     with torch.no_grad():  # weights that differ from any fresh policy's
         for p in token.parameters():
             p.add_(0.5)
     ckpt = _saved(token, tmp_path / "token")
     cfg = config(tmp_path, demos, init_from=ckpt, init_weights="backbone", steps=0,
-                 policy=replace(TINY, head="flow", flow_layers=2, vision_trainable_blocks=1))
+                 policy=replace(tiny("flow", layers=2), vision_trainable_blocks=1))
     out = load_policy(sft.train(cfg))
-    assert out.cfg.head == "flow" and out.cfg.flow_layers == 2
+    assert out.cfg.head == "flow" and out.cfg.flow.layers == 2
     # architecture fields other than the head's are the checkpoint's, not --policy's
     assert out.cfg.vision_trainable_blocks == 0 and out.cfg.seed == 3
     for k, v in _backbone(token).items():
@@ -64,12 +65,13 @@ def test_backbone_under_a_fresh_head_in_zero_steps(tmp_path, demos):
 
 
 def test_auxiliary_token_head_becomes_the_action_head(tmp_path, demos):
-    cotrained = CompactVLA(replace(TINY, head="flow", aux_token_weight=1.0,
-                                   insulate_backbone=True), _normalizer(demos))
+    aux = AuxTokenConfig(weight=1.0, bins=16, insulate_backbone=True)
+    cotrained = CompactVLA(replace(TINY, aux_token=aux), _normalizer(demos))
     ckpt = _saved(cotrained, tmp_path / "cotrained")
     cfg = config(tmp_path, demos, init_from=ckpt, init_weights="aux-token-head", steps=0)
     out = load_policy(sft.train(cfg))
-    assert out.cfg.head == "token" and out.aux_head is None and not out.cfg.insulate_backbone
+    assert out.cfg.head == "token" and out.aux_head is None and not out.cfg.aux_token.enabled
+    assert out.cfg.token.bins == 16  # the auxiliary head's bins
     state = out.state_dict()
     for k, v in cotrained.aux_head.state_dict().items():
         assert torch.equal(state["head." + k], v), k
@@ -96,7 +98,7 @@ def test_config_checks_of_the_transfer_options(tmp_path, demos):
 
 
 def test_head_only_trains_the_head_alone_on_the_backbone_states(tmp_path, demos):
-    token = CompactVLA(replace(TINY, head="token"), _normalizer(demos))
+    token = CompactVLA(tiny("token"), _normalizer(demos))
     ckpt = _saved(token, tmp_path / "token")
     cfg = config(tmp_path, demos, init_from=ckpt, init_weights="backbone", head_only=True,
                  steps=3, checkpoint_every=3, augment=True, aug_views=2, lr=1e-2,
@@ -127,7 +129,7 @@ def test_head_only_trains_the_head_alone_on_the_backbone_states(tmp_path, demos)
 
 
 def test_head_only_resume_reproduces_the_uninterrupted_run(tmp_path, demos):
-    token = _saved(CompactVLA(replace(TINY, head="token"), _normalizer(demos)), tmp_path / "tok")
+    token = _saved(CompactVLA(tiny("token"), _normalizer(demos)), tmp_path / "tok")
     base = dict(init_from=token, init_weights="backbone", head_only=True, checkpoint_every=2,
                 policy=replace(TINY, head="flow"))
     whole = load_policy(sft.train(config(tmp_path, demos, run_dir=str(tmp_path / "a"), steps=4,

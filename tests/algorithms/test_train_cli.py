@@ -8,6 +8,7 @@ import torch
 
 from smoothvla.cli import main
 from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+from smoothvla.policies.head_configs import FlowHeadConfig
 
 TASK = "tabletop-goal/put-bowl-on-plate-v1"
 TINY = dict(
@@ -18,16 +19,15 @@ TINY = dict(
     n_layers=1,
     n_heads=2,
     ff_dim=64,
-    flow_layers=1,
-    flow_steps=4,
     chunk_size=4,
 )
+TINY_FLOW = FlowHeadConfig(layers=1, steps=4)
 
 
 def _tiny_checkpoint(path):
     rng = np.random.default_rng(0)
     norm = Normalizer.from_arrays(rng.uniform(-0.8, 0.8, (200, 7)), rng.normal(size=(200, 8)))
-    CompactVLA(VLAConfig(**TINY, head="flow"), norm).save(path)
+    CompactVLA(VLAConfig(**TINY, head="flow", flow=TINY_FLOW), norm).save(path)
     return path
 
 
@@ -79,7 +79,7 @@ def test_flow_head_log_probs_are_reproduced_from_recorded_chunks():
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     norm = Normalizer.from_arrays(rng.uniform(-0.8, 0.8, (200, 7)), rng.normal(size=(200, 8)))
-    policy = CompactVLA(VLAConfig(**TINY, head="flow"), norm).eval()
+    policy = CompactVLA(VLAConfig(**TINY, head="flow", flow=TINY_FLOW), norm).eval()
     with InProcessPool(2, env_options={"image_size": 32}) as pool:
         trajs = (
             Collector(policy, pool, max_steps=8)

@@ -25,7 +25,7 @@ SIZE = 32
 TINY = ["--policy.head", "token", "--policy.vision-encoder", "tiny",
         "--policy.text-encoder", "hash", "--policy.image-size", str(SIZE), "--policy.d-model", "32", "--policy.n-layers", "1",
         "--policy.n-heads", "2", "--policy.ff-dim", "64", "--policy.chunk-size", "4",
-        "--policy.n-bins", "16"]
+        "--policy.token.bins", "16"]
 
 
 @pytest.fixture(scope="module")

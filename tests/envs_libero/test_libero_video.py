@@ -28,8 +28,7 @@ def test_libero_episode_is_recorded_upright_and_plays(tmp_path):
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     policy = CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32,
-                                  d_model=32, n_layers=1, n_heads=2, ff_dim=64, chunk_size=4,
-                                  n_bins=16),
+                                  d_model=32, n_layers=1, n_heads=2, ff_dim=64, chunk_size=4),
                         Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)),
                                                rng.normal(size=(50, 8))))
     policy.eval()

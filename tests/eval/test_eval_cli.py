@@ -57,10 +57,12 @@ def test_rerun_with_other_settings_is_refused_or_relabelled(tmp_path, capsys, ch
 
 def test_flow_steps_on_another_head_is_refused(tmp_path, capsys):
     from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+    from smoothvla.policies.head_configs import TokenHeadConfig
 
     rng = np.random.default_rng(0)
     CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32,
-                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=8, n_bins=16, head="token"),
+                         n_layers=1, n_heads=2, ff_dim=64, chunk_size=8, head="token",
+                         token=TokenHeadConfig(bins=16)),
                Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
                ).save(tmp_path / "tok")
     out = tmp_path / "r.jsonl"

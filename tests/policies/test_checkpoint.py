@@ -33,15 +33,15 @@ def test_save_load_gives_identical_outputs(tmp_path, head):
 
 
 def test_auxiliary_token_head_round_trip(tmp_path):
-    policy = tiny_policy(head="flow", aux_token_weight=0.5, seed=3, flow_context=True,
-                         insulate_backbone=True)
+    policy = tiny_policy(head="flow", aux_token={"weight": 0.5, "insulate_backbone": True}, seed=3,
+                         flow={"context": True})
     with torch.no_grad():
         for p in policy.aux_head.parameters():
             p.add_(0.01 * torch.randn_like(p))
     policy.save(tmp_path / "c")
     loaded = load_policy(tmp_path / "c")
-    assert loaded.cfg.aux_token_weight == 0.5
-    assert loaded.cfg.flow_context and loaded.cfg.insulate_backbone
+    assert loaded.cfg.aux_token.weight == 0.5
+    assert loaded.cfg.flow.context and loaded.cfg.aux_token.insulate_backbone
     obs = make_obs(2)
     assert torch.equal(loaded.act(obs, sample=False).actions, policy.act(obs, sample=False).actions)
     for (name, p), (_, q) in zip(policy.aux_head.named_parameters(), loaded.aux_head.named_parameters()):
@@ -96,7 +96,8 @@ def test_missing_corrupt_and_mismatched(tmp_path):
     (d / "config.json").write_text(json.dumps({**meta, "config": {**meta["config"], "d_model": 64}}))
     with pytest.raises(ValueError, match="do not match the config"):
         load_policy(d)
-    (d / "config.json").write_text(json.dumps({**meta, "config": {**meta["config"], "head": "token"}}))
+    token = {k: v for k, v in meta["config"].items() if k != "flow"}
+    (d / "config.json").write_text(json.dumps({**meta, "config": {**token, "head": "token"}}))
     with pytest.raises(ValueError, match="do not match the config"):
         load_policy(d)
     (d / "config.json").write_text(json.dumps({**meta, "config": {**meta["config"], "wings": 2}}))

@@ -89,7 +89,7 @@ def test_missing_bin_ranges_give_a_clear_error():
 
 @pytest.mark.parametrize("gripper", [True, False])
 def test_sampled_log_prob_matches_recomputation_and_terms_sum(gripper):
-    policy = fitted_policy(dct_coefficients=2, temperature=0.7, dct_gripper_steps=gripper)
+    policy = fitted_policy(dct={"coefficients": 2, "temperature": 0.7, "gripper_steps": gripper})
     obs = make_obs(5)
     chunk = policy.act(obs, sample=True, generator=torch.Generator().manual_seed(1))
     assert chunk.actions.shape == (5, K, 7) and chunk.actions.abs().max() <= 1.0
@@ -109,7 +109,7 @@ def test_sampled_log_prob_matches_recomputation_and_terms_sum(gripper):
 
 
 def test_log_prob_by_hand_from_the_logits():
-    policy = fitted_policy(dct_coefficients=1, temperature=2.0)
+    policy = fitted_policy(dct={"coefficients": 1, "temperature": 2.0})
     chunk = policy.act(make_obs(1), sample=True, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits = policy.head.logits(policy.head_states(policy._features(None, chunk.extras)))[0] / 2.0
@@ -136,8 +136,8 @@ def _third_difference(actions):
 def test_low_frequency_chunks_are_smoother_than_per_step_tokens():
     """Sampled at a high temperature (near-uniform tokens), a DCT chunk with M = 2 < k = 8
     is far smoother than a token-head chunk of independent per-step tokens."""
-    dct = fitted_policy(chunk_size=8, dct_coefficients=2, temperature=50.0)
-    token = tiny_policy(head="token", chunk_size=8, temperature=50.0)
+    dct = fitted_policy(chunk_size=8, dct={"coefficients": 2, "temperature": 50.0})
+    token = tiny_policy(head="token", chunk_size=8, token={"temperature": 50.0})
     obs = make_obs(16)
     gen = torch.Generator().manual_seed(0)
     a_dct = dct.act(obs, sample=True, generator=gen).actions[..., :6]
@@ -145,12 +145,12 @@ def test_low_frequency_chunks_are_smoother_than_per_step_tokens():
     assert _third_difference(a_dct) < 0.1 * _third_difference(a_tok)
     # With M = 2 each dimension is a + b cos(pi (t + 1/2) / k): the third difference of
     # such a chunk is small but not 0; with M = 1 the chunk is constant.
-    const = fitted_policy(chunk_size=8, dct_coefficients=1).act(obs, sample=True, generator=gen)
+    const = fitted_policy(chunk_size=8, dct={"coefficients": 1}).act(obs, sample=True, generator=gen)
     assert _third_difference(const.actions[..., :6]) < 1e-6
 
 
 def test_save_load_keeps_bins_and_outputs(tmp_path):
-    policy = fitted_policy(seed=3, dct_coefficients=3)
+    policy = fitted_policy(seed=3, dct={"coefficients": 3})
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -171,7 +171,7 @@ def test_save_load_keeps_bins_and_outputs(tmp_path):
 
 
 def test_sft_loss_and_predicted_chunk():
-    policy = fitted_policy(dct_coefficients=K)
+    policy = fitted_policy(dct={"coefficients": K})
     rng = np.random.default_rng(1)
     actions = torch.as_tensor(rng.uniform(-0.5, 0.5, (3, K, 7)), dtype=torch.float32)
     batch = DemoBatch(actions, torch.tensor([[1.0, 1, 1, 1]] * 3), obs=make_obs(3))
@@ -183,10 +183,10 @@ def test_sft_loss_and_predicted_chunk():
 
 
 def test_bad_config_gives_clear_errors():
-    with pytest.raises(ValueError, match="dct_coefficients"):
-        tiny_policy(head="dct", dct_coefficients=5)
-    with pytest.raises(ValueError, match="dct_coefficients"):
-        tiny_policy(head="dct", dct_coefficients=0)
+    with pytest.raises(ValueError, match="dct.coefficients"):
+        tiny_policy(head="dct", dct={"coefficients": 5})
+    with pytest.raises(ValueError, match="dct.coefficients"):
+        tiny_policy(head="dct", dct={"coefficients": 0})
     with pytest.raises(ValueError, match="fit needs chunks"):
         tiny_policy(head="dct").fit_action_head(np.zeros((3, 2, 7)))
 
@@ -197,7 +197,7 @@ def test_one_grpo_update_changes_the_dct_policy():
     from smoothvla.rollout.fake_env import make_point_mass
     from smoothvla.rollout.pool import InProcessPool
 
-    policy = fitted_policy(cameras=("agentview",), dct_coefficients=2)
+    policy = fitted_policy(cameras=("agentview",), dct={"coefficients": 2})
     with InProcessPool(4, env_factory=make_point_mass, env_options={"image_size": 32}) as pool:
         trajs = Collector(policy, pool).collect(
             [GroupRequest("fake-reach/point-mass-v1", 0, 50, 4)], seed=0).trajectories

@@ -12,14 +12,15 @@ from smoothvla.policies import ActionChunk, Policy
 from smoothvla.policies.heads import FlowHead, GaussianHead, TokenHead, gaussian_log_density
 
 # The action heads as configured by name; "flow_context" is the flow expert that also
-# cross-attends to every backbone state.
-HEADS = {"token": {"head": "token"}, "flow": {"head": "flow"},
-         "flow_context": {"head": "flow", "flow_context": True}, "gaussian": {"head": "gaussian"}}
+# cross-attends to every backbone state. The token head samples at temperature 0.7.
+HEADS = {"token": {"head": "token", "token": {"temperature": 0.7}}, "flow": {"head": "flow"},
+         "flow_context": {"head": "flow", "flow": {"context": True}},
+         "gaussian": {"head": "gaussian"}}
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_sampled_log_prob_matches_recomputation(head):
-    policy = tiny_policy(**HEADS[head], temperature=0.7)
+    policy = tiny_policy(**HEADS[head])
     assert isinstance(policy, Policy)
     obs = make_obs(5)
     chunk = policy.act(obs, sample=True, generator=torch.Generator().manual_seed(1))
@@ -41,7 +42,7 @@ def test_sampled_log_prob_matches_recomputation(head):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_log_prob_terms_sum_to_the_chunk_log_prob(head):
-    policy = tiny_policy(**HEADS[head], temperature=0.7)
+    policy = tiny_policy(**HEADS[head])
     chunk = policy.act(make_obs(3), sample=True, generator=torch.Generator().manual_seed(2))
     terms = policy.log_prob_terms(None, chunk)
     k, a = policy.chunk_size, 7
@@ -190,16 +191,14 @@ def test_bad_config_gives_clear_errors():
         tiny_policy(head="diffusion")
     with pytest.raises(ValueError, match="lora_targets"):
         tiny_policy(lora_rank=2, lora_targets=("everything",))
-    with pytest.raises(ValueError, match="flow_sde_sigma"):
-        tiny_policy(head="flow", flow_sde_sigma=0.0)
-    with pytest.raises(ValueError, match="aux_token_weight must be >= 0"):
-        tiny_policy(head="flow", aux_token_weight=float("nan"))
+    with pytest.raises(ValueError, match="flow.sde_sigma"):
+        tiny_policy(head="flow", flow={"sde_sigma": 0.0})
+    with pytest.raises(ValueError, match="aux_token.weight must be >= 0"):
+        tiny_policy(head="flow", aux_token={"weight": float("nan")})
     with pytest.raises(ValueError, match="token head needs none"):
-        tiny_policy(head="token", aux_token_weight=1.0)
-    with pytest.raises(ValueError, match="needs aux_token_weight > 0"):
-        tiny_policy(head="flow", insulate_backbone=True)
-    with pytest.raises(ValueError, match="flow_context is an option of the flow head"):
-        tiny_policy(head="gaussian", flow_context=True)
+        tiny_policy(head="token", aux_token={"weight": 1.0})
+    with pytest.raises(ValueError, match="needs aux_token.weight > 0"):
+        tiny_policy(head="flow", aux_token={"insulate_backbone": True})
     with pytest.raises(ValueError, match="needs chunk_size"):
         FlowHead(d=8, action_dim=2, heads=2, ff=16, context=True)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from policy_helpers import make_obs, tiny_policy
+from policy_helpers import flat_config, make_obs, tiny_policy
 from smoothvla.policies import ActionChunk, load_policy
 
 
@@ -74,7 +74,8 @@ def test_old_checkpoints_without_the_new_fields_load_unchanged(tmp_path):
         for p in policy.parameters():
             p.add_(0.01 * torch.randn_like(p))
     policy.save(tmp_path / "c")
-    meta = json.loads((tmp_path / "c" / "config.json").read_text())
+    meta = {**json.loads((tmp_path / "c" / "config.json").read_text()), "version": 1,
+            "config": flat_config(policy.cfg)}  # the flat layout of that time
     for key in ("prev_actions", "dct_coefficients", "dct_gripper_steps"):  # written before they existed
         del meta["config"][key]
     (tmp_path / "c" / "config.json").write_text(json.dumps(meta))

@@ -43,7 +43,7 @@ def test_vision_tail_tuned_when_asked():
 @pytest.mark.parametrize("targets,context", [(("fusion",), False), (("fusion", "expert", "vision"), False),
                                             (("fusion", "expert"), True)])
 def test_lora(targets, context):
-    policy = tiny_policy(head="flow", lora_rank=2, lora_targets=targets, flow_context=context)
+    policy = tiny_policy(head="flow", lora_rank=2, lora_targets=targets, flow={"context": context})
     changed = _step_and_diff(policy)
     lora = [n for n, _ in policy.named_parameters() if "lora_" in n]
     assert lora and all(changed[n] for n in lora)
@@ -59,7 +59,7 @@ def test_lora(targets, context):
 
 
 def test_auxiliary_token_head_co_trains_and_never_acts():
-    policy = tiny_policy(head="flow", aux_token_weight=0.5)
+    policy = tiny_policy(head="flow", aux_token={"weight": 0.5})
     changed = _step_and_diff(policy)
     aux = [n for n, _ in policy.named_parameters() if n.startswith("aux_head.")]
     assert aux and all(changed[n] for n in aux)
@@ -92,8 +92,8 @@ def _backbone_grads(policy, loss):
 
 @pytest.mark.parametrize("insulate", [False, True])
 def test_insulated_backbone_learns_from_the_token_loss_only(insulate):
-    policy = tiny_policy(head="flow", flow_context=True, aux_token_weight=1.0,
-                         insulate_backbone=insulate)
+    policy = tiny_policy(head="flow", flow={"context": True},
+                         aux_token={"weight": 1.0, "insulate_backbone": insulate})
     obs, actions = make_obs(4), torch.rand(4, policy.chunk_size, 7) * 1.6 - 0.8
     torch.manual_seed(0)
     total = _backbone_grads(policy, policy.sft_loss(DemoBatch(actions, obs=obs)).loss)
@@ -108,7 +108,7 @@ def test_insulated_backbone_learns_from_the_token_loss_only(insulate):
 
 
 def test_auxiliary_token_head_trains_with_lora():
-    policy = tiny_policy(head="flow", aux_token_weight=1.0, lora_rank=2)
+    policy = tiny_policy(head="flow", aux_token={"weight": 1.0}, lora_rank=2)
     changed = _step_and_diff(policy)
     assert all(changed[n] for n, _ in policy.named_parameters() if n.startswith("aux_head."))
     assert not any(changed[n] for n, _ in policy.named_parameters() if n.startswith("queries"))

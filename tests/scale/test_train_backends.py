@@ -9,11 +9,12 @@ from safetensors.torch import load_file
 
 from smoothvla.cli import main
 from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+from smoothvla.policies.head_configs import FlowHeadConfig
 
 pytest.importorskip("ray", reason="ray is not installed (pip install 'smoothvla[ray]')")
 TASK = "tabletop-goal/put-bowl-on-plate-v1"
 TINY = dict(vision_encoder="tiny", text_encoder="hash", image_size=32, d_model=32, n_layers=1,
-            n_heads=2, ff_dim=64, flow_layers=1, flow_steps=4, chunk_size=4)
+            n_heads=2, ff_dim=64, flow=FlowHeadConfig(layers=1, steps=4), chunk_size=4)
 
 
 def _tiny_checkpoint(path):

@@ -5,7 +5,7 @@
 - "backbone": everything but its heads (vision tail, fusion transformer, projections, action
   queries) and its normalizer, under fresh heads described by the head fields of
   `SFTConfig.policy` (`HEAD_FIELDS`; every other architecture field is the checkpoint's);
-- "aux-token-head": its auxiliary token head (`VLAConfig.aux_token_weight`) becomes the
+- "aux-token-head": its auxiliary token head (`VLAConfig.aux_token`) becomes the
   action head: a token policy on the same backbone; the checkpoint's own head is dropped.
 
 `SFTConfig.head_only` trains the action head alone on the frozen backbone. The head's input
@@ -30,14 +30,13 @@ import torch
 
 from smoothvla.errors import UserError
 from smoothvla.io import atomic_write_text
+from smoothvla.policies.head_configs import HEAD_CONFIGS, TokenHeadConfig
 from smoothvla.policies.vla import CompactVLA, load_policy
 
 if TYPE_CHECKING:
     from smoothvla.algorithms.sft import Frames, SFTConfig
 
-HEAD_FIELDS = ("head", "n_bins", "temperature", "dct_coefficients", "dct_gripper_steps",
-               "flow_steps", "flow_sde_sigma", "flow_layers", "flow_context", "aux_token_weight",
-               "insulate_backbone", "gaussian_state_std", "gaussian_init_log_std", "value_head")
+HEAD_FIELDS = ("head", *HEAD_CONFIGS, "aux_token", "value_head")
 """VLAConfig fields that describe the heads; with init_weights 'backbone' they come from
 SFTConfig.policy, every other field from the checkpoint."""
 HEAD_PREFIXES = ("head.", "aux_head.", "value_head.")
@@ -59,9 +58,9 @@ def initial_policy(cfg: SFTConfig) -> CompactVLA:
     elif cfg.init_weights == "aux-token-head":
         if source.aux_head is None:
             raise UserError(f"{cfg.init_from}: the checkpoint has no auxiliary token head "
-                            "(it was not trained with policy.aux_token_weight > 0)")
-        arch = replace(source.cfg, head="token", aux_token_weight=0.0, insulate_backbone=False,
-                       flow_context=False, value_head=False)
+                            "(it was not trained with policy.aux_token.weight > 0)")
+        arch = replace(source.cfg.with_head("token", TokenHeadConfig(bins=source.cfg.aux_token.bins)),
+                       value_head=False)
         state = {"head." + k.removeprefix("aux_head.") if k.startswith("aux_head.") else k: v
                  for k, v in state.items() if not k.startswith(("head.", "value_head."))}
     else:  # SFTConfig checks the value; a new one needs a branch here
@@ -99,7 +98,7 @@ def freeze_all_but_head(policy: CompactVLA) -> None:
 def head_inputs(policy: CompactVLA, frames: Frames, lang: torch.Tensor,
                 batch: int = 512) -> torch.Tensor:
     """What the action head reads for every frame, from view 0 (unshifted) of the cached
-    features: (N, k, d), or (N, T, d) for a flow head with flow_context; float32 on the CPU.
+    features: (N, k, d), or (N, T, d) for a flow head with flow.context; float32 on the CPU.
     lang (I, L): the instructions' embeddings."""
     from smoothvla.algorithms.sft import previous_actions
 

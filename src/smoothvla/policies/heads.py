@@ -194,9 +194,9 @@ class FlowHead(nn.Module):
             raise ValueError("a flow head with context needs chunk_size (the action positions at "
                              "the end of the hidden sequence)")
         if steps < 1:
-            raise ValueError(f"flow_steps must be >= 1, got {steps}")
+            raise ValueError(f"steps must be >= 1, got {steps}")
         if sde_sigma <= 0:
-            raise ValueError(f"flow_sde_sigma must be > 0 (the SDE needs noise for a density), got {sde_sigma}")
+            raise ValueError(f"sde_sigma must be > 0 (the SDE needs noise for a density), got {sde_sigma}")
         self.d, self.steps, self.sigma = d, steps, sde_sigma
         self.context, self.chunk_size = context, chunk_size
         self.in_proj = nn.Linear(action_dim, d)
@@ -407,7 +407,7 @@ class DCTHead(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 1 <= n_coefficients <= chunk_size:
-            raise ValueError(f"dct_coefficients must be in [1, chunk_size={chunk_size}], "
+            raise ValueError(f"n_coefficients must be in [1, chunk_size={chunk_size}], "
                              f"got {n_coefficients}")
         self.k, self.m, self.n_bins, self.temperature = chunk_size, n_coefficients, n_bins, temperature
         self.action_dim, self.gripper_dim = action_dim, gripper_dim

@@ -5,7 +5,7 @@ Tokens, in order: per camera grid*grid vision tokens (EfficientNet-Lite0 final f
 proprio token, with `prev_actions` > 0 one token of the last n executed actions, then k
 learned action queries. A bidirectional transformer mixes them; the
 hidden states at the k query positions, h (B, k, d), feed the action head (a flow head with
-`flow_context` also cross-attends to the states at every token), and h[:, 0] (the first
+`flow.context` also cross-attends to the states at every token), and h[:, 0] (the first
 action position, RL4VLA §4.2) feeds the optional value head.
 
 Frozen-encoder features ("vis_feat": the vision trunk's output, "lang_emb", raw "proprio",
@@ -27,7 +27,7 @@ recomputed log-probabilities stay float32 numbers (docs/scaling.md measures the 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,18 @@ from torch import nn
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields
 from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
 from smoothvla.policies.encoders import TextEncoder, VisionEncoder
+from smoothvla.policies.head_configs import (HEAD_CONFIGS, AuxTokenConfig, DCTHeadConfig,
+                                             FlowHeadConfig, GaussianHeadConfig, TokenHeadConfig,
+                                             nest_flat_fields)
 from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
 from smoothvla.types import Observation
 
 FORMAT = "smoothvla-compact-vla"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2: each head's settings in its own config (`head_configs.py`). Version 1, the flat
+layout (`n_bins`, `flow_steps`, ... at the top level), is read and migrated on load."""
+READ_VERSIONS = (1, 2)
 HEADS = ("token", "flow", "gaussian", "dct")
 FEATURE_KEYS = ("vis_feat", "lang_emb", "proprio")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -90,49 +96,25 @@ class VLAConfig:
     ff_dim: int = 256
     """Hidden width of each block's MLP."""
     head: str = "flow"
-    """Action head: 'token' (256 bins per step and dimension), 'flow' (flow matching +
-    Flow-SDE), 'gaussian', 'dct' (tokens of the chunk's first DCT coefficients: smooth by
-    construction; its bin ranges are fitted by SFT, see `fit_action_head`)."""
-    n_bins: int = 256
-    """Token and DCT heads (and the auxiliary token head): bins per action value (or DCT
-    coefficient), uniform over the normalized range."""
-    temperature: float = 1.0
-    """Token and DCT heads: sampling temperature (log-probs are under the tempered distribution)."""
-    dct_coefficients: int = 4
-    """DCT head: coefficients M kept per action dimension (1..chunk_size); each step of the
-    chunk is a sum of the M lowest-frequency cosines. M = chunk_size can express any chunk."""
-    dct_gripper_steps: bool = True
-    """DCT head: the gripper (last action dimension) stays one token per step, so an
-    open/close switch is not smeared over the chunk by the low-frequency basis; False = the
-    gripper is a smooth dimension like the others."""
+    """Action head: 'token' (bins per step and dimension), 'flow' (flow matching + Flow-SDE),
+    'gaussian', 'dct' (tokens of the chunk's first DCT coefficients: smooth by construction;
+    its bin ranges are fitted by SFT, see `fit_action_head`). Its settings are the field of
+    the same name; those of the other heads must stay at their defaults."""
+    token: TokenHeadConfig = field(default_factory=TokenHeadConfig)
+    """Token head settings (head 'token')."""
+    dct: DCTHeadConfig = field(default_factory=DCTHeadConfig)
+    """DCT head settings (head 'dct')."""
+    flow: FlowHeadConfig = field(default_factory=FlowHeadConfig)
+    """Flow head settings (head 'flow')."""
+    gaussian: GaussianHeadConfig = field(default_factory=GaussianHeadConfig)
+    """Gaussian head settings (head 'gaussian')."""
+    aux_token: AuxTokenConfig = field(default_factory=AuxTokenConfig)
+    """An auxiliary token head trained beside a flow, Gaussian or DCT head (SFT co-training);
+    off at weight 0."""
     prev_actions: int = 0
     """Feed the last n executed actions (obs['prev_actions'], zeros before the episode start;
     normalized with the action statistics) to the backbone as one extra token, so a new chunk
     can continue the motion it follows; 0 = off (the token sequence of older checkpoints)."""
-    flow_steps: int = 10
-    """Flow head: Euler steps N."""
-    flow_sde_sigma: float = 0.5
-    """Flow head: diffusion coefficient g of the sampling SDE (normalized action units)."""
-    flow_layers: int = 2
-    """Flow head: blocks of the action expert."""
-    flow_context: bool = False
-    """Flow head: every expert block also cross-attends to the backbone's hidden states at all
-    tokens (vision, language, proprio, action queries), as pi0's action expert attends to the
-    VLM. False = the expert sees only the action-query states, added to its inputs."""
-    aux_token_weight: float = 0.0
-    """Flow or Gaussian head: weight of an auxiliary token-head cross-entropy (256 bins, on the
-    same action-query states) added to the SFT loss, so the backbone also learns from discrete
-    action targets (co-training, as pi0.5 does with discrete action tokens). The auxiliary head
-    trains with the policy and is saved with it; it never acts. 0 = off."""
-    insulate_backbone: bool = False
-    """With aux_token_weight > 0: the action head's SFT loss does not reach the backbone
-    (knowledge insulation, as pi0.5 trains its flow expert): the backbone learns from the
-    auxiliary token loss alone, the flow or Gaussian head from its loss on detached backbone
-    states. SFT only; RL updates still train the backbone through the head."""
-    gaussian_state_std: bool = False
-    """Gaussian head: log-std from h (True) or a learned state-independent vector."""
-    gaussian_init_log_std: float = -1.0
-    """Gaussian head: initial log-std (normalized action units) of every action element."""
     value_head: bool = False
     """Attach the value head (PPO)."""
     lora_rank: int = 0
@@ -147,41 +129,73 @@ class VLAConfig:
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
         self.lora_targets = tuple(self.lora_targets)
+        for name, cls in {**HEAD_CONFIGS, "aux_token": AuxTokenConfig}.items():
+            if isinstance(getattr(self, name), dict):  # from JSON or TOML
+                setattr(self, name, cls(**getattr(self, name)))
         check_fields(self, image_size=">= 8", vision_trainable_blocks=">= 0", vision_grid=">= 1",
                      proprio_dim=">= 1", action_dim=">= 1",
                      chunk_size=">= 1", d_model=">= 1", n_layers=">= 1", n_heads=">= 1",
-                     ff_dim=">= 1", n_bins=">= 2", temperature="> 0", flow_steps=">= 1",
-                     flow_sde_sigma="> 0", flow_layers=">= 1", aux_token_weight=">= 0",
-                     lora_rank=">= 0", lora_alpha="> 0")
+                     ff_dim=">= 1", lora_rank=">= 0", lora_alpha="> 0")
         if self.head not in HEADS:
             raise UserError(f"unknown head {self.head!r}; choose one of {HEADS}")
+        for name, cls in HEAD_CONFIGS.items():
+            changed = _changed(getattr(self, name), cls())
+            if name != self.head and changed:
+                raise UserError(f"{', '.join(changed)} {'sets' if len(changed) == 1 else 'set'} "
+                                f"the {name} head, but the policy's head is {self.head!r}: drop "
+                                f"{'it' if len(changed) == 1 else 'them'} or choose head "
+                                f"{name!r}")
+        if self.aux_token.enabled and self.head == "token":
+            raise UserError("aux_token adds a token head beside a flow, Gaussian or DCT head; "
+                            "the token head needs none")
         if not self.cameras:
             raise UserError("need at least one camera")
         if self.proprio_rot6d and self.proprio_dim < 6:
             raise UserError("proprio_rot6d needs proprio[3:6] to be an axis-angle orientation")
-        if self.aux_token_weight > 0 and self.head == "token":
-            raise UserError("aux_token_weight adds a token head beside a flow or Gaussian head; "
-                            "the token head needs none")
-        if self.insulate_backbone and not self.aux_token_weight > 0:
-            raise UserError("insulate_backbone stops the head's gradient at the backbone, so it "
-                            "needs aux_token_weight > 0 to train the backbone at all")
-        if self.head == "dct" and not 1 <= self.dct_coefficients <= self.chunk_size:
-            raise UserError(f"dct_coefficients must be in [1, chunk_size={self.chunk_size}], "
-                            f"got {self.dct_coefficients}")
+        if self.head == "dct" and not 1 <= self.dct.coefficients <= self.chunk_size:
+            raise UserError(f"dct.coefficients must be in [1, chunk_size={self.chunk_size}], "
+                            f"got {self.dct.coefficients}")
         if not 0 <= self.prev_actions <= self.chunk_size:
             raise UserError(f"prev_actions must be in [0, chunk_size={self.chunk_size}], "
                             f"got {self.prev_actions}")
-        if self.flow_context and self.head != "flow":
-            raise UserError(f"flow_context is an option of the flow head, not of {self.head!r}")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
         if bad:
             raise UserError(f"unknown lora_targets {bad}; choose from {list(LORA_TARGETS)}")
 
+    @property
+    def head_config(self) -> TokenHeadConfig | DCTHeadConfig | FlowHeadConfig | GaussianHeadConfig:
+        """The settings of the acting head (the field named by `head`)."""
+        return getattr(self, self.head)
+
+    def with_head(self, head: str, settings: Any = None,
+                  aux_token: AuxTokenConfig | None = None) -> "VLAConfig":
+        """A copy with another action head: `settings` its config (default: that head's
+        defaults), every other head at its defaults, the auxiliary token head `aux_token`
+        (default: none); the rest of the architecture unchanged."""
+        if head not in HEADS:
+            raise UserError(f"unknown head {head!r}; choose one of {HEADS}")
+        heads = {name: cls() for name, cls in HEAD_CONFIGS.items()}
+        if settings is not None:
+            heads[head] = settings
+        return replace(self, head=head, aux_token=aux_token or AuxTokenConfig(), **heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as saved in a checkpoint: the settings of the acting head only (and of
+        the auxiliary token head when it is on)."""
+        d = asdict(self)
+        for name in HEAD_CONFIGS:
+            if name != self.head:
+                del d[name]
+        if not self.aux_token.enabled:
+            del d["aux_token"]
+        return d
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VLAConfig":
-        """The config of a saved checkpoint (or a config file). Fields of removed options
-        (`RETIRED_FIELDS`) are accepted at their old default, which is what every shipped
-        checkpoint holds, and refused at any other value."""
+        """The config of a saved checkpoint (or a config file), in the nested layout or the
+        flat one of checkpoints written before the per-head configs (`nest_flat_fields`).
+        Fields of removed options (`RETIRED_FIELDS`) are accepted at their old default, which
+        is what every shipped checkpoint holds, and refused at any other value."""
         d = dict(d)
         for name, (default, why) in RETIRED_FIELDS.items():
             if name in d:
@@ -189,11 +203,56 @@ class VLAConfig:
                 if value != default:
                     raise UserError(f"policy config sets {name}={value!r}: that option was removed "
                                     f"({why}); this version runs only {name}={default!r}")
+        d = nest_flat_fields(d)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise UserError(f"policy config has unknown fields {unknown} (written by a newer version?)")
+        for name, sub in {**HEAD_CONFIGS, "aux_token": AuxTokenConfig}.items():
+            if isinstance(d.get(name), dict):
+                extra = sorted(set(d[name]) - {f.name for f in fields(sub)})
+                if extra:
+                    raise UserError(f"policy config has unknown fields "
+                                    f"{[f'{name}.{k}' for k in extra]}")
         return cls(**d)
+
+    def with_overrides(self, **overrides: Any) -> "VLAConfig":
+        """A copy with `overrides` applied: VLAConfig fields by name, and the flat sampling
+        settings of `SAMPLING_OVERRIDES` (`temperature`, `flow_steps`, `flow_sde_sigma`) on
+        the acting head's config. A sampling setting the acting head does not have is left
+        unused: `temperature` means nothing to a flow or Gaussian head (the commands refuse
+        such flags before loading, naming the flag)."""
+        top, head_fields = {}, {}
+        known = {f.name for f in fields(self)}
+        for key, value in overrides.items():
+            if key in SAMPLING_OVERRIDES:
+                target = SAMPLING_OVERRIDES[key].get(self.head)
+                if target is not None:
+                    head_fields[target] = value
+            elif key in known:
+                top[key] = value
+            else:
+                raise UserError(f"unknown policy override {key!r}; give a VLAConfig field or one "
+                                f"of {sorted(SAMPLING_OVERRIDES)}")
+        cfg = replace(self, **top)
+        if head_fields:
+            cfg = replace(cfg, **{cfg.head: replace(cfg.head_config, **head_fields)})
+        return cfg
+
+
+def _changed(cfg: Any, default: Any) -> list[str]:
+    """'name.field=value' of every field of a head config that differs from its default."""
+    return [f"{cfg.NAME}.{f.name}={getattr(cfg, f.name)!r}" for f in fields(cfg)
+            if getattr(cfg, f.name) != getattr(default, f.name)]
+
+
+SAMPLING_OVERRIDES: dict[str, dict[str, str]] = {
+    "temperature": {"token": "temperature", "dct": "temperature"},
+    "flow_steps": {"flow": "steps"},
+    "flow_sde_sigma": {"flow": "sde_sigma"},
+}
+"""The flat override names `load_policy` takes from the commands (train, eval) -> per head,
+the field of its config they set. They change how a head samples, never the weights."""
 
 
 RETIRED_FIELDS: dict[str, tuple[Any, str]] = {
@@ -264,18 +323,20 @@ class CompactVLA(Policy):
             self.prev_embed = nn.Parameter(torch.randn(d) * 0.02)
         self.n_tokens = n_vis + 2 + (1 if cfg.prev_actions else 0) + cfg.chunk_size
         if cfg.head == "token":
-            self.head = TokenHead(d, cfg.action_dim, cfg.n_bins, cfg.temperature)
+            self.head = TokenHead(d, cfg.action_dim, cfg.token.bins, cfg.token.temperature)
         elif cfg.head == "dct":
-            self.head = DCTHead(d, cfg.action_dim, cfg.chunk_size, cfg.dct_coefficients, cfg.n_bins,
-                                cfg.temperature, cfg.action_dim - 1 if cfg.dct_gripper_steps else None)
+            c = cfg.dct
+            self.head = DCTHead(d, cfg.action_dim, cfg.chunk_size, c.coefficients, c.bins,
+                                c.temperature, cfg.action_dim - 1 if c.gripper_steps else None)
         elif cfg.head == "flow":
-            self.head = FlowHead(d, cfg.action_dim, cfg.n_heads, cfg.ff_dim, cfg.flow_steps,
-                                 cfg.flow_sde_sigma, cfg.flow_layers, cfg.flow_context,
-                                 cfg.chunk_size)
+            c = cfg.flow
+            self.head = FlowHead(d, cfg.action_dim, cfg.n_heads, cfg.ff_dim, c.steps, c.sde_sigma,
+                                 c.layers, c.context, cfg.chunk_size)
         else:
-            self.head = GaussianHead(d, cfg.action_dim, cfg.gaussian_state_std,
-                                     cfg.gaussian_init_log_std)
-        self.aux_head = TokenHead(d, cfg.action_dim, cfg.n_bins) if cfg.aux_token_weight > 0 else None
+            self.head = GaussianHead(d, cfg.action_dim, cfg.gaussian.state_std,
+                                     cfg.gaussian.init_log_std)
+        aux = cfg.aux_token
+        self.aux_head = TokenHead(d, cfg.action_dim, aux.bins) if aux.enabled else None
         self.value_head = ValueHead(d) if cfg.value_head else None
 
     # -- construction helpers ---------------------------------------------------------------
@@ -474,11 +535,12 @@ class CompactVLA(Policy):
 
     def head_states(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the action head reads: the whole hidden sequence for a flow head with
-        `flow_context`, else the action-query states."""
+        `flow.context`, else the action-query states."""
         return self._head_view(self.hidden_states(feats))
 
     def _head_view(self, seq: torch.Tensor) -> torch.Tensor:
-        return seq if self.cfg.flow_context else seq[:, -self.chunk_size:]
+        flow_context = self.cfg.head == "flow" and self.cfg.flow.context
+        return seq if flow_context else seq[:, -self.chunk_size:]
 
     def _backbone(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         vis = feats["vis_feat"]
@@ -554,7 +616,7 @@ class CompactVLA(Policy):
         return self.value_head(self.backbone(self._features(obs, extras))[:, 0])
 
     def sft_loss(self, batch: DemoBatch) -> SFTOutput:
-        """The head's loss (plus the auxiliary token loss with aux_token_weight) on a batch:
+        """The head's loss (plus the auxiliary token loss with aux_token.weight) on a batch:
         `batch.features` as `encode` returns them (SFT's feature cache) or `batch.obs`;
         `batch.actions` (B, k, 7) env units; `batch.mask` (B, k) (0 past the episode end).
         `predicted` is the head's chunk (B, k, 7) in env units (unclipped)."""
@@ -569,11 +631,11 @@ class CompactVLA(Policy):
                 else torch.as_tensor(mask, dtype=torch.float32)).to(self.device)
         seq, target = self.hidden_states(feats), norm.normalize_actions(actions)
         h = self._head_view(seq)
-        loss, metrics, pred = self.head.loss(h.detach() if self.cfg.insulate_backbone else h,
-                                             target, mask)
+        loss, metrics, pred = self.head.loss(
+            h.detach() if self.cfg.aux_token.insulate_backbone else h, target, mask)
         if self.aux_head is not None:
             aux, aux_metrics, _ = self.aux_head.loss(seq[:, -self.chunk_size:], target, mask)
-            loss = loss + self.cfg.aux_token_weight * aux
+            loss = loss + self.cfg.aux_token.weight * aux
             metrics = {**metrics, "aux_token_ce": float(aux.detach()),
                        "aux_token_accuracy": aux_metrics["token_accuracy"]}
         return SFTOutput(loss, {"loss": float(loss.detach()), **metrics},
@@ -621,7 +683,7 @@ class CompactVLA(Policy):
                      for k, v in self.state_dict().items() if k not in omit}
             # safetensors' save_file creates the file 0600; this one follows the umask
             atomic_write_bytes(tmp / "model.safetensors", save(state))
-            meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(self.cfg)}
+            meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.cfg.to_dict()}
             if trainable_only:
                 meta["weights"] = "trainable-only"
             (tmp / "config.json").write_text(json.dumps(meta, indent=1))
@@ -660,9 +722,12 @@ def axis_angle_to_rot6d(r: torch.Tensor) -> torch.Tensor:
 
 
 def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
-    """Load a policy saved by `CompactVLA.save`, or a packaged one named 'smoothvla:NAME';
-    `overrides` replace config fields that do not change the weights' shapes (e.g.
-    temperature, flow_sde_sigma). Clear errors for a missing, corrupt or mismatched checkpoint
+    """Load a policy saved by `CompactVLA.save` (either config layout), or a packaged one named
+    'smoothvla:NAME'. `overrides` (`VLAConfig.with_overrides`) replace config fields that do
+    not change the weights' shapes: the sampling settings `temperature` (token and DCT heads),
+    `flow_steps` and `flow_sde_sigma` (flow head), applied to the checkpoint's head and
+    unused by the others, or VLAConfig fields by name (e.g. `flow=FlowHeadConfig(...)`).
+    Clear errors for a missing, corrupt or mismatched checkpoint
     and for missing normalizer statistics."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -681,10 +746,10 @@ def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
         raise UserError(f"{directory}/config.json is corrupt: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{directory}: not a {FORMAT} checkpoint (format={meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("version") != FORMAT_VERSION:
+    if meta.get("version") not in READ_VERSIONS:
         raise UserError(f"{directory}: checkpoint format version {meta.get('version')}, "
-                        f"this code reads {FORMAT_VERSION}")
-    cfg = VLAConfig.from_dict({**meta["config"], **overrides})
+                        f"this code reads {' and '.join(map(str, READ_VERSIONS))}")
+    cfg = VLAConfig.from_dict(meta["config"]).with_overrides(**overrides)
     if not (directory / "normalizer.json").is_file():
         raise MissingStatisticsError(f"{directory}: checkpoint lacks normalizer.json (action and "
                                      "proprio statistics); refusing to run without them")

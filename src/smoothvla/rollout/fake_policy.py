@@ -130,14 +130,13 @@ class GaussianChunkPolicy(Policy):
 
 def save_tiny_vla(path: str | Path, chunk_size: int = 8, image_size: int = 32) -> Path:
     """An untrained compact VLA small enough for tests and benchmarks (tiny vision encoder,
-    hashed text, token head with 16 bins, d = 32), saved at `path` with a seeded random
+    hashed text, the default flow head, d = 32), saved at `path` with a seeded random
     normalizer; returns `path`."""
     from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
 
     rng = np.random.default_rng(0)
     CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=image_size,
-                         d_model=32, n_layers=1, n_heads=2, ff_dim=64, chunk_size=chunk_size,
-                         n_bins=16),
+                         d_model=32, n_layers=1, n_heads=2, ff_dim=64, chunk_size=chunk_size),
                Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
                ).save(path)
     return Path(path)
