@@ -159,6 +159,10 @@ def test_head_settings_are_checked_and_named():
         AuxTokenConfig(bins=16)
     with pytest.raises(UserError, match=r"unknown fields \['flow.stepz'\]"):
         VLAConfig.from_dict({"head": "flow", "flow": {"stepz": 3}})
+    with pytest.raises(UserError, match="flow must be a FlowHeadConfig, got TokenHeadConfig"):
+        VLAConfig(head="flow", flow=TokenHeadConfig())
+    with pytest.raises(UserError, match="are a TokenHeadConfig, got FlowHeadConfig"):
+        VLAConfig().with_head("token", FlowHeadConfig())
 
 
 def test_with_head_resets_the_other_heads():

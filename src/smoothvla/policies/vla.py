@@ -50,7 +50,8 @@ FORMAT_VERSION = 2
 """Version 2: each head's settings in its own config (`head_configs.py`). Version 1, the flat
 layout (`n_bins`, `flow_steps`, ... at the top level), is read and migrated on load."""
 READ_VERSIONS = (1, 2)
-HEADS = ("token", "flow", "gaussian", "dct")
+HEADS = tuple(HEAD_CONFIGS)
+"""The action heads ('token', 'dct', 'flow', 'gaussian'); each has its config field of that name."""
 FEATURE_KEYS = ("vis_feat", "lang_emb", "proprio")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 # LoRA targets: name -> regex over module names (peft full-matches it).
@@ -130,8 +131,11 @@ class VLAConfig:
         self.cameras = tuple(self.cameras)
         self.lora_targets = tuple(self.lora_targets)
         for name, cls in {**HEAD_CONFIGS, "aux_token": AuxTokenConfig}.items():
-            if isinstance(getattr(self, name), dict):  # from JSON or TOML
+            if isinstance(getattr(self, name), dict):  # from JSON
                 setattr(self, name, cls(**getattr(self, name)))
+            if not isinstance(getattr(self, name), cls):
+                raise UserError(f"policy config field {name} must be a {cls.__name__}, got "
+                                f"{type(getattr(self, name)).__name__}")
         check_fields(self, image_size=">= 8", vision_trainable_blocks=">= 0", vision_grid=">= 1",
                      proprio_dim=">= 1", action_dim=">= 1",
                      chunk_size=">= 1", d_model=">= 1", n_layers=">= 1", n_heads=">= 1",
@@ -174,6 +178,9 @@ class VLAConfig:
         (default: none); the rest of the architecture unchanged."""
         if head not in HEADS:
             raise UserError(f"unknown head {head!r}; choose one of {HEADS}")
+        if settings is not None and not isinstance(settings, HEAD_CONFIGS[head]):
+            raise UserError(f"the {head} head's settings are a {HEAD_CONFIGS[head].__name__}, "
+                            f"got {type(settings).__name__}")
         heads = {name: cls() for name, cls in HEAD_CONFIGS.items()}
         if settings is not None:
             heads[head] = settings
