@@ -12,6 +12,7 @@ from smoothvla.algorithms.ppo import PPOConfig
 from smoothvla.algorithms.sft import SFTConfig
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.errors import UserError, check_fields, check_number, in_range
+from smoothvla.policies.overrides import PolicyOverrides
 from smoothvla.policies.vla import VLAConfig
 from smoothvla.rewards import RewardConfig
 from smoothvla.study import StudyConfig
@@ -85,9 +86,9 @@ def test_command_flags_reject_nan():
     from smoothvla.commands import eval as eval_cmd, train
 
     with pytest.raises(UserError, match="temperature"):
-        eval_cmd.Config(checkpoints=("p",), temperature=math.nan)
+        eval_cmd.Config(checkpoints=("p",), overrides=PolicyOverrides(temperature=math.nan))
     with pytest.raises(UserError, match="temperature"):
-        train.Config(policy="p", tasks=("t",), temperature=math.nan)
+        train.Config(policy="p", tasks=("t",), overrides=PolicyOverrides(temperature=math.nan))
 
 
 def test_check_helpers():
