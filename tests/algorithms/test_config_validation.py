@@ -74,8 +74,8 @@ def test_every_numeric_field_of_every_config_rejects_nan_and_inf(bad):
     (VLAConfig, "temperature", 0.0),
     (VLAConfig, "flow_sde_sigma", 0.0),
     (VLAConfig, "image_size", 0),
-    (StudyConfig, "rl_lr", 1e30),
-    (StudyConfig, "rl_temperature", -1.0),
+    (StudyConfig, "dense_jerk_weight", -1.0),
+    (PolicyOverrides, "temperature", -1.0),
 ])
 def test_absurd_values_are_user_errors(cls, field, value):
     with pytest.raises(UserError, match=field):
