@@ -19,9 +19,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
-import types
-import typing
-from pathlib import Path
 from typing import TypeVar
 
 from smoothvla.tomlconfig import config_from_toml
