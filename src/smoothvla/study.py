@@ -229,7 +229,7 @@ def _check_resume(saved: Path, cfg: StudyConfig) -> None:
             f"{saved.parent} holds a study started by an older smoothvla, whose study config "
             f"had flat keys ({', '.join(old_keys[:4]) or 'no [train] table'}, ...) where this "
             "one has [sft] and [train] tables; resume it with the version that started it, or "
-            "give a new `out` (docs/recipes.md, \"Studies\")")
+            "give a new `out` (docs/eval.md, \"The study\")")
     changed = []
     for name, (old, value) in config_changes(before, asdict(cfg)).items():
         if name.split(".")[0] in RESUME_MAY_CHANGE:
