@@ -88,6 +88,18 @@ class FinetuneConfig(TrainConfig):
         if self.ray_address is not None and self.backend != "ray":
             raise UserError("--ray-address needs --backend ray")
 
+    @classmethod
+    def upgrade_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """Before `overrides`, `temperature` and `flow_sde_sigma` were top-level fields with 0
+        meaning the checkpoint's value."""
+        if "overrides" in saved or not {"temperature", "flow_sde_sigma"} & saved.keys():
+            return saved
+        out = dict(saved)
+        out["overrides"] = {"temperature": out.pop("temperature", 0.0) or None,
+                            "flow_sde_sigma": out.pop("flow_sde_sigma", 0.0) or None,
+                            "flow_steps": None}
+        return out
+
     def check_inputs(self) -> None:
         """UserError when the policy or the tasks are missing."""
         if not self.policy:
