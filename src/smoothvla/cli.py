@@ -21,7 +21,7 @@ import importlib
 import sys
 from typing import TypeVar
 
-from smoothvla.tomlconfig import config_from_toml
+from smoothvla.tomlconfig import _user_error, config_from_toml
 
 __all__ = ["VERBS", "config_from_toml", "main", "parse", "pop_config_flag", "takes_config_file"]
 
@@ -40,12 +40,6 @@ CONFIG_HELP = ("--config FILE.toml takes the defaults from a TOML file whose key
                "fields below (nested ones as tables, e.g. [policy]); flags override it.")
 
 T = TypeVar("T")
-
-
-def _user_error(message: str):
-    from smoothvla.errors import UserError
-
-    return UserError(message)
 
 
 def _usage() -> str:

@@ -3,8 +3,11 @@
 Every stage writes into `out/` and leaves a `.done` marker when it has finished; a re-run
 skips finished stages and resumes the unfinished one (SFT and RL from their checkpoints,
 evaluation from its results file), so interrupting `smoothvla demo` and running it again
-continues rather than restarting.
+continues rather than restarting. The config (`StudyConfig`) nests the `smoothvla sft` and
+`smoothvla train` configs as its `sft` and `train` tables; `out/study.json` keeps it, and a
+resumed study may change only `RESUME_MAY_CHANGE`.
 
+    out/study.json                 the study's config
     out/demos.hdf5                 expert demonstrations (LIBERO layout)
     out/jerk_scale.json            the experts' mean jerk: the unit of the smooth reward
     out/sft-s{seed}/               SFT run; its final policy is the start of every RL run
