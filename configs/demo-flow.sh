@@ -22,7 +22,7 @@ stage e2e --init-from "$out/probe/checkpoints/step_0005000"
 ck="$out/e2e/checkpoints/step_0000800"
 run() {  # LABEL, then --execution.* flags
     local label=$1; shift
-    smoothvla eval --checkpoints "$label=$ck" --flow-steps 30 \
+    smoothvla eval --checkpoints "$label=$ck" --overrides.flow-steps 30 \
         --tasks pick-ketchup-place-basket pick-milk-place-basket --num-init-states 25 \
         --workers 2 --envs-per-worker 5 --record-paths 2 --out "$out/results.jsonl" "$@"
 }

@@ -22,6 +22,6 @@ grpo grpo-binary-s1 grpo-butter-binary --seed 1
 grpo smoothvla-grpo-s0 grpo-butter-smooth
 smoothvla eval --checkpoints sft="$sft" grpo-binary-s0="$out/grpo-binary-s0/policy" \
     grpo-binary-s1="$out/grpo-binary-s1/policy" smoothvla-grpo-s0="$out/smoothvla-grpo-s0/policy" \
-    --tasks "$task" --num-init-states 20 --seeds $(seq 0 19) --temperature 0.2 \
+    --tasks "$task" --num-init-states 20 --seeds $(seq 0 19) --sample --overrides.temperature 0.2 \
     --workers 2 --envs-per-worker 5 --out "$out/eval.jsonl"
 smoothvla report --results "$out/eval.jsonl" --out "$out/report"

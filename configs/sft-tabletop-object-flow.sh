@@ -39,8 +39,8 @@ stage aux-token --init-from "$backbone"
 ev aux-token "$out/aux-token/checkpoints/step_0000000"
 stage probe --init-from "$backbone"
 stage cycle1 --init-from "$out/probe/checkpoints/step_0020000"
-ev cycle1 "$out/cycle1/checkpoints/step_0001500" --flow-steps 30
+ev cycle1 "$out/cycle1/checkpoints/step_0001500" --overrides.flow-steps 30
 stage cycle2 --init-from "$out/cycle1/checkpoints/step_0001500"
-ev cycle2 "$out/cycle2/checkpoints/step_0000800" --flow-steps 30
+ev cycle2 "$out/cycle2/checkpoints/step_0000800" --overrides.flow-steps 30
 stage cycle3 --init-from "$out/cycle2/checkpoints/step_0000800"
-ev cycle3 "$out/cycle3/checkpoints/step_0001500" --flow-steps 30
+ev cycle3 "$out/cycle3/checkpoints/step_0001500" --overrides.flow-steps 30

@@ -157,9 +157,9 @@ def test_jerk_clear_errors(tmp_path, capsys):
 
 def test_eval_rejects_negative_flow_steps(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["eval", "--checkpoints", str(tmp_path), "--flow-steps", "-1"])
+        main(["eval", "--checkpoints", str(tmp_path), "--overrides.flow-steps", "-1"])
     assert exc.value.code == 2
-    assert "--flow-steps must be >= 0" in capsys.readouterr().err
+    assert "overrides: flow_steps must be >= 1" in capsys.readouterr().err
 
 
 def test_only_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
@@ -334,13 +334,13 @@ def test_config_file_nested_tables_of_train(tmp_path):
     from smoothvla.commands import train
 
     path = _toml(tmp_path, 'tasks = ["tabletop-object/pick-butter-place-basket-v1"]\n'
-                           'init_ids = [0, 1, 2]\ntemperature = 0.2\n'
+                           'init_ids = [0, 1, 2]\n[overrides]\ntemperature = 0.2\n'
                            '[grpo]\nlr = 1e-5\nratio_level = "token"\n[reward]\nname = "binary"\n')
     # the file lacks `policy`, which train requires: the command line gives it
     cfg = parse("train", train.Config, ["--config", path, "--policy", "ckpt", "--grpo.beta", "0.3"])
     assert cfg.tasks == ("tabletop-object/pick-butter-place-basket-v1",) and cfg.init_ids == (0, 1, 2)
     assert cfg.grpo.lr == 1e-5 and cfg.grpo.ratio_level == "token" and cfg.grpo.beta == 0.3
-    assert cfg.reward.name == "binary" and cfg.policy == "ckpt" and cfg.temperature == 0.2
+    assert cfg.reward.name == "binary" and cfg.policy == "ckpt" and cfg.overrides.temperature == 0.2
 
 
 def test_config_file_errors_are_user_errors(tmp_path, capsys):

@@ -2,6 +2,7 @@
 and a re-run that skips finished stages and resumes an interrupted evaluation."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +12,38 @@ import torch
 from smoothvla.cli import main
 from smoothvla.eval.results import read_results
 from smoothvla.errors import UserError
-from smoothvla.study import Study, StudyConfig
+from smoothvla.study import Study, StudyConfig, study_sft, study_train
 
 TINY = dict(
     name="tiny", suite="tabletop-object", tasks=("pick-ketchup-place-basket",),
-    demos_per_task=2, sft_steps=10, methods=("grpo-binary", "smoothvla-grpo"), rl_iterations=1,
-    group_size=2, groups_per_iteration=1, rl_max_steps=16, eval_init_states=2,
+    demos_per_task=2, methods=("grpo-binary", "smoothvla-grpo"), eval_init_states=2,
     perturbations=("light",), workers=1, envs_per_worker=2,
 )
+TINY_SFT = {"steps": 10}
+TINY_TRAIN = {"iterations": 1, "group_size": 2, "groups_per_iteration": 1, "max_steps": 16}
+
+
+def tiny_config(sft=None, train=None, **fields) -> StudyConfig:
+    """TINY with `fields`, its [sft] table TINY_SFT with `sft` and its [train] table
+    TINY_TRAIN with `train` (nested tables as dicts: {"grpo": {"beta": 0.1}})."""
+    return StudyConfig(**{**TINY, **fields}, sft=_table(study_sft(), {**TINY_SFT, **(sft or {})}),
+                       train=_table(study_train(), {**TINY_TRAIN, **(train or {})}))
+
+
+def _table(base, values):
+    return replace(base, **{k: _table(getattr(base, k), v) if isinstance(v, dict) else v
+                            for k, v in values.items()})
+
+
+def _toml(values: dict, table: str = "") -> list[str]:
+    """TOML lines of `values`, nested dicts as tables."""
+    lines = [f"[{table}]"] if table else []
+    lines += [f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}"
+              for k, v in values.items() if not isinstance(v, dict)]
+    for k, v in values.items():
+        if isinstance(v, dict):
+            lines += _toml(v, f"{table}.{k}" if table else k)
+    return lines
 
 
 def tiny_sft(path):
@@ -35,9 +60,7 @@ def tiny_sft(path):
 def test_tiny_study_runs_and_resumes(tmp_path, capsys):
     out = tmp_path / "study"
     cfg_path = tmp_path / "tiny.toml"
-    lines = [f'out = "{out}"'] + [
-        f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY.items()
-    ]
+    lines = _toml({"out": str(out), **TINY, "sft": TINY_SFT, "train": TINY_TRAIN})
     cfg_path.write_text("\n".join(lines) + "\n")
     assert main(["demo", "--config", str(cfg_path)]) == 0
     printed = capsys.readouterr().out
@@ -60,10 +83,10 @@ def test_tiny_study_runs_and_resumes(tmp_path, capsys):
     assert len(again) == 12 and len({r.key for r in again}) == 12
 
     # A config changed in what finished stages computed is refused before any work ...
-    with pytest.raises(UserError, match=r"rl_iterations: 1 -> 2"):
-        Study(StudyConfig(**{**TINY, "rl_iterations": 2, "out": str(out)}))
+    with pytest.raises(UserError, match=r"train.iterations: 1 -> 2"):
+        Study(tiny_config(out=str(out), train={"iterations": 2}))
     # ... one that adds an execution scheme evaluates it on the next run, nothing else
-    study = Study(StudyConfig(**{**TINY, "out": str(out), "executions": ("ensemble:2",)}))
+    study = Study(tiny_config(out=str(out), executions=("ensemble:2",)))
     study.run()
     assert set(study.timings) == {"eval-s0", "report"}
     again = read_results([out / "results.jsonl"])
@@ -72,11 +95,12 @@ def test_tiny_study_runs_and_resumes(tmp_path, capsys):
 
 def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_schemes(tmp_path):
     sft = tiny_sft(tmp_path / "sft")
-    cfg = StudyConfig(**{**TINY, "methods": ("grpo-random",), "seeds": (0, 1), "rl_max_steps": 8,
-                         "eval_init_states": 1, "perturbations": (), "image_size": 32},
-                      out=str(tmp_path / "study"), sft_checkpoint=str(sft), grpo_ratio_level="token",
-                      kl_beta=0.1, rl_init_states=2, executions=("ensemble", "receding:2"),
-                      rl_execution="receding:2")
+    cfg = tiny_config(methods=("grpo-random",), seeds=(0, 1), eval_init_states=1,
+                      perturbations=(), sft={"policy": {"image_size": 32}},
+                      out=str(tmp_path / "study"), sft_checkpoint=str(sft),
+                      train={"max_steps": 8, "grpo": {"ratio_level": "token", "beta": 0.1},
+                             "init_ids": (0, 1), "execution": {"scheme": "receding", "steps": 2}},
+                      executions=("ensemble", "receding:2"))
     study = Study(cfg)
     study.run()
     # the demonstrations serve as the experts' jerk reference only
@@ -100,8 +124,8 @@ def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_sch
 
 def test_study_methods_map_to_their_smoothness_credit(tmp_path):
     sft = tiny_sft(tmp_path / "sft")
-    study = Study(StudyConfig(**TINY, out=str(tmp_path / "s"), sft_checkpoint=str(sft),
-                              smooth_weight=0.3, dense_jerk_weight=0.4))
+    study = Study(tiny_config(out=str(tmp_path / "s"), sft_checkpoint=str(sft),
+                              train={"grpo": {"smooth_weight": 0.3}}, dense_jerk_weight=0.4))
     expected = {
         "grpo-binary": ("grpo", "binary", "standard", 0.0),
         "smoothvla-grpo": ("grpo", "smooth", "standard", 0.0),
@@ -119,15 +143,15 @@ def test_study_methods_map_to_their_smoothness_credit(tmp_path):
 
 def test_study_config_errors(tmp_path):
     with pytest.raises(ValueError, match="evaluation only"):
-        StudyConfig(rl_execution="ensemble")
+        tiny_config(train={"execution": {"scheme": "ensemble"}})
     with pytest.raises(ValueError, match="unknown execution scheme"):
         StudyConfig(executions=("smoothest",))
     with pytest.raises(ValueError, match="unknown methods"):
         StudyConfig(methods=("grpo-magic",))
     with pytest.raises(ValueError, match="group_size"):
-        StudyConfig(group_size=1)
-    with pytest.raises(ValueError, match="grpo_ratio_level"):
-        StudyConfig(grpo_ratio_level="step")
+        tiny_config(train={"group_size": 1})
+    with pytest.raises(ValueError, match="ratio_level"):
+        tiny_config(train={"grpo": {"ratio_level": "step"}})
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nlearning_rate = 3\n')
     with pytest.raises(ValueError, match="unknown keys"):
@@ -137,6 +161,43 @@ def test_study_config_errors(tmp_path):
         StudyConfig.from_toml(bad)
     with pytest.raises(FileNotFoundError):
         StudyConfig.from_toml(tmp_path / "missing.toml")
+    # what the study sets for each run cannot be set in its tables
+    with pytest.raises(UserError, match="train.seed is set by the study"):
+        tiny_config(train={"seed": 3})
+    with pytest.raises(UserError, match="train.reward.name is set by the study"):
+        tiny_config(train={"reward": {"name": "binary"}})
+    with pytest.raises(UserError, match="sft.run_dir is set by the study"):
+        tiny_config(sft={"run_dir": "elsewhere"})
+    # the old flat keys are unknown keys now
+    bad.write_text('name = "x"\nrl_lr = 1e-5\n')
+    with pytest.raises(UserError, match="unknown keys.*rl_lr"):
+        StudyConfig.from_toml(bad)
+
+
+def test_study_tables_keep_the_study_defaults_they_leave_out(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "x"\n[train]\niterations = 3\n[train.grpo]\nbeta = 0.1\n'
+                    '[sft.policy]\nchunk_size = 4\n')
+    cfg = StudyConfig.from_toml(path)
+    assert cfg.train.iterations == 3 and cfg.train.grpo.beta == 0.1
+    # left out: the study's defaults, not `smoothvla train`'s
+    assert cfg.train.groups_per_iteration == 2 and cfg.train.overrides.temperature == 0.2
+    assert cfg.train.reward.jerk_scale_from_policy and cfg.train.checkpoint_every == 1
+    assert cfg.sft.policy.chunk_size == 4 and cfg.sft.policy.head == "token"
+    assert cfg.sft.steps == 2000 and cfg.sft.eval_every == 0
+
+
+def test_resuming_a_study_of_the_old_flat_layout_is_a_clear_error(tmp_path):
+    out = tmp_path / "study"
+    out.mkdir()
+    old = {**TINY, "out": str(out), "rl_iterations": 1, "rl_lr": 2e-5, "sft_steps": 10,
+           "kl_beta": 0.0, "rl_temperature": 0.2, "head": "token"}
+    (out / "study.json").write_text(json.dumps(old))
+    with pytest.raises(UserError, match="older smoothvla.*\\[sft\\] and \\[train\\]"):
+        Study(tiny_config(out=str(out)))
+    (out / "study.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a study config"):
+        Study(tiny_config(out=str(out)))
 
 
 def test_demo_synthetic(capsys):

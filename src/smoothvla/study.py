@@ -3,8 +3,11 @@
 Every stage writes into `out/` and leaves a `.done` marker when it has finished; a re-run
 skips finished stages and resumes the unfinished one (SFT and RL from their checkpoints,
 evaluation from its results file), so interrupting `smoothvla demo` and running it again
-continues rather than restarting.
+continues rather than restarting. The config (`StudyConfig`) nests the `smoothvla sft` and
+`smoothvla train` configs as its `sft` and `train` tables; `out/study.json` keeps it, and a
+resumed study may change only `RESUME_MAY_CHANGE`.
 
+    out/study.json                 the study's config
     out/demos.hdf5                 expert demonstrations (LIBERO layout)
     out/jerk_scale.json            the experts' mean jerk: the unit of the smooth reward
     out/sft-s{seed}/               SFT run; its final policy is the start of every RL run
@@ -18,13 +21,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from smoothvla.algorithms.finetune import FinetuneConfig
+from smoothvla.algorithms.sft import SFTConfig
 from smoothvla.errors import UserError, UserFileNotFoundError, check_fields, check_parses
 from smoothvla.io import atomic_write_json
 
@@ -47,9 +51,51 @@ METHODS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def study_sft() -> SFTConfig:
+    """The study's defaults for its SFT runs (the `[sft]` table): 2000 steps of a token-head
+    policy, no evaluation during training, no TensorBoard."""
+    from smoothvla.policies.vla import VLAConfig
+
+    return SFTConfig(steps=2000, eval_every=0, tensorboard=False, policy=VLAConfig(head="token"))
+
+
+def study_train() -> FinetuneConfig:
+    """The study's defaults for its RL runs (the `[train]` table): 10 iterations of 2 groups
+    of G = 8, rollouts of token heads at temperature 0.2 (at 1.0 the demo's SFT policy never
+    succeeds when sampled, 45% greedy, so every group fails and RL learns nothing), the
+    smooth reward's jerk unit from the starting policy's rollouts (compact SFT policies here
+    move ~30x jerkier than the experts, so with the experts' unit and lam = 0.2 every success
+    is clipped to 0: docs/rl.md), a checkpoint every iteration."""
+    from smoothvla.policies.overrides import PolicyOverrides
+    from smoothvla.rewards import RewardConfig
+
+    return FinetuneConfig(iterations=10, groups_per_iteration=2, checkpoint_every=1,
+                          reward=RewardConfig(jerk_scale_from_policy=True),
+                          overrides=PolicyOverrides(temperature=0.2))
+
+
+STUDY_SETS = {
+    "sft": ("data", "run_dir", "resume", "seed", "policy.seed"),
+    "train": ("policy", "tasks", "algorithm", "seed", "out_dir", "resume", "workers",
+              "envs_per_worker", "reward.name", "reward.jerk_scale", "reward.seed", "grpo.seed",
+              "grpo.advantage", "ppo.seed", "ppo.dense_jerk_weight", "dpo.seed"),
+}
+"""Fields of the `[sft]` and `[train]` tables that the study sets for each run (from its
+tasks, seeds, methods, out, workers and the measured jerk unit); a study config that sets
+them is refused."""
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 @dataclass
 class StudyConfig:
-    """One study: what to train, how long, and how to evaluate it."""
+    """One study: what to train, how long, and how to evaluate it. The SFT and RL runs are
+    `smoothvla sft` and `smoothvla train` configs (`sft`, `train`), with the study's defaults;
+    the study fills in per run what it decides itself (`STUDY_SETS`)."""
 
     name: str = "demo"
     """Name shown in the report."""
@@ -61,64 +107,31 @@ class StudyConfig:
     """Task names or ids within the suite (empty: all of the suite's tasks)."""
     demos_per_task: int = 20
     """Expert demonstrations per task for SFT (init states 0..N-1)."""
-    cameras: tuple[str, ...] = ("agentview", "eye_in_hand")
-    """Cameras the policy sees."""
-    image_size: int = 128
-    """Camera resolution in pixels."""
-    head: str = "token"
-    """Action head of the policy: token, flow or gaussian."""
-    chunk_size: int = 8
-    """Actions per policy call."""
-    sft_steps: int = 2000
-    """SFT optimizer steps."""
-    sft_batch_size: int = 16
-    """SFT batch size."""
-    sft_lr: float = 3e-4
-    """SFT peak learning rate."""
+    sft: SFTConfig = field(default_factory=study_sft)
+    """The SFT runs, as `smoothvla sft --config` reads them (`[sft]`, `[sft.policy]`); the
+    policy's cameras and image size are also those of the demonstrations and the evaluation.
+    The study sets data, run_dir, resume and the seeds."""
     sft_checkpoint: str = ""
     """An SFT policy to start every RL run from (a checkpoint directory, or
     'smoothvla:NAME' for one shipped with the package, e.g. smoothvla:demo-token) instead of
     training one per seed; SFT is then one row trained once, and the demonstrations collected
     serve only as the experts' jerk reference."""
+    train: FinetuneConfig = field(default_factory=study_train)
+    """The RL runs, as `smoothvla train --config` reads them (`[train]`, `[train.grpo]`,
+    `[train.reward]`, `[train.overrides]`, ...). Its max_steps caps the evaluation episodes
+    too; overrides.temperature applies to token and DCT heads only (other heads keep their
+    own sampling). The study sets the policy, tasks, algorithm, reward name, jerk unit,
+    seeds, out_dir, resume, workers and the smoothness credit of each method."""
     methods: tuple[str, ...] = ("grpo-binary", "smoothvla-grpo")
     """RL variants: grpo-binary, smoothvla-grpo, grpo-decoupled, grpo-chunk-credit, grpo-random,
     grpo-staged, ppo, smoothvla-ppo, ppo-dense-jerk, dpo, smoothvla-dpo (smoothvla-* use the
     hybrid reward of eq. 5; the credit variants are in METHODS' comment)."""
     seeds: tuple[int, ...] = (0,)
     """Training seeds: every method (and SFT) is trained once per seed."""
-    rl_iterations: int = 10
-    """RL collect-update iterations per run."""
-    group_size: int = 8
-    """G, rollouts per group."""
-    groups_per_iteration: int = 2
-    """Groups per RL iteration."""
-    rl_lr: float = 2e-5
-    """RL learning rate (GRPO, PPO, DPO)."""
-    rl_init_states: int = 0
-    """RL draws its groups from init states 0..N-1 of each task (0: all of the task's)."""
-    rl_resample_rounds: int = 0
-    """Dynamic sampling's refill: extra rounds of groups while too few have reward spread."""
-    grpo_ratio_level: str = "chunk"
-    """GRPO's importance ratio and clip per 'chunk' or per 'token' (docs/rl.md)."""
-    kl_beta: float = 0.0
-    """GRPO: weight of the KL term to the starting policy (0: none)."""
-    rl_temperature: float = 0.2
-    """Token and DCT heads: sampling temperature of RL rollouts. At 1.0 the demo's SFT policy never
-    succeeds when sampled (45% greedy), so every group fails and RL learns nothing."""
-    lam: float = 0.2
-    """Smoothness weight of the hybrid reward (the SmoothVLA paper's eq. 5)."""
-    smooth_weight: float = 0.5
-    """Weight w of the smoothness advantage in grpo-decoupled and grpo-chunk-credit."""
     dense_jerk_weight: float = 0.2
-    """Weight of ppo-dense-jerk's per-chunk jerk penalty (in units of the starting policy's
-    mean jerk, as eq. 5's lam)."""
-    jerk_scale_source: str = "policy"
-    """Unit of jerk in the hybrid reward: 'expert' (the demonstrations' mean jerk) or
-    'policy' (the SFT policy's mean jerk in the first RL iteration). Compact SFT policies
-    here move ~30x jerkier than the experts, so with 'expert' and lam = 0.2 every success
-    is clipped to 0 and the smooth reward degenerates to no signal (docs/rl.md)."""
-    rl_max_steps: int = 0
-    """Cap on RL/eval episode length in control steps (0: the task's limit)."""
+    """ppo-dense-jerk's train.ppo.dense_jerk_weight: the weight of its per-chunk jerk penalty
+    (in units of the starting policy's mean jerk, as eq. 5's lam); the other methods run
+    without the penalty."""
     eval_init_states: int = 10
     """Evaluation init states per task (0..N-1)."""
     eval_seeds: tuple[int, ...] = (0,)
@@ -129,10 +142,8 @@ class StudyConfig:
     """Execution schemes evaluated on every policy besides whole chunks, as SCHEME or
     SCHEME:STEPS (ensemble, receding:4, blend:4, prefix:4; rollout/execution.py); each gives
     rows labelled POLICY+SCHEME. Prefix conditioning needs the flow head."""
-    rl_execution: str = "chunk"
-    """Execution scheme of the RL rollouts (chunk, receding:N or prefix:N)."""
     workers: int = 2
-    """Env worker processes."""
+    """Env worker processes of every stage (collection, RL, evaluation)."""
     envs_per_worker: int = 4
     """Envs per worker (the policy is batched over all of them)."""
     videos: int = 1
@@ -141,7 +152,7 @@ class StudyConfig:
     side from the same start with their jerk over time. 0: none."""
 
     def __post_init__(self) -> None:
-        self.tasks, self.cameras = tuple(self.tasks), tuple(self.cameras)
+        self.tasks = tuple(self.tasks)
         self.methods, self.seeds = tuple(self.methods), tuple(self.seeds)
         self.eval_seeds, self.perturbations = tuple(self.eval_seeds), tuple(self.perturbations)
         unknown = [m for m in self.methods if m not in METHODS]
@@ -149,15 +160,9 @@ class StudyConfig:
             raise UserError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
         if not self.seeds:
             raise UserError("seeds is empty: give at least one training seed")
-        check_fields(self, demos_per_task=">= 1", image_size=">= 8", chunk_size=">= 1",
-                     sft_steps=">= 1", sft_batch_size=">= 1", sft_lr="(0, 1]",
-                     rl_iterations=">= 1", group_size=">= 2", groups_per_iteration=">= 1",
-                     rl_lr="(0, 1]", rl_init_states=">= 0", rl_resample_rounds=">= 0",
-                     kl_beta=">= 0", rl_temperature=">= 0", lam="[0, 10]", rl_max_steps=">= 0",
-                     eval_init_states=">= 1", workers=">= 1", envs_per_worker=">= 1",
-                     smooth_weight=">= 0", dense_jerk_weight=">= 0")
-        if self.grpo_ratio_level not in ("chunk", "token"):
-            raise UserError(f"grpo_ratio_level must be 'chunk' or 'token', got {self.grpo_ratio_level!r}")
+        check_fields(self, demos_per_task=">= 1", eval_init_states=">= 1", workers=">= 1",
+                     envs_per_worker=">= 1", dense_jerk_weight=">= 0")
+        self._check_study_sets()
         from smoothvla.policies.packaged import resolve_checkpoint
 
         self.sft_checkpoint = resolve_checkpoint(self.sft_checkpoint)
@@ -170,29 +175,27 @@ class StudyConfig:
         for pert in self.perturbations:  # checked now, not when evaluation starts hours later
             check_parses("perturbations", pert, as_specs,
                          "use KIND or KIND@STRENGTH, STRENGTH in [0, 1] (docs/envs.md)")
+        chunk_size = self.sft.policy.chunk_size
         for spec in self.executions:
-            ExecutionConfig.parse(spec).steps_for(self.chunk_size)
-        rl = ExecutionConfig.parse(self.rl_execution)
-        rl.steps_for(self.chunk_size)
-        rl.check_for_rl()
-        if self.jerk_scale_source not in ("expert", "policy"):
-            raise UserError(f"jerk_scale_source must be 'expert' or 'policy', got {self.jerk_scale_source!r}")
+            ExecutionConfig.parse(spec).steps_for(chunk_size)
+        self.train.execution.steps_for(chunk_size)
+
+    def _check_study_sets(self) -> None:
+        """UserError for a field of `sft` or `train` that the study sets itself."""
+        for table, plain in (("sft", SFTConfig()), ("train", FinetuneConfig())):
+            for name in STUDY_SETS[table]:
+                if _get(getattr(self, table), name) != _get(plain, name):
+                    raise UserError(f"{table}.{name} is set by the study for each run (from its "
+                                    "tasks, seeds, methods, out and workers); remove it from "
+                                    "the study config")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "StudyConfig":
-        """Load a preset; unknown keys are an error naming them."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserFileNotFoundError(f"{path}: no such study config")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise UserError(f"{path}: not valid TOML ({err})") from None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"{path}: unknown keys {unknown}")
-        return cls(**data)
+        """Load a preset: the fields as keys, `[sft]` and `[train]` (and their nested
+        configs) as tables; unknown keys are an error naming them."""
+        from smoothvla.tomlconfig import checked, config_from_toml
+
+        return checked(config_from_toml(cls, path, "a study"))
 
 
 RESUME_MAY_CHANGE = frozenset({"name", "seeds", "methods", "executions", "eval_init_states",
@@ -201,26 +204,43 @@ RESUME_MAY_CHANGE = frozenset({"name", "seeds", "methods", "executions", "eval_i
 """Study fields a resumed study may change: they add or re-arrange work without touching what
 the finished stages computed. Any other change would silently mix two studies in one folder."""
 
+FLAT_KEYS = frozenset({"rl_iterations", "rl_lr", "rl_temperature", "kl_beta", "sft_steps",
+                       "sft_lr", "sft_batch_size", "head", "chunk_size", "cameras", "image_size",
+                       "group_size", "groups_per_iteration", "rl_init_states",
+                       "rl_resample_rounds", "grpo_ratio_level", "lam", "smooth_weight",
+                       "jerk_scale_source", "rl_max_steps", "rl_execution"})
+"""Keys of the study config before it nested the SFT and RL configs (`[sft]`, `[train]`)."""
+
 
 def _check_resume(saved: Path, cfg: StudyConfig) -> None:
     """Refuse to resume a study whose folder holds stages of another configuration."""
     if not saved.is_file():
         return
+    from smoothvla.algorithms.trainer import config_changes
     from smoothvla.eval.runner import checkpoint_digest
 
-    before, now = json.loads(saved.read_text()), asdict(cfg)
+    try:
+        before = json.loads(saved.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{saved} is not a study config ({err}); give a new `out` or remove "
+                        "the file if the folder holds no study") from None
+    if not isinstance(before, dict):
+        raise UserError(f"{saved} is not a study config; give a new `out`")
+    old_keys = sorted(FLAT_KEYS & set(before))
+    if old_keys or not isinstance(before.get("train"), dict):
+        raise UserError(
+            f"{saved.parent} holds a study started by an older smoothvla, whose study config "
+            f"had flat keys ({', '.join(old_keys[:4]) or 'no [train] table'}, ...) where this "
+            "one has [sft] and [train] tables; resume it with the version that started it, or "
+            "give a new `out` (docs/eval.md, \"The study\")")
     changed = []
-    for name, value in now.items():
-        if name in RESUME_MAY_CHANGE or name not in before:
+    for name, (old, value) in config_changes(before, asdict(cfg)).items():
+        if name.split(".")[0] in RESUME_MAY_CHANGE:
             continue
-        old = before[name]
-        if name == "sft_checkpoint":  # the same weights may live under another path
-            same = (checkpoint_digest(old) == checkpoint_digest(value) if old and value and Path(old).exists()
-                    else old == value)
-        else:
-            same = json.loads(json.dumps(value)) == old
-        if not same:
-            changed.append(f"{name}: {old!r} -> {value!r}")
+        if name == "sft_checkpoint" and old and value and Path(old).exists():
+            if checkpoint_digest(old) == checkpoint_digest(value):
+                continue  # the same weights under another path
+        changed.append(f"{name}: {old!r} -> {value!r}")
     if changed:
         raise UserError(f"{saved.parent} holds a study run with another configuration ("
                         + "; ".join(changed) + "); give a new `out` or restore those values "
@@ -290,7 +310,7 @@ class Study:
             collect_demos(CollectConfig(
                 out=path, suite=self.cfg.suite, tasks=tuple(self.task_ids()),
                 episodes_per_task=self.cfg.demos_per_task, workers=self.cfg.workers,
-                cameras=self.cfg.cameras, image_size=self.cfg.image_size,
+                cameras=self.cfg.sft.policy.cameras, image_size=self.cfg.sft.policy.image_size,
                 resume=True,  # a study killed while collecting finishes its parts
             ))
         return str(path)
@@ -306,48 +326,31 @@ class Study:
         return float(np.mean(values))
 
     def sft(self, demos: str, seed: int) -> str:
-        from smoothvla.algorithms.sft import SFTConfig, train
-        from smoothvla.policies.vla import VLAConfig
+        from smoothvla.algorithms.sft import train
 
-        final = train(SFTConfig(
-            data=(demos,), run_dir=str(self.out / f"sft-s{seed}"),
-            policy=VLAConfig(cameras=self.cfg.cameras, image_size=self.cfg.image_size,
-                             head=self.cfg.head, chunk_size=self.cfg.chunk_size, seed=seed),
-            steps=self.cfg.sft_steps, batch_size=self.cfg.sft_batch_size, lr=self.cfg.sft_lr,
-            eval_every=0, resume=True, seed=seed, tensorboard=False,
-        ))
+        base = self.cfg.sft
+        final = train(replace(base, data=(demos,), run_dir=str(self.out / f"sft-s{seed}"),
+                              resume=True, seed=seed, policy=replace(base.policy, seed=seed)))
         return str(final)
 
-    def train_config(self, method: str, seed: int, init: str, jerk_scale: float):
-        """The `smoothvla train` config of one RL run of the study."""
-        from smoothvla.algorithms.dpo import DPOConfig
-        from smoothvla.algorithms.finetune import FinetuneConfig
-        from smoothvla.algorithms.grpo import GRPOConfig
-        from smoothvla.algorithms.ppo import PPOConfig
-        from smoothvla.rewards import RewardConfig
-        from smoothvla.rollout.execution import ExecutionConfig
-
+    def train_config(self, method: str, seed: int, init: str, jerk_scale: float) -> FinetuneConfig:
+        """The `smoothvla train` config of one RL run of the study: its `train` table with
+        what the method, the seed and the study decide."""
         algorithm, reward, credit = METHODS[method]
-        advantage = credit if credit in ("decoupled", "chunk") else "standard"
-        return FinetuneConfig(
-            policy=init, tasks=tuple(self.task_ids()), algorithm=algorithm,
-            iterations=self.cfg.rl_iterations, group_size=self.cfg.group_size,
-            groups_per_iteration=self.cfg.groups_per_iteration, seed=seed,
-            init_ids=tuple(range(self.cfg.rl_init_states)),
-            max_resample_rounds=self.cfg.rl_resample_rounds,
-            out_dir=str(self.out / f"{method}-s{seed}"), resume=True, checkpoint_every=1,
-            reward=RewardConfig(name=reward, lam=self.cfg.lam, jerk_scale=jerk_scale, seed=seed,
-                                jerk_scale_from_policy=self.cfg.jerk_scale_source == "policy"),
-            grpo=GRPOConfig(lr=self.cfg.rl_lr, seed=seed, ratio_level=self.cfg.grpo_ratio_level,
-                            beta=self.cfg.kl_beta, advantage=advantage,
-                            smooth_weight=self.cfg.smooth_weight),
-            ppo=PPOConfig(lr=self.cfg.rl_lr, seed=seed,
-                          dense_jerk_weight=self.cfg.dense_jerk_weight if credit == "dense" else 0.0),
-            dpo=DPOConfig(lr=self.cfg.rl_lr, seed=seed),
+        base = self.cfg.train
+        samples_tokens = _head_of(init) in ("token", "dct")
+        return replace(
+            base, policy=init, tasks=tuple(self.task_ids()), algorithm=algorithm, seed=seed,
+            out_dir=str(self.out / f"{method}-s{seed}"), resume=True,
             workers=self.cfg.workers, envs_per_worker=self.cfg.envs_per_worker,
-            max_steps=self.cfg.rl_max_steps,
-            temperature=self.cfg.rl_temperature if _head_of(init) in ("token", "dct") else 0.0,
-            execution=ExecutionConfig.parse(self.cfg.rl_execution),
+            reward=replace(base.reward, name=reward, jerk_scale=jerk_scale, seed=seed),
+            grpo=replace(base.grpo, seed=seed,
+                         advantage=credit if credit in ("decoupled", "chunk") else "standard"),
+            ppo=replace(base.ppo, seed=seed,
+                        dense_jerk_weight=self.cfg.dense_jerk_weight if credit == "dense" else 0.0),
+            dpo=replace(base.dpo, seed=seed),
+            overrides=replace(base.overrides, temperature=base.overrides.temperature
+                              if samples_tokens else None),
         )
 
     def rl(self, method: str, seed: int, init: str, jerk_scale: float) -> str:
@@ -370,12 +373,13 @@ class Study:
         plan = EvalPlan(
             task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
             seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
-            env_options={"cameras": self.cfg.cameras, "image_size": self.cfg.image_size},
-            videos=self.cfg.videos, max_steps=self.cfg.rl_max_steps,
+            env_options={"cameras": self.cfg.sft.policy.cameras,
+                         "image_size": self.cfg.sft.policy.image_size},
+            videos=self.cfg.videos, max_steps=self.cfg.train.max_steps,
         )
         schemes = [("", ExecutionConfig())] + [
             (f"+{spec}", ExecutionConfig.parse(spec)) for spec in self.cfg.executions
-            if not (spec.startswith("prefix") and self.cfg.head != "flow")]
+            if not (spec.startswith("prefix") and self.cfg.sft.policy.head != "flow")]
         for (label, seed), path in checkpoints.items():
             policy = place(load_policy(path))
             policy.eval()
@@ -401,7 +405,7 @@ class Study:
     # -- everything ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         given = self.cfg.sft_checkpoint
-        from_policy = self.cfg.jerk_scale_source == "policy"
+        from_policy = self.cfg.train.reward.jerk_scale_from_policy
         # the experts' jerk is the reference every jerk is reported against (x expert)
         demos = self._stage("collect", self.collect)
         expert = self._stage("jerk_scale", self.jerk_scale, demos)

@@ -13,6 +13,7 @@ from smoothvla.algorithms.sft import SFTConfig
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.errors import UserError, check_fields, check_number, in_range
 from smoothvla.policies.head_configs import AuxTokenConfig, FlowHeadConfig, TokenHeadConfig
+from smoothvla.policies.overrides import PolicyOverrides
 from smoothvla.policies.vla import VLAConfig
 from smoothvla.rewards import RewardConfig
 from smoothvla.study import StudyConfig
@@ -75,8 +76,8 @@ def test_every_numeric_field_of_every_config_rejects_nan_and_inf(bad):
     (FlowHeadConfig, "sde_sigma", 0.0),
     (AuxTokenConfig, "weight", -1.0),
     (VLAConfig, "image_size", 0),
-    (StudyConfig, "rl_lr", 1e30),
-    (StudyConfig, "rl_temperature", -1.0),
+    (StudyConfig, "dense_jerk_weight", -1.0),
+    (PolicyOverrides, "temperature", -1.0),
 ])
 def test_absurd_values_are_user_errors(cls, field, value):
     with pytest.raises(UserError, match=field):
@@ -87,9 +88,9 @@ def test_command_flags_reject_nan():
     from smoothvla.commands import eval as eval_cmd, train
 
     with pytest.raises(UserError, match="temperature"):
-        eval_cmd.Config(checkpoints=("p",), temperature=math.nan)
+        eval_cmd.Config(checkpoints=("p",), overrides=PolicyOverrides(temperature=math.nan))
     with pytest.raises(UserError, match="temperature"):
-        train.Config(policy="p", tasks=("t",), temperature=math.nan)
+        train.Config(policy="p", tasks=("t",), overrides=PolicyOverrides(temperature=math.nan))
 
 
 def test_check_helpers():

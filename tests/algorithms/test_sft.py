@@ -126,16 +126,26 @@ def test_dct_head_bins_are_fitted_by_sft_with_history_and_smoothness(tmp_path, d
     assert policy.head.coef_out.weight.grad.abs().sum() > 0
 
 
-def test_sft_evaluation_envs_carry_the_action_history():
-    policy = CompactVLA(replace(TINY, prev_actions=2))
-    env = sft._make_env("tabletop-object/pick-ketchup-place-basket-v1", policy)
-    try:
-        obs, _ = env.reset(seed=0, init_id=0)
-        assert not obs["prev_actions"].any()
-        obs, *_ = env.step(np.full(7, 0.5))
-        assert np.allclose(obs["prev_actions"][-1], 0.5)
-    finally:
-        env.close()
+def test_sft_evaluation_envs_carry_the_action_history(monkeypatch):
+    from types import SimpleNamespace
+
+    policy = CompactVLA(replace(TINY, prev_actions=2),
+                        Normalizer.from_arrays(np.zeros((4, 7)) + 0.1, np.zeros((4, 8))))
+    seen, chunks = [], []
+    original = policy.act
+
+    def act(obs, **kw):
+        seen.append(obs[0])
+        chunks.append(original(obs, **kw))
+        return chunks[-1]
+
+    monkeypatch.setattr(policy, "act", act)
+    episodes = [{"task_id": "tabletop-object/pick-ketchup-place-basket-v1", "init_id": 0, "seed": 0}]
+    cfg = sft.SFTConfig(eval_episodes=1, eval_max_steps=2 * TINY.chunk_size)
+    sft.evaluate(policy, SimpleNamespace(episodes=episodes), cfg)
+    assert len(seen) == 2 and not seen[0]["prev_actions"].any()
+    executed = np.clip(chunks[0].actions[0, -1].numpy(), -1, 1)
+    assert np.allclose(seen[1]["prev_actions"][-1], executed, atol=1e-6)
 
 
 def test_chunk_jerk_by_hand():
@@ -342,16 +352,20 @@ class _CountingEnv:
                         for c in ("agentview", "eye_in_hand")},
                 "proprio": np.zeros(8, np.float32), "instruction": "push left"}
 
+    def _info(self, success):  # what a TaskEnv's info carries
+        return {"ee_pos": np.full(3, 0.01 * self.t), "ee_quat": np.array([1.0, 0, 0, 0]),
+                "joint_pos": np.zeros(7), "gripper": 0.0, "is_grasping": False,
+                "success": success}
+
     def reset(self, seed=0, init_id=0):
         self.t = 0
-        return self._obs(), {"ee_pos": np.zeros(3)}
+        return self._obs(), self._info(False)
 
     def step(self, action):
         self.t += 1
         self.executed.append(np.asarray(action))
         success = self.t >= self.succeed_after
-        return self._obs(), float(success), success, False, {"ee_pos": np.full(3, 0.01 * self.t),
-                                                             "success": success}
+        return self._obs(), float(success), success, False, self._info(success)
 
     def close(self):
         pass
@@ -361,7 +375,6 @@ class _CountingEnv:
 def test_evaluate_replans_after_execute_steps_and_reports_per_task(demos, monkeypatch,
                                                                    execute, acts):
     envs = {"suite/a-v1": _CountingEnv(7), "suite/b-v1": _CountingEnv(100)}
-    monkeypatch.setattr(sft, "_make_env", lambda task_id, policy: envs[task_id])
     policy = CompactVLA(TINY, Normalizer.from_arrays(np.zeros((4, 7)) + 0.1, np.zeros((4, 8))))
     calls = []
     original = policy.act
@@ -373,7 +386,9 @@ def test_evaluate_replans_after_execute_steps_and_reports_per_task(demos, monkey
                         eval_execute_steps=execute)
     calls.clear()
     envs["suite/b-v1"].max_steps = 4  # task b: never succeeds, stops at the step limit
-    out = sft.evaluate(policy, frames, cfg)
+    # one env: the episodes run one after another, so the act calls add up
+    out = sft.evaluate(policy, frames, cfg, num_envs=1,
+                       env_factory=lambda task_id, **options: envs[task_id])
     assert out["eval_success"] == 0.5
     assert out["eval_success/a-v1"] == 1.0 and out["eval_success/b-v1"] == 0.0
     assert len(envs["suite/a-v1"].executed) == 7  # stops at success, mid-chunk
@@ -385,3 +400,29 @@ def test_evaluate_replans_after_execute_steps_and_reports_per_task(demos, monkey
 def test_eval_execute_steps_must_be_non_negative(demos):
     with pytest.raises(ValueError, match="eval_execute_steps"):
         sft.SFTConfig(data=(str(demos),), eval_execute_steps=-1)
+
+
+def test_sft_evaluation_gives_the_numbers_of_smoothvla_eval(tmp_path):
+    """SFT's evaluation runs its episodes as `smoothvla eval` does (one collector and pool):
+    the same checkpoint, episodes and settings give the same success, length and jerk."""
+    from types import SimpleNamespace
+
+    from smoothvla.eval import read_results
+    from smoothvla.rollout.fake_policy import save_tiny_vla
+
+    task = "tabletop-object/pick-ketchup-place-basket-v1"
+    ckpt = save_tiny_vla(tmp_path / "ckpt", chunk_size=4)
+    episodes = [{"task_id": task, "init_id": i, "seed": 0} for i in (0, 1)]
+    cfg = sft.SFTConfig(eval_episodes=2, eval_execute_steps=2, eval_max_steps=12)
+    out = sft.evaluate(load_policy(ckpt), SimpleNamespace(episodes=episodes), cfg)
+    results = tmp_path / "r.jsonl"
+    assert cli_main(["eval", "--checkpoints", f"sft={ckpt}", "--tasks", task,
+                     "--num-init-states", "2", "--workers", "0", "--max-steps", "12",
+                     "--execution.scheme", "receding", "--execution.steps", "2",
+                     "--out", str(results)]) == 0
+    rows = read_results([results])
+    assert out["eval_episodes"] == len(rows) == 2
+    assert out["eval_success"] == np.mean([r.success for r in rows])
+    assert out["eval_length"] == np.mean([r.steps for r in rows]) == 12
+    assert np.isfinite(out["eval_mean_jerk"])
+    assert out["eval_mean_jerk"] == np.mean([r.mean_jerk for r in rows])

@@ -151,3 +151,21 @@ def test_a_second_writer_of_the_same_run_is_refused(tmp_path):
     trainer.run()  # the lock goes with its holder (a kill included)
     again, _ = build(tmp_path / "run", 2, resume=True)
     again.run()  # and run() releases its own
+
+
+def test_resume_reads_a_checkpoint_config_saved_before_policy_overrides():
+    """A run saved with top-level temperature / flow_sde_sigma (0: the checkpoint's) resumes
+    with the same --overrides.* and refuses another temperature, naming it."""
+    from dataclasses import asdict
+
+    from smoothvla.algorithms.finetune import FinetuneConfig
+    from smoothvla.algorithms.trainer import resume_changes
+    from smoothvla.policies.overrides import PolicyOverrides
+
+    cfg = FinetuneConfig(policy="p", tasks=("t",), overrides=PolicyOverrides(temperature=0.2))
+    old = {k: v for k, v in asdict(cfg).items() if k != "overrides"}
+    old.update(temperature=0.2, flow_sde_sigma=0.0)
+    assert resume_changes(cfg, {"iteration": 1, "config": old}) == []
+    old["temperature"] = 0.5
+    with pytest.raises(UserError, match="overrides.temperature 0.2 \\(checkpoint: 0.5\\)"):
+        resume_changes(cfg, {"iteration": 1, "config": old})

@@ -13,7 +13,7 @@ TASK = "tabletop-object/pick-ketchup-place-basket-v1"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    path = save_tiny_vla(tmp_path_factory.mktemp("ckpt") / "sft", chunk_size=8)
+    path = save_tiny_vla(tmp_path_factory.mktemp("ckpt") / "sft", chunk_size=8, head="token")
     return path
 
 
@@ -49,7 +49,8 @@ def test_rerun_with_other_settings_is_refused_or_relabelled(tmp_path, capsys, ch
     assert sorted(r.policy for r in rows) == ["sft", label]
     assert label in capsys.readouterr().out
     # sampled (the compact VLA acting one observation at a time, seeded per episode)
-    assert main(base + ["--temperature", "1.0", "--sampling-seed", "3", "--relabel"]) == 0
+    assert main(base + ["--sample", "--overrides.temperature", "1.0", "--sampling-seed", "3",
+                        "--relabel"]) == 0
     sampled = [r for r in read_results([out]) if r.settings.get("sample")]
     assert [r.policy for r in sampled] == ["sft[sample=true,sampling_seed=3,temperature=1.0]"]
     assert sampled[0].settings == {"sample": True, "sampling_seed": 3, "temperature": 1.0}
@@ -67,5 +68,16 @@ def test_flow_steps_on_another_head_is_refused(tmp_path, capsys):
                ).save(tmp_path / "tok")
     out = tmp_path / "r.jsonl"
     assert main(["eval", "--checkpoints", f"tok={tmp_path / 'tok'}", "--tasks", TASK,
-                 "--workers", "0", "--flow-steps", "30", "--out", str(out)]) == 1
-    assert "--flow-steps" in capsys.readouterr().err and not out.exists()
+                 "--workers", "0", "--overrides.flow-steps", "30", "--out", str(out)]) == 1
+    assert "--overrides.flow-steps" in capsys.readouterr().err and not out.exists()
+
+
+def test_sampling_overrides_on_a_greedy_evaluation_are_refused(tmp_path, capsys, checkpoint):
+    """--overrides.temperature changes sampled actions only: without --sample it would be
+    recorded in the rows yet change nothing, so it is refused before any episode runs."""
+    out = tmp_path / "r.jsonl"
+    argv = ["eval", "--checkpoints", f"sft={checkpoint}", "--tasks", TASK, "--num-init-states",
+            "1", "--workers", "0", "--overrides.temperature", "0.5", "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--overrides.temperature" in err and "--sample" in err and not out.exists()

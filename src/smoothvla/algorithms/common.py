@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -195,8 +195,11 @@ def group_indices(trajectories: list[Trajectory]) -> dict[Any, list[int]]:
 
 
 def rollout_stats(trajectories: list[Trajectory]) -> dict[str, float]:
-    """Success rate, reward and its terms, mean jerk, episode length, degenerate groups."""
+    """Success rate, reward and its terms, mean jerk, episode length, degenerate groups; first
+    `require_chunks` (what every update needs of its trajectories)."""
     from smoothvla.metrics import mean_jerk
+
+    require_chunks(trajectories)
 
     rewards = np.array([t.reward for t in trajectories], dtype=np.float64)
     stats = {
@@ -234,16 +237,6 @@ def rollout_stats(trajectories: list[Trajectory]) -> dict[str, float]:
     return stats
 
 
-def adamw_learner(policy: Any, lr: float, weight_decay: float, seed: int) -> tuple[
-        list[nn.Parameter], torch.optim.AdamW, Reference, torch.Generator]:
-    """What an algorithm that trains the whole policy at one learning rate owns (GRPO, DPO):
-    the trainable parameters, their AdamW optimizer, the frozen reference (a copy of those
-    parameters) and the seeded generator of its minibatches."""
-    params = trainable_parameters(policy)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    return params, optimizer, Reference(params), torch.Generator().manual_seed(seed)
-
-
 def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
                   loss: torch.Tensor, max_grad_norm: float) -> float:
     """Backpropagate `loss` from zeroed gradients, clip them to `max_grad_norm` (<= 0: no
@@ -266,29 +259,60 @@ def mean_of(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def algorithm_state(name: str, algo: Any) -> dict[str, Any]:
-    """Everything an algorithm needs to resume: policy (with any value head), optimizer,
-    reference, RNG, update count and config. `algo` has those as attributes."""
-    return {
-        "algorithm": name,
-        "config": asdict(algo.cfg),
-        "policy": algo.policy.state_dict(),
-        "optimizer": algo.optimizer.state_dict(),
-        "reference": algo.reference.state_dict(),
-        "generator": algo.generator.get_state(),
-        "updates": algo.updates,
-    }
+class Algorithm:
+    """What GRPO, PPO and DPO share, and all the trainer calls: `update(trajectories) ->
+    stats`, and `state_dict` / `load_state_dict`, which save and restore everything a resumed
+    run needs (policy with any value head, optimizer, reference, minibatch generator, update
+    count, config) under the algorithm's `name`. A subclass builds `params`, `optimizer`,
+    `reference` and `generator` in its `__init__` and implements `update`."""
+
+    name: ClassVar[str]
+    policy: Policy
+    cfg: Any
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    reference: Reference
+    generator: torch.Generator
+    updates: int = 0
+
+    def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.name,
+            "config": asdict(self.cfg),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "reference": self.reference.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of `state_dict`; a checkpoint of another algorithm is a clear error."""
+        if state.get("algorithm") != self.name:
+            raise UserError(f"checkpoint is for {state.get('algorithm')!r}, not {self.name}")
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.reference.load_state_dict(state["reference"])
+        self.generator.set_state(state["generator"])
+        self.updates = int(state["updates"])
 
 
-def load_algorithm_state(name: str, algo: Any, state: dict[str, Any]) -> None:
-    """Inverse of `algorithm_state`; a checkpoint of another algorithm is a clear error."""
-    if state.get("algorithm") != name:
-        raise UserError(f"checkpoint is for {state.get('algorithm')!r}, not {name}")
-    algo.policy.load_state_dict(state["policy"])
-    algo.optimizer.load_state_dict(state["optimizer"])
-    algo.reference.load_state_dict(state["reference"])
-    algo.generator.set_state(state["generator"])
-    algo.updates = int(state["updates"])
+class WholePolicyAlgorithm(Algorithm):
+    """An algorithm that trains the whole policy at one learning rate (GRPO, DPO): AdamW over
+    the trainable parameters (`cfg.lr`, `cfg.weight_decay`), the frozen reference a copy of
+    them, the minibatch generator seeded with `cfg.seed`."""
+
+    def __init__(self, policy: Policy, cfg: Any) -> None:
+        self.policy = policy
+        self.cfg = cfg
+        self.params = trainable_parameters(policy)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.reference = Reference(self.params)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.updates = 0
 
 
 # -- smoothness credit ---------------------------------------------------------------------

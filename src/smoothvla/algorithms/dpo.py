@@ -19,7 +19,6 @@ One `update(trajectories)` reads top to bottom:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,21 +26,17 @@ import torch
 from smoothvla.algorithms.common import (
     LEARNING_RANGES,
     ChunkBatch,
-    adamw_learner,
-    algorithm_state,
+    WholePolicyAlgorithm,
     chunk_log_prob,
     gradient_step,
     group_indices,
-    load_algorithm_state,
     mean_of,
     minibatches,
     record,
-    require_chunks,
     rollout_stats,
 )
 from smoothvla.algorithms.losses import dpo_loss
 from smoothvla.errors import check_fields
-from smoothvla.policies.base import Policy
 from smoothvla.trajectory import Trajectory
 
 
@@ -91,19 +86,14 @@ def preference_pairs(
     return [(win, lose) for _, win, lose in candidates[:max_pairs]]
 
 
-class DPO:
+class DPO(WholePolicyAlgorithm):
     """Owns the optimizer and the frozen reference policy."""
 
-    def __init__(self, policy: Policy, cfg: DPOConfig) -> None:
-        self.policy = policy
-        self.cfg = cfg
-        self.params, self.optimizer, self.reference, self.generator = adamw_learner(
-            policy, cfg.lr, cfg.weight_decay, cfg.seed)
-        self.updates = 0
+    name = "dpo"
+    cfg: DPOConfig
 
     def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
         cfg = self.cfg
-        require_chunks(trajectories)
         stats = rollout_stats(trajectories)
 
         # -- preference pairs within groups --------------------------------------------
@@ -159,10 +149,3 @@ class DPO:
         chunk_logp = chunk_log_prob(self.policy, batch.obs, batch.chunk)
         sums = torch.zeros(len(which)).index_add(0, batch.traj_index, chunk_logp)
         return {i: sums[k] for k, i in enumerate(which)}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (see `common.algorithm_state`)."""
-        return algorithm_state("dpo", self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_algorithm_state("dpo", self, state)

@@ -7,8 +7,10 @@ algorithms' hyperparameters, out_dir, --resume) plus where the policy comes from
 the environments run. The run directory gets `log.jsonl`, `config.json`,
 `checkpoint/state.pt` (resumable) and `policy/` (a checkpoint `smoothvla eval` reads).
 `--resume` refuses flags that differ from the checkpoint's run, except how it runs (workers,
-device, ...) and how long (`RESUME_MAY_CHANGE`); `--flow-sde-sigma` on a checkpoint without
-a flow head is refused too. `--video-every M` films the first group of every M-th iteration
+device, ...) and how long (`RESUME_MAY_CHANGE`). `--overrides.*` replace fields of the
+checkpoint's policy config for the rollouts (`PolicyOverrides`, shared with `smoothvla eval`);
+one the checkpoint's head has no use for (`--overrides.flow-sde-sigma` on a token head) is
+refused. `--video-every M` films the first group of every M-th iteration
 (iterations 0, M, 2M, ...: the policy before the update of that iteration) into
 `out_dir/videos/iter_NNNN/` (rollout/filming.py); filming changes no rollout.
 """
@@ -24,6 +26,7 @@ from typing import Any, ClassVar, Literal
 from smoothvla.algorithms.trainer import TrainConfig
 from smoothvla.errors import UserError, check_fields
 from smoothvla.io import check_writable_output
+from smoothvla.policies.overrides import PolicyOverrides
 from smoothvla.rollout.execution import ExecutionConfig
 
 
@@ -50,12 +53,11 @@ class FinetuneConfig(TrainConfig):
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16: autocast for the vision encoder and fusion transformer on CUDA; the heads, the
     log-probabilities and the losses stay float32 (docs/scaling.md)."""
-    temperature: float = 0.0
-    """Token head: sampling temperature of the rollouts (0: the checkpoint's, 1.0 by default).
-    Measured on the demo's SFT policy: 45% success greedy, 25% sampled at 0.2, 0% at 0.5
-    and 1.0, where every group fails and GRPO has no signal (docs/rl.md)."""
-    flow_sde_sigma: float = 0.0
-    """Flow head: noise scale g of the sampling SDE (0: the checkpoint's)."""
+    overrides: PolicyOverrides = field(default_factory=PolicyOverrides)
+    """What the rollouts change in the checkpoint's policy config (unset: the checkpoint's),
+    e.g. --overrides.temperature 0.2 for a token head. Measured on the demo's SFT policy: 45%
+    success greedy, 25% sampled at temperature 0.2, 0% at 0.5 and 1.0, where every group
+    fails and GRPO has no signal (docs/rl.md)."""
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     """Which actions of each chunk the rollouts execute: chunk, receding or prefix (the
     averaging schemes blend and ensemble are evaluation-only; docs/rl.md)."""
@@ -76,20 +78,36 @@ class FinetuneConfig(TrainConfig):
     """Also where and how the rollouts and the learner run (not what is learned)."""
 
     def __post_init__(self) -> None:
+        # policy and tasks are checked when the run starts (`check_inputs`): the study holds
+        # a FinetuneConfig whose policy and tasks it fills in per run
         super().__post_init__()
+        check_fields(self, flags=True, workers=">= 0",
+                     envs_per_worker=">= 1", lanes=">= 1", max_steps=">= 0",
+                     worker_timeout_s="> 0", video_every=">= 0")
+        self.execution.check_for_rl()
+        if self.ray_address is not None and self.backend != "ray":
+            raise UserError("--ray-address needs --backend ray")
+
+    @classmethod
+    def upgrade_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """Before `overrides`, `temperature` and `flow_sde_sigma` were top-level fields with 0
+        meaning the checkpoint's value."""
+        if "overrides" in saved or not {"temperature", "flow_sde_sigma"} & saved.keys():
+            return saved
+        out = dict(saved)
+        out["overrides"] = {"temperature": out.pop("temperature", 0.0) or None,
+                            "flow_sde_sigma": out.pop("flow_sde_sigma", 0.0) or None,
+                            "flow_steps": None}
+        return out
+
+    def check_inputs(self) -> None:
+        """UserError when the policy or the tasks are missing."""
         if not self.policy:
             raise UserError("--policy is required: the checkpoint directory to fine-tune")
         if not self.tasks:
             raise UserError(
                 "--tasks is required: one or more task ids, e.g. tabletop-goal/open-drawer-v1"
             )
-        # temperature and flow_sde_sigma 0: keep the checkpoint's
-        check_fields(self, flags=True, temperature=">= 0", flow_sde_sigma=">= 0", workers=">= 0",
-                     envs_per_worker=">= 1", lanes=">= 1", max_steps=">= 0",
-                     worker_timeout_s="> 0", video_every=">= 0")
-        self.execution.check_for_rl()
-        if self.ray_address is not None and self.backend != "ray":
-            raise UserError("--ray-address needs --backend ray")
 
 
 def finetune(cfg: FinetuneConfig) -> Path:
@@ -106,6 +124,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     from smoothvla.rollout.pool import make_pool
 
     torch.set_num_threads(1)
+    cfg.check_inputs()
     check_writable_output(cfg.out_dir, "folder")
     for task in cfg.tasks:
         get_task(task)  # unknown ids fail here, before workers start
@@ -116,10 +135,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
         from smoothvla.algorithms import distributed as ddp
 
         ddp.init_distributed()
-    overrides = {k: v for k, v in (("temperature", cfg.temperature),
-                                   ("flow_sde_sigma", cfg.flow_sde_sigma)) if v > 0}
-    policy = load_policy(resolve_checkpoint(cfg.policy), **overrides)
-    check_sampling_flags(cfg, policy.cfg.head)
+    policy = load_policy(resolve_checkpoint(cfg.policy), **cfg.overrides.as_dict())
+    cfg.overrides.check_head(policy.cfg.head, cfg.policy)
     policy = place(policy, cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree
     env_options = {"cameras": policy.cameras, "image_size": policy.image_size}
@@ -158,13 +175,3 @@ def finetune(cfg: FinetuneConfig) -> Path:
     print(f"train: policy {cfg.out_dir}/policy, log {cfg.out_dir}/log.jsonl", file=sys.stderr)
     return Path(cfg.out_dir) / "policy"
 
-
-def check_sampling_flags(cfg: FinetuneConfig, head: str) -> None:
-    """--flow-sde-sigma belongs to the flow head and --temperature to the heads that sample
-    tokens (token, dct); on a checkpoint with another head either would be silently ignored."""
-    if cfg.flow_sde_sigma > 0 and head != "flow":
-        raise UserError(f"--flow-sde-sigma {cfg.flow_sde_sigma} sets the flow head's sampling, "
-                        f"but {cfg.policy} has a {head} head; drop --flow-sde-sigma")
-    if cfg.temperature > 0 and head not in ("token", "dct"):
-        raise UserError(f"--temperature {cfg.temperature} sets a token head's sampling, but "
-                        f"{cfg.policy} has a {head} head; drop --temperature")

@@ -24,7 +24,7 @@ One `update(trajectories)` reads top to bottom:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -32,19 +32,16 @@ import torch
 from smoothvla.algorithms.common import (
     LEARNING_RANGES,
     ChunkBatch,
-    adamw_learner,
-    algorithm_state,
+    WholePolicyAlgorithm,
     batched_log_prob,
     chunk_log_prob,
     chunk_log_prob_terms,
     chunk_mean_jerk,
     gradient_step,
     group_indices,
-    load_algorithm_state,
     mean_of,
     minibatches,
     record,
-    require_chunks,
     reward_has_jerk,
     rollout_stats,
     trajectory_mean_jerk,
@@ -59,7 +56,6 @@ from smoothvla.algorithms.losses import (
     kl_k3,
 )
 from smoothvla.errors import UserError, check_fields
-from smoothvla.policies.base import Policy
 from smoothvla.trajectory import Trajectory
 
 ADVANTAGES = ("standard", "decoupled", "chunk")
@@ -179,19 +175,14 @@ GROUP_ADVANTAGES: dict[str, GroupAdvantage] = {
 }
 
 
-class GRPO:
+class GRPO(WholePolicyAlgorithm):
     """Owns the optimizer and the reference; `update(trajectories) -> stats`."""
 
-    def __init__(self, policy: Policy, cfg: GRPOConfig) -> None:
-        self.policy = policy
-        self.cfg = cfg
-        self.params, self.optimizer, self.reference, self.generator = adamw_learner(
-            policy, cfg.lr, cfg.weight_decay, cfg.seed)
-        self.updates = 0
+    name = "grpo"
+    cfg: GRPOConfig
 
     def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
         cfg = self.cfg
-        require_chunks(trajectories)
         stats = rollout_stats(trajectories)
 
         if cfg.advantage != "standard" and any(reward_has_jerk(t) for t in trajectories):
@@ -300,11 +291,3 @@ class GRPO:
             "updates": float(self.updates),
             "lr": self.cfg.lr,
         }
-
-    # -- checkpointing -------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (see `common.algorithm_state`)."""
-        return algorithm_state("grpo", self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_algorithm_state("grpo", self, state)

@@ -31,18 +31,16 @@ import torch
 
 from smoothvla.algorithms.common import (
     LEARNING_RANGES,
+    Algorithm,
     ChunkBatch,
     Reference,
-    algorithm_state,
     chunk_jerk_of,
     chunk_log_prob,
     gradient_step,
-    load_algorithm_state,
     mean_of,
     minibatches,
     policy_value,
     record,
-    require_chunks,
     reward_has_jerk,
     rollout_stats,
     trainable_parameters,
@@ -112,10 +110,13 @@ class PPOConfig:
         return replace(cls(**overrides), gamma=1.0, lam=1.0)
 
 
-class PPO:
+class PPO(Algorithm):
     """Owns the optimizer (policy + value head) and the drift reference. `jerk_scale`
     (m/s^3 that count as 1, `RewardConfig.jerk_scale`) scales the dense jerk penalty; a
     trainer that measures it later sets the attribute."""
+
+    name = "ppo"
+    cfg: PPOConfig
 
     def __init__(self, policy: Policy, cfg: PPOConfig, jerk_scale: float = 1.0) -> None:
         if not (np.isfinite(jerk_scale) and jerk_scale > 0):
@@ -140,11 +141,10 @@ class PPO:
 
     def update(self, trajectories: list[Trajectory]) -> dict[str, float]:
         cfg = self.cfg
-        require_chunks(trajectories)
+        stats = rollout_stats(trajectories)
         if cfg.dense_jerk_weight > 0 and any(reward_has_jerk(t) for t in trajectories):
             raise UserError("dense_jerk_weight replaces the smooth reward's jerk term (it "
                             "would count jerk twice): score with the binary reward")
-        stats = rollout_stats(trajectories)
         batch = ChunkBatch.from_trajectories(trajectories)
 
         # -- old values, then GAE per trajectory at the chunk level ----------------------
@@ -235,10 +235,3 @@ class PPO:
                              f"{len(sums)}")
         return dense_jerk_rewards(torch.from_numpy(sums), torch.from_numpy(windows),
                                   self.cfg.dense_jerk_weight, self.jerk_scale)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (see `common.algorithm_state`)."""
-        return algorithm_state("ppo", self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_algorithm_state("ppo", self, state)

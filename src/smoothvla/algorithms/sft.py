@@ -46,6 +46,7 @@ from smoothvla.policies.base import DemoBatch, Policy
 from smoothvla.policies.device import place
 from smoothvla.policies.encoders import random_shift
 from smoothvla.policies.vla import CompactVLA, VLAConfig, canonical_proprio, load_policy
+from smoothvla.rollout.pool import EnvFactory
 
 PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")
 
@@ -110,6 +111,9 @@ class SFTConfig:
     eval_execute_steps: int = 0
     """Actions executed from each predicted chunk during evaluation before re-planning
     (0 = the whole chunk of k)."""
+    eval_max_steps: int = 0
+    """Cap on evaluation episode length in control steps (0: each task's own limit), as
+    `smoothvla eval --max-steps`."""
     log_every: int = 10
     checkpoint_every: int = 500
     resume: bool = False
@@ -134,7 +138,7 @@ class SFTConfig:
         check_fields(self, lr="(0, 1]", weight_decay=">= 0", warmup_steps=">= 0",
                      min_lr_ratio="[0, 1]", grad_clip=">= 0", smooth_weight=">= 0",
                      shift_pad=">= 0", aug_views=">= 1", max_demos=">= 0", eval_every=">= 0",
-                     eval_episodes=">= 0", eval_execute_steps=">= 0", log_every=">= 1",
+                     eval_episodes=">= 0", eval_execute_steps=">= 0", eval_max_steps=">= 0", log_every=">= 1",
                      checkpoint_every=">= 1", num_threads=">= 1")
         if (self.steps < 1 and not (self.steps == 0 and self.init_from)) or self.batch_size < 1:
             raise UserError("steps and batch_size must be >= 1 (steps 0 only with init_from)")
@@ -455,75 +459,63 @@ def held_in_episodes(episodes: list[dict], count: int) -> list[dict]:
     return out[:count]
 
 
-def _make_env(task_id: str, policy: Policy):
-    from smoothvla.envs import base as envs
+def evaluate(policy: Policy, frames: Frames, cfg: SFTConfig, *, num_envs: int = 8,
+             env_factory: EnvFactory | None = None) -> dict[str, float] | None:
+    """Greedy rollouts from the initial states (task, init_id, seed) of the first demos
+    (`held_in_episodes`), executing the first `cfg.eval_execute_steps` actions of each chunk
+    (receding horizon; the whole chunk when 0). The episodes run as `smoothvla eval --workers
+    0` runs them (`eval.runner.run_episodes`: the same collector, env options and episode
+    limits), so the numbers are those `smoothvla eval` gives the saved checkpoint on the
+    same episodes (`episode_result`'s metrics). Returns the overall success rate, the mean
+    episode length, the mean end-effector jerk (m/s^3, over every episode) and one `eval_success/<task name>` per
+    task. None (with a message) when the demos carry no task id or their suite cannot be
+    built here. `num_envs` envs run in this process, the policy acting on all at once;
+    `env_factory` replaces `smoothvla.envs.make` (tests)."""
+    from smoothvla.envs import get_task
+    from smoothvla.eval.runner import EvalPlan, PolicyRef, episode_result, run_episodes
+    from smoothvla.rollout.collector import GroupRequest
+    from smoothvla.rollout.execution import ExecutionConfig
 
-    cameras = tuple(c.removesuffix("_rgb") for c in policy.cameras)
-    size = {} if policy.image_size is None else {"image_size": policy.image_size}
-    try:
-        return envs.make(task_id, cameras=cameras, **size)
-    except TypeError:  # a suite without these options
-        return envs.make(task_id)
-
-
-def evaluate(policy: Policy, frames: Frames, cfg: SFTConfig) -> dict[str, float] | None:
-    """Greedy rollouts from the initial states (task, init_id, seed) of the first demos,
-    executing the first `cfg.eval_execute_steps` actions of each chunk (all when 0). Returns
-    the overall success rate and one `eval_success/<task name>` per task. None (with a message) when the demos carry no task id or their
-    suite cannot be built here."""
     episodes = held_in_episodes(frames.episodes, cfg.eval_episodes)
     if not episodes:
         print("sft: evaluation skipped: demos carry no task_id attribute", file=sys.stderr)
         return None
-    envs: dict[str, Any] = {}
+    requests = [GroupRequest(str(e["task_id"]), int(e.get("init_id", 0)), int(e.get("seed", 0)), 1)
+                for e in episodes]
     try:
-        for e in episodes:
-            if e["task_id"] not in envs:
-                envs[e["task_id"]] = _make_env(e["task_id"], policy)
+        for task in {r.task_id for r in requests} if env_factory is None else ():
+            get_task(task)
     except (ImportError, ValueError, KeyError) as err:
         print(f"sft: evaluation skipped: cannot build the demos' tasks here ({err})", file=sys.stderr)
         return None
-    successes, lengths, jerks = [], [], []
-    per_task: dict[str, list[bool]] = {}
-    execute = cfg.eval_execute_steps or policy.chunk_size
+    steps = cfg.eval_execute_steps
+    execution = (ExecutionConfig("receding", steps) if 0 < steps < policy.chunk_size
+                 else ExecutionConfig())
+    plan = EvalPlan(task_ids=sorted({r.task_id for r in requests}), init_ids=(),
+                    execution=execution, max_steps=cfg.eval_max_steps)
     policy.eval()
-    try:
-        for e in episodes:
-            env = envs[e["task_id"]]
-            obs, info = env.reset(seed=int(e.get("seed", 0)), init_id=int(e.get("init_id", 0)))
-            positions = [np.asarray(info["ee_pos"])] if "ee_pos" in info else []
-            done, success = False, False
-            while not done:
-                for action in policy.act([obs], sample=False).actions[0, :execute].numpy():
-                    obs, _, terminated, truncated, info = env.step(action)
-                    if "ee_pos" in info:
-                        positions.append(np.asarray(info["ee_pos"]))
-                    success = success or bool(info.get("success", False))
-                    done = terminated or truncated or len(positions) > env.max_steps
-                    if done:
-                        break
-            successes.append(success)
-            per_task.setdefault(str(e["task_id"]).split("/")[-1], []).append(success)
-            lengths.append(len(positions) - 1)
-            if len(positions) > 4:
-                jerks.append(_mean_jerk(np.stack(positions), env.control_dt))
-    finally:
-        for env in envs.values():
-            env.close()
-    out = {"eval_success": float(np.mean(successes)), "eval_length": float(np.mean(lengths)),
-           "eval_episodes": len(successes)}
-    out.update({f"eval_success/{name}": float(np.mean(v)) for name, v in sorted(per_task.items())})
-    if jerks and all(j is not None for j in jerks):
-        out["eval_mean_jerk"] = float(np.mean(jerks))
-    return out
-
-
-def _mean_jerk(positions: np.ndarray, dt: float) -> float | None:
-    try:
-        from smoothvla.metrics import mean_jerk
-    except ImportError:
+    trajectories, errors = [], []
+    with torch.no_grad():
+        for _, out in run_episodes(policy, plan, "none", requests, workers=0,
+                                   envs_per_worker=num_envs, env_factory=env_factory):
+            trajectories += out.trajectories
+            errors += out.errors
+    if not trajectories:
+        print(f"sft: evaluation skipped: every episode failed ({'; '.join(errors[:2])})",
+              file=sys.stderr)
         return None
-    return float(mean_jerk(positions, dt))
+    rows = [episode_result(t, PolicyRef("sft", ""), "none", keep_path=False) for t in trajectories]
+    per_task: dict[str, list[bool]] = {}
+    for r in rows:
+        per_task.setdefault(r.task_id.split("/")[-1], []).append(r.success)
+    result = {"eval_success": float(np.mean([r.success for r in rows])),
+              "eval_length": float(np.mean([r.steps for r in rows])),
+              "eval_episodes": len(rows)}
+    result.update({f"eval_success/{name}": float(np.mean(v)) for name, v in sorted(per_task.items())})
+    jerks = [r.mean_jerk for r in rows if np.isfinite(r.mean_jerk)]
+    if jerks:
+        result["eval_mean_jerk"] = float(np.mean(jerks))
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,6 +97,12 @@ class TrainConfig:
     long or where the run goes, not what it learns. Every other field must equal the
     checkpoint's (`resume_changes`); subclasses add their own (e.g. worker counts)."""
 
+    @classmethod
+    def upgrade_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A config saved in a checkpoint by an earlier version, in this version's layout, so
+        that `resume_changes` compares like with like (subclasses that moved fields)."""
+        return saved
+
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise UserError(
@@ -367,7 +373,7 @@ def resume_changes(cfg: TrainConfig, state: dict[str, Any]) -> list[str]:
     learning rate, the RNGs their seed, the algorithm its state), and fewer iterations than
     the checkpoint has done cannot either: both raise UserError naming the flags."""
     done = int(state["iteration"])
-    changes = config_changes(state.get("config", {}), asdict(cfg))
+    changes = config_changes(type(cfg).upgrade_saved(state.get("config", {})), asdict(cfg))
     refused = {k: v for k, v in changes.items() if k not in type(cfg).RESUME_MAY_CHANGE}
     if refused:
         listed = "; ".join(f"--{k.replace('_', '-')} {new!r} (checkpoint: {old!r})"

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from smoothvla.io import check_writable_output
 from smoothvla.report.tables import format_table
-from smoothvla.study import Study, StudyConfig, smoothness_rows, summary_rows
+from smoothvla.study import Study, StudyConfig, smoothness_rows, study_train, summary_rows
 
 DEMO_TASKS = ("pick-ketchup-place-basket", "pick-milk-place-basket")
 
@@ -34,13 +34,16 @@ def demo_study() -> StudyConfig:
     every step). Action history plus ensembling is the smoothest combination measured at no
     cost in success (docs/RESULTS.md, "Smoothness"). Evaluated in distribution and under a
     language perturbation."""
+    from smoothvla.algorithms.grpo import GRPOConfig
+
+    train = replace(study_train(), iterations=6, group_size=8, groups_per_iteration=2,
+                    init_ids=tuple(range(25)),
+                    grpo=GRPOConfig(lr=2e-5, ratio_level="token", beta=0.1))
     return StudyConfig(
         name="demo", out="runs/demo", suite="tabletop-object", tasks=DEMO_TASKS,
-        sft_checkpoint="smoothvla:demo-token-history", demos_per_task=5,
-        methods=("grpo-binary", "grpo-decoupled"), rl_iterations=6, group_size=8,
-        groups_per_iteration=2, rl_init_states=25, grpo_ratio_level="token", kl_beta=0.1,
-        rl_lr=2e-5, executions=("ensemble:1",), eval_init_states=10,
-        perturbations=("language",), envs_per_worker=5,
+        sft_checkpoint="smoothvla:demo-token-history", demos_per_task=5, train=train,
+        methods=("grpo-binary", "grpo-decoupled"), executions=("ensemble:1",),
+        eval_init_states=10, perturbations=("language",), envs_per_worker=5,
     )
 
 
@@ -49,7 +52,8 @@ class Config:
     study: StudyConfig = field(default_factory=demo_study)
     """The study to run (defaults: the demo's budget)."""
     config: Path | None = None
-    """A study preset (TOML, keys of StudyConfig) that replaces --study.* defaults."""
+    """A study preset (TOML: StudyConfig's fields as keys, its SFT and RL configs as [sft] and
+    [train] tables) that replaces --study.* defaults."""
     synthetic: bool = False
     """Only analyse generated smooth and jittery trajectories (no simulation, seconds)."""
 

@@ -12,6 +12,7 @@ from smoothvla.eval.results import ResultsFile, read_results
 from smoothvla.eval.runner import EvalPlan, PolicyRef, check_plan, evaluate
 from smoothvla.eval.summary import summarize
 from smoothvla.io import check_writable_output
+from smoothvla.policies.overrides import PolicyOverrides
 from smoothvla.report.study_tables import cell_table
 from smoothvla.report.tables import format_table
 from smoothvla.report.video import results_video_dir
@@ -44,17 +45,16 @@ class Config:
     """Where the policy runs: 'auto' (CUDA when available), 'cpu', 'cuda'."""
     precision: str = "fp32"
     """'fp32' or 'bf16' (CUDA only: vision encoder and fusion under bf16 autocast)."""
-    temperature: float = 0.0
-    """0: greedy actions. > 0: sampled actions, the token head at this temperature (e.g. the
-    rollout temperature RL trained with)."""
+    sample: bool = False
+    """Sample actions instead of acting greedily (e.g. the tempered policy RL optimizes, with
+    --overrides.temperature set to the rollout temperature RL trained with)."""
     sampling_seed: int = 0
-    """Seed of sampled evaluation (--temperature > 0): each episode samples from a stream
-    seeded by its task, init state, env seed, perturbation and this seed, so an interrupted
-    and resumed run samples exactly the episodes an uninterrupted one would."""
-    flow_steps: int = 0
-    """Flow head: Euler steps of the ODE (greedy) or SDE (sampled); 0: the checkpoint's own.
-    More steps integrate the flow more exactly; the head's cost grows with N, though the vision
-    encoder dominates (30 vs 10 steps: 1.10x the act time on CPU)."""
+    """Seed of sampled evaluation (--sample): each episode samples from a stream seeded by its
+    task, init state, env seed, perturbation and this seed, so an interrupted and resumed run
+    samples exactly the episodes an uninterrupted one would."""
+    overrides: PolicyOverrides = field(default_factory=PolicyOverrides)
+    """What to change in every checkpoint's policy config (unset: the checkpoint's), e.g.
+    --overrides.flow-steps 30; recorded in every row, so part of its settings."""
     relabel: bool = False
     """When --out already holds rows of a label acted with other settings (or another
     checkpoint for the same training seed), store this run under LABEL[field=value,...]
@@ -84,22 +84,19 @@ class Config:
         if not self.checkpoints:
             raise UserError("give at least one checkpoint")
         check_fields(self, flags=True, num_init_states=">= 1", first_init=">= 0", workers=">= 0",
-                     envs_per_worker=">= 1", temperature=">= 0",
-                     flow_steps=">= 0", record_paths=">= 0", video=">= 0", max_steps=">= 0")
+                     envs_per_worker=">= 1", record_paths=">= 0", video=">= 0", max_steps=">= 0")
         # perturbations, tasks and init states: `check_plan` in `run`, per suite, before loading
 
 
-def _require_flow_head(path: str) -> None:
-    """--flow-steps means nothing to another head: refuse rather than ignore it."""
+def _check_overrides(cfg: Config, path: str) -> None:
+    """Refuse overrides the checkpoint at `path` would ignore (`PolicyOverrides.check_head`)."""
     import json
 
     try:
         head = json.loads((Path(path) / "config.json").read_text())["config"]["head"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # load_policy reports a missing or corrupt checkpoint with its own message
-    if head != "flow":
-        raise UserError(f"--flow-steps sets a flow head's Euler steps, but {path} has a {head} "
-                        "head; drop --flow-steps")
+    cfg.overrides.check_head(head, path, sampled=cfg.sample)
 
 
 def _task_ids(cfg: Config) -> list[str]:
@@ -117,11 +114,7 @@ def _task_ids(cfg: Config) -> list[str]:
 
 def _policy_settings(cfg: Config) -> dict[str, object]:
     """Load-time overrides that change how the policy acts (recorded in every row)."""
-    out: dict[str, object] = {}
-    if cfg.temperature > 0:
-        out["temperature"] = cfg.temperature
-    if cfg.flow_steps:
-        out["flow_steps"] = cfg.flow_steps
+    out: dict[str, object] = dict(cfg.overrides.as_dict())
     if cfg.precision != "fp32":
         out["precision"] = cfg.precision
     return out
@@ -137,19 +130,17 @@ def run(cfg: Config) -> int:
         init_ids=range(cfg.first_init, cfg.first_init + cfg.num_init_states),
         seeds=cfg.seeds, perturbations=cfg.perturbations, record_paths=cfg.record_paths,
         videos=cfg.video, video_camera=cfg.video_camera, max_steps=cfg.max_steps,
-        sample=cfg.temperature > 0, sampling_seed=cfg.sampling_seed,
+        sample=cfg.sample, sampling_seed=cfg.sampling_seed,
         execution=cfg.execution, policy_settings=_policy_settings(cfg),
     )
     check_plan(plan)  # before any checkpoint loads or episode runs
     refs = [PolicyRef.parse(text) for text in cfg.checkpoints]
-    for ref in refs if cfg.flow_steps else ():
-        _require_flow_head(ref.path)
+    for ref in refs:
+        _check_overrides(cfg, ref.path)
     results = ResultsFile(cfg.out)
     for ref in refs:
-        overrides = {"temperature": cfg.temperature} if cfg.temperature > 0 else {}
-        if cfg.flow_steps:
-            overrides["flow_steps"] = cfg.flow_steps
-        policy = place(load_policy(ref.path, **overrides), cfg.device, cfg.precision)
+        policy = place(load_policy(ref.path, **cfg.overrides.as_dict()), cfg.device,
+                       cfg.precision)
         policy.eval()
         with torch.no_grad():
             evaluate(policy, ref, plan, results, workers=cfg.workers,

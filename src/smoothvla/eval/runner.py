@@ -30,7 +30,7 @@ import math
 import numbers
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -42,7 +42,7 @@ from smoothvla.metrics import path_metrics
 from smoothvla.metrics.attribution import SPLIT_KEYS, gripper_events, jerk_trace
 from smoothvla.policies.packaged import resolve_checkpoint
 from smoothvla.report.video import results_video_dir
-from smoothvla.rollout.collector import Collector, GroupRequest
+from smoothvla.rollout.collector import CollectResult, Collector, GroupRequest
 from smoothvla.rollout.execution import ExecutionConfig
 from smoothvla.rollout.pool import EnvFactory, make_pool
 from smoothvla.trajectory import Trajectory
@@ -231,44 +231,61 @@ def evaluate(
     total = sum(len(v) for v in todo.values())
     bar = tqdm(total=total, desc=f"eval {label}", unit="ep", disable=not progress or total == 0)
     for pert, requests in todo.items():
-        if not requests:
-            continue
-        options = dict(plan.env_options)
-        if pert != "none":
-            options["perturbation"] = pert
-        factory, actor = env_factory, policy
-        if plan.sample:  # each episode samples from its own stream (smoothvla.eval.sampling)
-            factory = EpisodeSeededFactory(env_factory, *_strength(pert), plan.sampling_seed)
-            actor = EpisodeSeededPolicy(policy)
-        num_envs = max(1, min(max(workers, 1) * envs_per_worker, len(requests)))
-        pool = make_pool("process" if workers > 0 else "inprocess", num_envs,
-                         num_workers=workers or None, env_factory=factory, env_options=options)
-        try:
-            collector = Collector(actor, pool, sample=plan.sample, execution=plan.execution,
-                                  max_steps=plan.max_steps or None)
-            for start in range(0, len(requests), batch_episodes):
-                batch = requests[start : start + batch_episodes]
-                out = collector.collect(batch, seed=start)
-                records = [episode_result(t, run_ref, pert,
-                                          t.init_id in keep or "frames" in t.extras)
-                           for t in out.trajectories]
-                for t in out.trajectories:
-                    if "frames" in t.extras:
-                        write_video(t, run_ref, pert, results_video_dir(results.path))
-                for r in records:
-                    r.checkpoint, r.settings = checkpoint, settings
-                new += results.append_new(records)
-                if on_batch:
-                    on_batch(records)
-                bar.update(len(batch))
-                lost = len(batch) - len(out.trajectories)
-                if lost:
-                    bar.write(f"eval {label}: {lost} episode(s) lost to env failures "
-                              f"({'; '.join(out.errors[:2])}); re-run to retry them")
-        finally:
-            pool.close()
+        for batch, out in run_episodes(policy, plan, pert, requests, workers=workers,
+                                       envs_per_worker=envs_per_worker,
+                                       batch_episodes=batch_episodes, env_factory=env_factory):
+            records = [episode_result(t, run_ref, pert, t.init_id in keep or "frames" in t.extras)
+                       for t in out.trajectories]
+            for t in out.trajectories:
+                if "frames" in t.extras:
+                    write_video(t, run_ref, pert, results_video_dir(results.path))
+            for r in records:
+                r.checkpoint, r.settings = checkpoint, settings
+            new += results.append_new(records)
+            if on_batch:
+                on_batch(records)
+            bar.update(len(batch))
+            lost = len(batch) - len(out.trajectories)
+            if lost:
+                bar.write(f"eval {label}: {lost} episode(s) lost to env failures "
+                          f"({'; '.join(out.errors[:2])}); re-run to retry them")
     bar.close()
     return new
+
+
+def run_episodes(
+    policy: Any,
+    plan: EvalPlan,
+    perturbation: str,
+    requests: list[GroupRequest],
+    *,
+    workers: int = 2,
+    envs_per_worker: int = 2,
+    batch_episodes: int = 8,
+    env_factory: EnvFactory | None = None,
+) -> Iterator[tuple[list[GroupRequest], CollectResult]]:
+    """Run `requests` (one episode each) as `plan` says (greedy or sampled, execution scheme,
+    episode cap, env options) under `perturbation`, on one pool of envs (in this process
+    when `workers` is 0) through the batched collector, `batch_episodes` at a time; yields
+    each batch with its `CollectResult`. The episodes of `evaluate`, and of SFT's evaluation
+    during training (algorithms/sft.py): the same requests give the same episodes."""
+    if not requests:
+        return
+    options = dict(plan.env_options)
+    if perturbation != "none":
+        options["perturbation"] = perturbation
+    factory, actor = env_factory, policy
+    if plan.sample:  # each episode samples from its own stream (smoothvla.eval.sampling)
+        factory = EpisodeSeededFactory(env_factory, *_strength(perturbation), plan.sampling_seed)
+        actor = EpisodeSeededPolicy(policy)
+    num_envs = max(1, min(max(workers, 1) * envs_per_worker, len(requests)))
+    with make_pool("process" if workers > 0 else "inprocess", num_envs,
+                   num_workers=workers or None, env_factory=factory, env_options=options) as pool:
+        collector = Collector(actor, pool, sample=plan.sample, execution=plan.execution,
+                              max_steps=plan.max_steps or None)
+        for start in range(0, len(requests), batch_episodes):
+            batch = requests[start : start + batch_episodes]
+            yield batch, collector.collect(batch, seed=start)
 
 
 def _strength(pert: str) -> tuple[str, float]:

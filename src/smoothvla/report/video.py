@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -31,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from smoothvla.io import atomic_write, atomic_write_json
+from smoothvla.io import atomic_path, atomic_write, atomic_write_json
 
 MIN_WIDTH = 256
 """Frames narrower than this are scaled up by an integer factor (nearest neighbour)."""
@@ -167,23 +166,17 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 23
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
         h, w = h + h % 2, w + w % 2
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # by name, not through a file object: +faststart re-reads the file to move its index
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as box:
-            stream = box.add_stream("libx264", rate=_rate(fps))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            # one thread: evaluation runs beside env workers on few cores
-            stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
-            for frame in frames:
-                box.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            box.mux(stream.encode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4",
+                                           options={"movflags": "+faststart"}) as box:
+        stream = box.add_stream("libx264", rate=_rate(fps))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        # one thread: evaluation runs beside env workers on few cores
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        for frame in frames:
+            box.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        box.mux(stream.encode())
+    return Path(path)
 
 
 WEBP_MAX_FPS = 10.0

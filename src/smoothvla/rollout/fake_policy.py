@@ -128,15 +128,18 @@ class GaussianChunkPolicy(Policy):
         return policy
 
 
-def save_tiny_vla(path: str | Path, chunk_size: int = 8, image_size: int = 32) -> Path:
+def save_tiny_vla(path: str | Path, chunk_size: int = 8, image_size: int = 32,
+                  head: str = "flow") -> Path:
     """An untrained compact VLA small enough for tests and benchmarks (tiny vision encoder,
-    hashed text, the default flow head, d = 32), saved at `path` with a seeded random
-    normalizer; returns `path`."""
+    hashed text, d = 32, the given action head; token bins: 16), saved at `path` with a seeded
+    random normalizer; returns `path`."""
     from smoothvla.policies import CompactVLA, Normalizer, VLAConfig
+    from smoothvla.policies.head_configs import TokenHeadConfig
 
     rng = np.random.default_rng(0)
     CompactVLA(VLAConfig(vision_encoder="tiny", text_encoder="hash", image_size=image_size,
-                         d_model=32, n_layers=1, n_heads=2, ff_dim=64, chunk_size=chunk_size),
+                         d_model=32, n_layers=1, n_heads=2, ff_dim=64, chunk_size=chunk_size
+                         ).with_head(head, TokenHeadConfig(bins=16) if head == "token" else None),
                Normalizer.from_arrays(rng.uniform(-1, 1, (50, 7)), rng.normal(size=(50, 8)))
                ).save(path)
     return Path(path)

@@ -26,12 +26,42 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypedDict, Unpack
 
 import numpy as np
 
 EnvFactory = Callable[..., Any]
 """`factory(task_id, **options) -> TaskEnv`; `smoothvla.envs.make` by default."""
+
+
+class PoolOptions(TypedDict, total=False):
+    """The keyword arguments of every worker pool (`workers.ProcessPool`, `ray_pool.RayPool`)
+    and of `make_pool`; `pool_options` fills in the defaults."""
+
+    num_workers: int | None
+    """Workers; env i lives on worker i // ceil(num_envs / num_workers). None: one per CPU
+    (of the machine, or of the Ray cluster), at most one per env."""
+    env_factory: EnvFactory | None
+    """`factory(task_id, **env_options) -> TaskEnv`, picklable (a module-level function);
+    None: `smoothvla.envs.make`."""
+    env_options: dict[str, Any] | None
+    """Options of every env (cameras, image size, perturbation)."""
+    timeout_s: float
+    """Bound on one call (every env of a worker, in sequence on that worker): 120 s."""
+    start_timeout_s: float
+    """Bound on a worker's start (imports, scheduling): 300 s."""
+
+
+POOL_DEFAULTS: PoolOptions = {"num_workers": None, "env_factory": None, "env_options": None,
+                              "timeout_s": 120.0, "start_timeout_s": 300.0}
+
+
+def pool_options(options: PoolOptions) -> PoolOptions:
+    """`options` with `POOL_DEFAULTS` for what it leaves out; TypeError for unknown names."""
+    unknown = sorted(set(options) - set(POOL_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown pool options {unknown}; known: {', '.join(POOL_DEFAULTS)}")
+    return {**POOL_DEFAULTS, **options}  # type: ignore[typeddict-item]
 
 RECORD_KEYS = ("ee_pos", "ee_quat", "joint_pos", "gripper", "is_grasping", "success")
 
@@ -304,37 +334,28 @@ BACKENDS = ("inprocess", "local", "process", "ray")
 """`make_pool` backends; "local" is another name for "inprocess"."""
 
 
-def make_pool(
-    backend: str,
-    num_envs: int,
-    *,
-    num_workers: int | None = None,
-    env_factory: EnvFactory | None = None,
-    env_options: dict[str, Any] | None = None,
-    timeout_s: float = 120.0,
-    ray_address: str | None = None,
-    ray_num_cpus: int | None = None,
-) -> EnvPool:
-    """A pool by backend: "inprocess" (or "local": envs in this process), "process" (local
-    worker processes) or "ray" (Ray actors, on a local Ray or the cluster at `ray_address`).
-    The one place pools are built (training, evaluation, benchmarks)."""
+def make_pool(backend: str, num_envs: int, *, ray_address: str | None = None,
+              ray_num_cpus: int | None = None, **options: Unpack[PoolOptions]) -> EnvPool:
+    """A pool by backend: "inprocess" (or "local": envs in this process; it uses only the
+    env factory and options), "process" (local worker processes) or "ray" (Ray actors, on a
+    local Ray or the cluster at `ray_address`). The one place pools are built (training,
+    evaluation, benchmarks)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown pool backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if (ray_address is not None or ray_num_cpus is not None) and backend != "ray":
         raise ValueError(f"ray_address and ray_num_cpus are only used by the ray backend, "
                          f"not {backend!r}")
     if backend in ("inprocess", "local"):
-        return InProcessPool(num_envs, env_factory=env_factory, env_options=env_options)
+        resolved = pool_options(options)
+        return InProcessPool(num_envs, env_factory=resolved["env_factory"],
+                             env_options=resolved["env_options"])
     if backend == "process":
         from smoothvla.rollout.workers import ProcessPool
 
-        return ProcessPool(num_envs, num_workers=num_workers, env_factory=env_factory,
-                           env_options=env_options, timeout_s=timeout_s)
+        return ProcessPool(num_envs, **options)
     from smoothvla.rollout.ray_pool import RayPool
 
-    return RayPool(num_envs, num_workers=num_workers, env_factory=env_factory,
-                   env_options=env_options, timeout_s=timeout_s, address=ray_address,
-                   num_cpus=ray_num_cpus)
+    return RayPool(num_envs, address=ray_address, num_cpus=ray_num_cpus, **options)
 
 
 def __getattr__(name: str) -> Any:

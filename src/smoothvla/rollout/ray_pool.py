@@ -31,17 +31,19 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any
+from typing import Any, Unpack
 
 from smoothvla.rollout.pool import (
     EnvFactory,
     EnvResult,
     Failure,
+    PoolOptions,
     _resolve_factory,
     _serve,
     _Slot,
     make_pool,  # noqa: F401  (re-exported: it builds RayPool for backend "ray")
 )
+from smoothvla.rollout.pool import pool_options
 from smoothvla.rollout.workers import WorkerPool, check_pool_sizes
 
 
@@ -155,30 +157,19 @@ class RayPool(WorkerPool):
 
     Args:
         num_envs: envs in the pool (the collector's batch).
-        num_workers: actors; env i lives on actor i // ceil(num_envs / num_workers).
-        env_factory: `factory(task_id, **env_options) -> TaskEnv`; must be importable on
-            every node (a module-level function); `smoothvla.envs.make` by default.
-        timeout_s: bound on one call (every env of an actor, in sequence on that actor).
-        start_timeout_s: bound on an actor's start (scheduling, imports).
+        options: the pool options (`pool.PoolOptions`: num_workers, env_factory, env_options,
+            timeout_s, start_timeout_s); the env factory must be importable on every node
+            (a module-level function of an installed package).
         cpus_per_worker: Ray CPU resource each actor reserves (fractions allowed); with
             1.0 the cluster places at most one actor per CPU.
         address: Ray cluster to attach to; None starts a local one.
         num_cpus: CPUs of a local Ray started here (None: all of the machine's).
     """
 
-    def __init__(
-        self,
-        num_envs: int,
-        *,
-        num_workers: int | None = None,
-        env_factory: EnvFactory | None = None,
-        env_options: dict[str, Any] | None = None,
-        timeout_s: float = 120.0,
-        start_timeout_s: float = 300.0,
-        cpus_per_worker: float = 1.0,
-        address: str | None = None,
-        num_cpus: int | None = None,
-    ) -> None:
+    def __init__(self, num_envs: int, *, cpus_per_worker: float = 1.0, address: str | None = None,
+                 num_cpus: int | None = None, **options: Unpack[PoolOptions]) -> None:
+        o = pool_options(options)
+        num_workers, timeout_s, start_timeout_s = o["num_workers"], o["timeout_s"], o["start_timeout_s"]
         check_pool_sizes(num_envs, num_workers, timeout_s, start_timeout_s)
         if cpus_per_worker < 0:
             raise ValueError(f"cpus_per_worker must be >= 0, got {cpus_per_worker}")
@@ -200,7 +191,8 @@ class RayPool(WorkerPool):
                 f"{num_workers} actors x {cpus_per_worker} CPUs exceed the cluster's {cluster_cpus:g} "
                 "CPUs: lower num_workers or cpus_per_worker (fractions are allowed)"
             )
-        transport = RayTransport(ray, owns_ray, env_factory, env_options or {}, cpus_per_worker)
+        transport = RayTransport(ray, owns_ray, o["env_factory"], o["env_options"] or {},
+                                 cpus_per_worker)
         super().__init__(transport, num_envs, num_workers, timeout_s=timeout_s,
                          start_timeout_s=start_timeout_s)
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import numpy as np
 
@@ -23,8 +23,10 @@ from smoothvla.rollout.pool import (
     EnvFactory,
     EnvResult,
     Failure,
+    PoolOptions,
     ResetRequest,
     _check_indices,
+    pool_options,
     _render_total,
     _resolve_factory,
     _serve,
@@ -407,17 +409,10 @@ class ProcessPool(WorkerPool):
     """Envs in `num_workers` spawned local processes (default: one per CPU, at most one per
     env); dead or hung workers are restarted. See `WorkerPool`."""
 
-    def __init__(
-        self,
-        num_envs: int,
-        *,
-        num_workers: int | None = None,
-        env_factory: EnvFactory | None = None,
-        env_options: dict[str, Any] | None = None,
-        timeout_s: float = 120.0,
-        start_timeout_s: float = 300.0,
-    ) -> None:
-        check_pool_sizes(num_envs, None, timeout_s, start_timeout_s)
-        transport = ProcessTransport(env_factory, env_options or {})
-        super().__init__(transport, num_envs, min(num_envs, num_workers or os.cpu_count() or 1),
-                         timeout_s=timeout_s, start_timeout_s=start_timeout_s)
+    def __init__(self, num_envs: int, **options: Unpack[PoolOptions]) -> None:
+        o = pool_options(options)
+        check_pool_sizes(num_envs, None, o["timeout_s"], o["start_timeout_s"])
+        transport = ProcessTransport(o["env_factory"], o["env_options"] or {})
+        super().__init__(transport, num_envs,
+                         min(num_envs, o["num_workers"] or os.cpu_count() or 1),
+                         timeout_s=o["timeout_s"], start_timeout_s=o["start_timeout_s"])
