@@ -663,13 +663,17 @@ def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
     """Load a policy saved by `CompactVLA.save`, or a packaged one named 'smoothvla:NAME';
     `overrides` replace config fields that do not change the weights' shapes (e.g.
     temperature, flow_sde_sigma). Clear errors for a missing, corrupt or mismatched checkpoint
-    and for missing normalizer statistics."""
+    and for missing normalizer statistics. A LeRobot SmolVLA folder (config.json of type
+    'smolvla') loads as a `LeRobotSmolVLA` instead (policies/lerobot_smolvla.py)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from smoothvla.policies.lerobot_smolvla import LeRobotSmolVLA, is_lerobot_smolvla
     from smoothvla.policies.packaged import resolve_checkpoint
 
     directory = Path(resolve_checkpoint(str(directory)))
+    if is_lerobot_smolvla(directory):
+        return LeRobotSmolVLA.load(directory, **overrides)  # type: ignore[return-value]
     if not directory.is_dir():
         raise UserFileNotFoundError(f"{directory}: no such checkpoint directory")
     for name in ("config.json", "model.safetensors"):
