@@ -254,3 +254,27 @@ def test_sft_train_and_eval_commands_run_a_lerobot_smolvla(tmp_path, capsys):
                  "--workers", "0", "--out", str(results)]) == 0
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["task_id"] == TASK
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "dpo"])
+def test_ppo_and_dpo_update_a_smolvla_through_the_contract(tmp_path, algorithm):
+    from smoothvla.algorithms.trainer import TrainConfig, Trainer, make_algorithm
+    from smoothvla.rewards import RewardConfig
+    from smoothvla.rollout.collector import Collector
+    from smoothvla.rollout.pool import InProcessPool
+
+    policy = tiny_smolvla(tmp_path, cameras=("agentview",))
+    start = _trainable(policy)
+    cfg = TrainConfig(tasks=(TASK,), iterations=1, groups_per_iteration=1, group_size=2,
+                      init_ids=(0,), out_dir=str(tmp_path / "rl"), algorithm=algorithm,
+                      reward=RewardConfig(name="random"))
+    with InProcessPool(2, env_options={"cameras": policy.cameras,
+                                       "image_size": policy.image_size}) as pool:
+        stats = Trainer(cfg, make_algorithm(policy, cfg), Collector(policy, pool, max_steps=4),
+                        echo=None).run()
+    assert len(stats) == 1 and np.isfinite(stats[0]["loss"])
+    assert policy.has_value_head == (algorithm == "ppo")  # PPO attached its critic
+    after = _trainable(policy)
+    assert any(not torch.equal(start[k], after[k]) for k in start)
+    saved = LeRobotSmolVLA.load(tmp_path / "rl" / "policy")
+    assert saved.has_value_head == (algorithm == "ppo")
