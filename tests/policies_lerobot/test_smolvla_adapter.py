@@ -189,6 +189,9 @@ def test_clear_errors(tmp_path):
     with pytest.raises(UserError, match="flow_sde_sigma"):
         load_policy(tmp_path / "ckpt", flow_sde_sigma=0.0)
     assert load_policy(tmp_path / "ckpt", flow_sde_sigma=0.2).cfg.flow_sde_sigma == 0.2
+    fewer = load_policy(tmp_path / "ckpt", flow_steps=2)
+    assert fewer.num_steps == 2
+    assert fewer.act(observations(1), sample=True).extras["flow_path"].shape[1] == 3
 
 
 # -- the commands, end to end on the tabletop suite ------------------------------------------

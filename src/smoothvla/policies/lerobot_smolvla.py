@@ -399,7 +399,8 @@ class LeRobotSmolVLA(Policy):
     def load(cls, directory: str | Path, *, retarget: bool = False,
              **overrides: Any) -> "LeRobotSmolVLA":
         """A LeRobot SmolVLA folder (LeRobot's own, or one this adapter saved); `overrides`
-        replace `SmolVLAAdapterConfig` fields (e.g. flow_sde_sigma). `retarget` (SFT's start
+        replace `SmolVLAAdapterConfig` fields (e.g. flow_sde_sigma), and `flow_steps` SmolVLA's
+        `num_steps` (N, `smoothvla eval --flow-steps`). `retarget` (SFT's start
         from another robot's checkpoint, e.g. lerobot/smolvla_base) replaces its state, action
         and image features by smoothvla's (weights are unchanged: SmolVLA pads both) and drops
         their statistics, which `fit_statistics` then takes from the demonstrations."""
@@ -415,9 +416,17 @@ class LeRobotSmolVLA(Policy):
                 raise UserError(f"{directory}/{ADAPTER_FILE}: format {meta.get('format')!r} "
                                 f"version {meta.get('version')}, this code reads {FORMAT} "
                                 f"version {FORMAT_VERSION}")
+        steps = overrides.pop("flow_steps", None)
+        if "temperature" in overrides:
+            raise UserError("temperature samples a token head; a SmolVLA samples with the "
+                            "Flow-SDE, whose noise is flow_sde_sigma (--flow-sde-sigma)")
         cfg = SmolVLAAdapterConfig.from_dict({**meta.get("config", {}), **overrides})
         inner = modeling.SmolVLAPolicy.from_pretrained(str(directory))
         inner.eval()
+        if steps is not None:
+            if int(steps) < 1:
+                raise UserError(f"flow_steps must be >= 1, got {steps}")
+            inner.config.num_steps = int(steps)
         if retarget:
             cameras = list(cfg.camera_map.values()) or ["agentview", "eye_in_hand"]
             size = cfg.image_size or 128
