@@ -16,7 +16,8 @@ from tiny_smolvla import observations, tiny_smolvla, write_demos  # noqa: E402
 from smoothvla.errors import UserError  # noqa: E402
 from smoothvla.policies import load_policy  # noqa: E402
 from smoothvla.policies.base import DemoBatch  # noqa: E402
-from smoothvla.policies.lerobot_smolvla import LeRobotSmolVLA, is_lerobot_smolvla  # noqa: E402
+from smoothvla.policies.lerobot_smolvla import (LeRobotSmolVLA, guess_camera_map,  # noqa: E402
+                                                is_lerobot_smolvla)
 from smoothvla.policies.normalizer import MissingStatisticsError  # noqa: E402
 
 TASK = "tabletop-goal/put-bowl-on-plate-v1"
@@ -189,6 +190,14 @@ def test_clear_errors(tmp_path):
     with pytest.raises(UserError, match="flow_sde_sigma"):
         load_policy(tmp_path / "ckpt", flow_sde_sigma=0.0)
     assert load_policy(tmp_path / "ckpt", flow_sde_sigma=0.2).cfg.flow_sde_sigma == 0.2
+    assert guess_camera_map(["observation.images.image", "observation.images.wrist_image"]) == {
+        "image": "agentview", "wrist_image": "eye_in_hand"}  # LeRobot's LIBERO names
+    with pytest.raises(UserError, match="camera_map"):
+        guess_camera_map(["observation.images.top"])
+    (tmp_path / "ckpt" / "smoothvla_adapter.json").write_text("{not json")
+    with pytest.raises(UserError, match="corrupt"):
+        load_policy(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "smoothvla_adapter.json").unlink()  # a folder straight from LeRobot
     fewer = load_policy(tmp_path / "ckpt", flow_steps=2)
     assert fewer.num_steps == 2
     assert fewer.act(observations(1), sample=True).extras["flow_path"].shape[1] == 3

@@ -132,17 +132,8 @@ class LeRobotSmolVLA(Policy):
         self.postprocessor = postprocessor
         self.cfg = cfg or SmolVLAAdapterConfig()
         config = inner.config
-        action = config.output_features.get(ACTION_KEY)
-        if action is None or tuple(action.shape) != (ACTION_DIM,):
-            raise UserError(f"this SmolVLA predicts actions of shape "
-                            f"{None if action is None else tuple(action.shape)}; smoothvla's envs "
-                            f"take {ACTION_DIM}-D end-effector deltas. Start from it with "
-                            "`smoothvla sft --init-from DIR`, which sets smoothvla's features")
-        state = config.input_features.get(STATE_KEY)
-        if state is None or tuple(state.shape) != (PROPRIO_DIM,):
-            raise UserError(f"this SmolVLA reads a state of shape "
-                            f"{None if state is None else tuple(state.shape)}; smoothvla's proprio "
-                            f"is {PROPRIO_DIM}-D. Start from it with `smoothvla sft --init-from DIR`")
+        if not fits_smoothvla(config):
+            raise UserError(_misfit(config, "this SmolVLA"))
         self.camera_map = self.cfg.camera_map or guess_camera_map(list(config.image_features))
         missing = [k for k in self.camera_map if IMAGE_PREFIX + k not in config.image_features]
         if missing:
@@ -411,7 +402,12 @@ class LeRobotSmolVLA(Policy):
                                         "(config.json with type 'smolvla')")
         meta: dict[str, Any] = {}
         if (directory / ADAPTER_FILE).is_file():
-            meta = json.loads((directory / ADAPTER_FILE).read_text())
+            try:
+                meta = json.loads((directory / ADAPTER_FILE).read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise UserError(f"{directory}/{ADAPTER_FILE} is corrupt: {err}") from None
+            if not isinstance(meta, dict):
+                raise UserError(f"{directory}/{ADAPTER_FILE} is not a JSON object")
             if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
                 raise UserError(f"{directory}/{ADAPTER_FILE}: format {meta.get('format')!r} "
                                 f"version {meta.get('version')}, this code reads {FORMAT} "
@@ -435,13 +431,7 @@ class LeRobotSmolVLA(Policy):
             pre, post = _processors(processor, inner.config, None)
         else:
             if not fits_smoothvla(inner.config):
-                raise UserError(f"{directory}: this SmolVLA reads a state of shape "
-                                f"{_shape(inner.config.input_features.get(STATE_KEY))} and predicts "
-                                f"actions of shape {_shape(inner.config.output_features.get(ACTION_KEY))}; "
-                                f"smoothvla's envs give an {PROPRIO_DIM}-D proprio and take "
-                                f"{ACTION_DIM}-D end-effector deltas. Start from it with "
-                                f"`smoothvla sft --init-from {directory}`, which sets smoothvla's "
-                                "features and fits their statistics")
+                raise UserError(_misfit(inner.config, str(directory)))
             pre, post = _load_processors(processor, directory)
         policy = cls(inner, pre, post, cfg)
         if (directory / VALUE_HEAD_FILE).is_file():
@@ -463,7 +453,7 @@ def start_from(directory: str | Path) -> LeRobotSmolVLA:
     """The policy `smoothvla sft --init-from DIR` trains: the SmolVLA in DIR as it is when its
     state and action fit smoothvla's (a LIBERO fine-tune), else retargeted (`load`'s
     `retarget`: another robot's checkpoint such as lerobot/smolvla_base)."""
-    modeling, _ = _lerobot()
+    _lerobot()  # a clear error without LeRobot
     from lerobot.configs.policies import PreTrainedConfig
 
     config = PreTrainedConfig.from_pretrained(str(directory))
@@ -504,8 +494,13 @@ def guess_camera_map(image_keys: list[str]) -> dict[str, str]:
     return out
 
 
-def _shape(feature: Any) -> tuple[int, ...] | None:
-    return None if feature is None else tuple(feature.shape)
+def _misfit(config: Any, what: str) -> str:
+    state, action = config.input_features.get(STATE_KEY), config.output_features.get(ACTION_KEY)
+    return (f"{what} reads a state of shape {None if state is None else tuple(state.shape)} and "
+            f"predicts actions of shape {None if action is None else tuple(action.shape)}; "
+            f"smoothvla's envs give an {PROPRIO_DIM}-D proprio and take {ACTION_DIM}-D "
+            "end-effector deltas. Start from it with `smoothvla sft --init-from DIR`, which sets "
+            "smoothvla's features and fits their statistics")
 
 
 def _normalizer(pipeline: Any) -> Any:
