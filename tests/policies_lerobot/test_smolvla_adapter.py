@@ -244,14 +244,18 @@ def test_sft_train_and_eval_commands_run_a_lerobot_smolvla(tmp_path, capsys):
     assert stats["shape"] == [7]
 
     out = tmp_path / "rl"
-    assert main(["train", "--policy", str(final), "--tasks", TASK, "--iterations", "1",
-                 "--groups-per-iteration", "1", "--group-size", "2", "--max-steps", "4",
-                 "--workers", "0", "--envs-per-worker", "2", "--out-dir", str(out),
-                 "--grpo.lr", "1e-3", "--reward.name", "random",
-                 "--grpo.no-dynamic-sampling", "--flow-sde-sigma", "0.4"]) == 0
+    train = ["train", "--policy", str(final), "--tasks", TASK, "--groups-per-iteration", "1",
+             "--group-size", "2", "--max-steps", "4", "--workers", "0", "--envs-per-worker", "2",
+             "--out-dir", str(out), "--grpo.lr", "1e-3", "--reward.name", "random",
+             "--grpo.no-dynamic-sampling", "--flow-sde-sigma", "0.4"]
+    assert main(train + ["--iterations", "1"]) == 0
     (line,) = (out / "log.jsonl").read_text().splitlines()
     assert json.loads(line)["rollout/episodes"] == 2
+    first = _trainable(load_policy(out / "policy"))
+    assert main(train + ["--iterations", "2", "--resume"]) == 0  # the trainer's checkpoint
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
     trained = load_policy(out / "policy")
+    assert any(not torch.equal(first[k], v) for k, v in _trainable(trained).items())
     assert trained.cfg.flow_sde_sigma == 0.4
     before, after = _trainable(sft_policy), _trainable(trained)
     assert before.keys() == after.keys()
