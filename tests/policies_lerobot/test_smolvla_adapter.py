@@ -39,6 +39,7 @@ def test_act_gives_chunks_in_env_units_and_greedy_is_deterministic(tmp_path):
     assert chunk.actions.shape == (3, 4, 7) and chunk.actions.abs().max() <= 1.0
     assert chunk.extras["flow_path"].shape == (3, 4, 4, 7)  # N + 1 = 4 points, k = 4
     assert chunk.extras["flow_pad_noise"].shape == (3, 4, 32 - 7)
+    assert not chunk.extras["flow_given"].any()
     assert torch.isfinite(chunk.log_prob).all()
     # the last path point, unnormalized (std 0.5, mean 0) and clipped, is the chunk
     expected = (chunk.extras["flow_path"][:, -1] * 0.5).clamp(-1, 1)
@@ -48,8 +49,6 @@ def test_act_gives_chunks_in_env_units_and_greedy_is_deterministic(tmp_path):
     assert torch.equal(greedy.log_prob, torch.zeros(3)) and greedy.extras == {}
     other = policy.act(obs, sample=True, generator=torch.Generator().manual_seed(1))
     assert not torch.equal(other.actions, chunk.actions)
-    with pytest.raises(UserError, match="prefix"):
-        policy.act(obs, sample=True, prefix=np.zeros((3, 1, 7)))
 
 
 def test_sampled_and_recomputed_log_probs_agree_and_carry_gradients(tmp_path):
@@ -272,11 +271,14 @@ def test_sft_train_and_eval_commands_run_a_lerobot_smolvla(tmp_path, capsys):
     assert len(rows) == 1 and rows[0]["task_id"] == TASK
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "dpo"])
-def test_ppo_and_dpo_update_a_smolvla_through_the_contract(tmp_path, algorithm):
+@pytest.mark.parametrize("algorithm,scheme", [("ppo", "chunk"), ("dpo", "chunk"),
+                                              ("grpo", "prefix")])
+def test_ppo_dpo_and_prefix_grpo_update_a_smolvla_through_the_contract(tmp_path, algorithm,
+                                                                       scheme):
     from smoothvla.algorithms.trainer import TrainConfig, Trainer, make_algorithm
     from smoothvla.rewards import RewardConfig
     from smoothvla.rollout.collector import Collector
+    from smoothvla.rollout.execution import ExecutionConfig
     from smoothvla.rollout.pool import InProcessPool
 
     policy = tiny_smolvla(tmp_path, cameras=("agentview",))
@@ -286,11 +288,32 @@ def test_ppo_and_dpo_update_a_smolvla_through_the_contract(tmp_path, algorithm):
                       reward=RewardConfig(name="random"))
     with InProcessPool(2, env_options={"cameras": policy.cameras,
                                        "image_size": policy.image_size}) as pool:
-        stats = Trainer(cfg, make_algorithm(policy, cfg), Collector(policy, pool, max_steps=4),
-                        echo=None).run()
+        collector = Collector(policy, pool, max_steps=4, execution=ExecutionConfig(scheme=scheme))
+        stats = Trainer(cfg, make_algorithm(policy, cfg), collector, echo=None).run()
     assert len(stats) == 1 and np.isfinite(stats[0]["loss"])
     assert policy.has_value_head == (algorithm == "ppo")  # PPO attached its critic
     after = _trainable(policy)
     assert any(not torch.equal(start[k], after[k]) for k in start)
     saved = LeRobotSmolVLA.load(tmp_path / "rl" / "policy")
     assert saved.has_value_head == (algorithm == "ppo")
+
+
+def test_prefix_conditioning_keeps_the_given_actions_and_an_exact_density(tmp_path):
+    policy = tiny_smolvla(tmp_path)
+    obs = observations(2)
+    prefix = np.full((2, 2, 7), np.nan, np.float32)
+    prefix[0] = np.linspace(-0.4, 0.4, 14).reshape(2, 7)  # episode 1 has no plan yet
+    for sample in (True, False):
+        chunk = policy.act(obs, sample=sample, prefix=prefix,
+                           generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(chunk.actions[0, :2], torch.as_tensor(prefix[0]),
+                                   atol=1e-5, rtol=0)
+    chunk = policy.act(obs, sample=True, prefix=prefix, generator=torch.Generator().manual_seed(0))
+    given = chunk.extras["flow_given"]
+    assert given[0, :2].all() and not given[0, 2:].any() and not given[1].any()
+    terms = policy.log_prob_terms(obs, chunk).detach()
+    torch.testing.assert_close(terms.sum(-1), chunk.log_prob, rtol=1e-6, atol=1e-4)
+    steps = terms[:, 1:].view(2, policy.num_steps + 1, 4, 7)
+    assert (steps[0, :, :2] == 0).all() and (steps[1] != 0).all()  # given: no density terms
+    free = policy.act(obs, sample=True, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(free.actions[0, 2:], chunk.actions[0, 2:])  # conditioned

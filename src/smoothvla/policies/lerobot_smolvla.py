@@ -24,8 +24,9 @@ SmolVLA pads actions to `max_action_dim` D; the padded dimensions (always 0 in t
 their exact conditional path (1 - tau) z_pad, which does not depend on the weights, so the
 density of the stored path is exact:
     log p = log N(x_0; 0, I) + log N(z_pad; 0, I) + sum_i log N(x_{i+1}; mean_i, g^2 dt).
-`act(sample=True)` stores the path (B, N+1, k, A) in extras['flow_path'] and z_pad
-(B, k, D - A) in extras['flow_pad_noise']; `log_prob` recomputes the prefix from the
+`act(sample=True)` stores the path (B, N+1, k, A) in extras['flow_path'], z_pad
+(B, k, D - A) in extras['flow_pad_noise'] and the mask of inpainted elements (prefix
+conditioning, `act`) in extras['flow_given']; `log_prob` recomputes the VLM prefix from the
 observations and the Gaussian terms with gradients. Greedy acting is the ODE from z = 0.
 """
 
@@ -248,37 +249,65 @@ class LeRobotSmolVLA(Policy):
             generator: torch.Generator | None = None) -> ActionChunk:
         """A chunk per observation (module docstring): actions (B, k, 7) in env units clipped
         to [-1, 1] on the CPU, the path's log-probability (zeros when greedy), extras
-        {'flow_path' (B, N+1, k, 7), 'flow_pad_noise' (B, k, D - 7)} when sampled."""
-        if prefix is not None:
-            raise UserError("LeRobotSmolVLA has no prefix conditioning in smoothvla; use the "
-                            "chunk or receding execution scheme")
-        batch = self.lerobot_batch(obs)
-        pad_masks, cache, _ = self.prefix(batch)
+        {'flow_path' (B, N+1, k, 7), 'flow_pad_noise' (B, k, D - 7), 'flow_given' (B, k, 7)}
+        when sampled. `prefix` (B, n, 7) env units, NaN rows for none: prefix conditioning as
+        the compact VLA's flow head does it (the 'prefix' execution scheme): at every step the
+        given elements sit at their point tau * a + (1 - tau) * z of the noise-to-action path,
+        so the chunk ends with them; they are not sampled and their terms are left out of the
+        log-probability."""
         b, k = len(obs), self.chunk_size
         shape, pad_shape = (b, k, ACTION_DIM), (b, k, self._pad_dim())
+        target, given = None, torch.zeros(shape, dtype=torch.bool, device=self.device)
+        if prefix is not None:
+            target, given = self._prefix_target(prefix)
+            batch = self.lerobot_batch(obs, target.cpu())  # LeRobot normalizes the prefix
+            target = batch["action"].float()
+        else:
+            batch = self.lerobot_batch(obs)
+        pad_masks, cache, _ = self.prefix(batch)
+
+        def inpaint(x, z, tau):
+            return x if target is None else torch.where(given, tau * target + (1 - tau) * z, x)
+
         if sample:
             x = randn(shape, generator, self.device)
             pad_noise = randn(pad_shape, generator, self.device)
         else:
             x = torch.zeros(shape, device=self.device)
             pad_noise = torch.zeros(pad_shape, device=self.device)
-        logp = _start_log_density(x, pad_noise)
+        z, free = x, (~given).float()
+        logp = _start_log_density(x, pad_noise, free)
         path = [x]
         for i in range(self.num_steps):
             if sample:
                 mean, std = self.sde_step(pad_masks, cache, x, pad_noise, i)
                 x = mean + std * randn(shape, generator, self.device)
-                logp = logp + gaussian_log_density(x, mean, std, 2)
+                logp = logp + (gaussian_log_density(x, mean, std, 0) * free).flatten(1).sum(-1)
             else:  # the ODE: SmolVLA's own Euler step
                 tau = i / self.num_steps
                 full = torch.cat([x, (1.0 - tau) * pad_noise], -1)
                 x = x + self.velocity(pad_masks, cache, full, tau)[..., :ACTION_DIM] / self.num_steps
+            x = inpaint(x, z, (i + 1) / self.num_steps)
             path.append(x)
         actions = self.postprocessor(x).float().cpu().clamp(-1.0, 1.0)
         if not sample:
             return ActionChunk(actions, torch.zeros(b), {})
-        extras = {"flow_path": torch.stack(path, 1).cpu(), "flow_pad_noise": pad_noise.cpu()}
+        extras = {"flow_path": torch.stack(path, 1).cpu(), "flow_pad_noise": pad_noise.cpu(),
+                  "flow_given": given.cpu()}
         return ActionChunk(actions, logp.float().cpu(), extras)
+
+    def _prefix_target(self, prefix: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n, 7) env-unit prefix -> (B, k, 7) env units with zeros where free, and the
+        (B, k, 7) mask of given elements."""
+        p = torch.as_tensor(np.asarray(prefix, np.float32))
+        if p.ndim != 3 or p.shape[1] > self.chunk_size or p.shape[2] != ACTION_DIM:
+            raise ValueError(f"prefix must be (B, n <= {self.chunk_size}, {ACTION_DIM}), got "
+                             f"{tuple(p.shape)}")
+        given = torch.zeros((p.shape[0], self.chunk_size, ACTION_DIM), dtype=torch.bool)
+        given[:, : p.shape[1]] = ~torch.isnan(p)
+        target = torch.zeros(given.shape)
+        target[:, : p.shape[1]] = torch.nan_to_num(p)
+        return target, given.to(self.device)
 
     def log_prob(self, obs: list[Observation] | None, chunk: ActionChunk) -> torch.Tensor:
         """(B,) log-density of the stored path with its gradient (module docstring)."""
@@ -298,13 +327,15 @@ class LeRobotSmolVLA(Policy):
             raise ValueError(f"flow_path has {path.shape[1] - 1} steps, the policy uses "
                              f"{self.num_steps}")
         path, pad_noise = path.to(self.device).float(), pad_noise.to(self.device).float()
+        given = chunk.extras.get("flow_given")
+        free = 1.0 if given is None else (~given.to(self.device).bool()).float()
         pad_masks, cache, _ = self.prefix(self.lerobot_batch(obs))
         zero = torch.zeros((), device=self.device)
         terms = [gaussian_log_density(pad_noise, zero, 1.0, 2)[:, None],
-                 gaussian_log_density(path[:, 0], zero, 1.0, 0).flatten(1)]
+                 (gaussian_log_density(path[:, 0], zero, 1.0, 0) * free).flatten(1)]
         for i in range(self.num_steps):
             mean, std = self.sde_step(pad_masks, cache, path[:, i], pad_noise, i)
-            terms.append(gaussian_log_density(path[:, i + 1], mean, std, 0).flatten(1))
+            terms.append((gaussian_log_density(path[:, i + 1], mean, std, 0) * free).flatten(1))
         return torch.cat(terms, 1)
 
     # -- SFT ---------------------------------------------------------------------------------
@@ -546,7 +577,10 @@ def _value_head(d: int, hidden: int = 256) -> nn.Module:
                          nn.Linear(hidden, 1))
 
 
-def _start_log_density(x: torch.Tensor, pad_noise: torch.Tensor) -> torch.Tensor:
-    """(B,) log N(x; 0, I) + log N(pad_noise; 0, I), x (B, k, A), pad_noise (B, k, D - A)."""
+def _start_log_density(x: torch.Tensor, pad_noise: torch.Tensor,
+                       free: torch.Tensor) -> torch.Tensor:
+    """(B,) log N(x; 0, I) over the free elements + log N(pad_noise; 0, I); x and free
+    (B, k, A), pad_noise (B, k, D - A)."""
     zero = torch.zeros((), device=x.device)
-    return gaussian_log_density(x, zero, 1.0, 2) + gaussian_log_density(pad_noise, zero, 1.0, 2)
+    start = (gaussian_log_density(x, zero, 1.0, 0) * free).flatten(1).sum(-1)
+    return start + gaussian_log_density(pad_noise, zero, 1.0, 2)
