@@ -20,9 +20,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[tensorboard]'
 	touch $(STAMP)
 
-# The tests also cover the optional backends: real LIBERO and Ray.
+# The tests also cover the optional backends: real LIBERO, Ray and LeRobot's SmolVLA.
+# LeRobot without its dependencies (they pin torch and torchvision to CUDA builds), then the
+# ones the adapter needs (the lerobot-nodeps extra); the tests stand in for torchvision.
+LEROBOT := lerobot==0.4.4
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,tensorboard,libero,ray]'
+	$(BIN)/pip install --quiet -e '.[test,tensorboard,libero,ray,lerobot-nodeps]'
+	$(BIN)/pip install --quiet --no-deps $(LEROBOT)
 	touch $(TEST_STAMP)
 
 install: $(STAMP)

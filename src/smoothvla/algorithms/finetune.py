@@ -36,7 +36,8 @@ class FinetuneConfig(TrainConfig):
     the environments and the learner run."""
 
     policy: str = ""
-    """Checkpoint directory to fine-tune (written by `smoothvla sft`)."""
+    """Checkpoint directory to fine-tune (written by `smoothvla sft`; or a LeRobot SmolVLA
+    folder, docs/policies.md "Your own VLA")."""
     workers: int = 2
     """Env worker processes (0: run the envs in this process)."""
     envs_per_worker: int = 4
@@ -118,7 +119,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
     from smoothvla.algorithms.trainer import Trainer, check_out_dir, make_algorithm
     from smoothvla.envs import get_task
-    from smoothvla.policies import load_policy, place
+    from smoothvla.policies import CompactVLA, load_policy, place
     from smoothvla.policies.packaged import resolve_checkpoint
     from smoothvla.rollout.collector import Collector
     from smoothvla.rollout.pool import make_pool
@@ -136,7 +137,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
         ddp.init_distributed()
     policy = load_policy(resolve_checkpoint(cfg.policy), **cfg.overrides.as_dict())
-    cfg.overrides.check_head(policy.cfg.head, cfg.policy)
+    if isinstance(policy, CompactVLA):  # a LeRobot SmolVLA checks its overrides when loaded
+        cfg.overrides.check_head(policy.cfg.head, cfg.policy)
     policy = place(policy, cfg.device, cfg.precision)
     policy.eval()  # no dropout: sampling and recomputed log-probs must agree
     env_options = {"cameras": policy.cameras, "image_size": policy.image_size}

@@ -63,7 +63,8 @@ class SFTConfig:
     """Architecture (head, chunk size, LoRA, ...) of a new policy; ignored with init_from/resume
     (but for its head fields with init_weights 'backbone')."""
     init_from: str = ""
-    """Start from this policy checkpoint instead of a fresh policy (keeps its normalizer)."""
+    """Start from this policy checkpoint instead of a fresh policy (keeps its normalizer); a
+    LeRobot SmolVLA folder trains that SmolVLA (docs/policies.md "Your own VLA")."""
     init_weights: Literal["all", "backbone", "aux-token-head"] = "all"
     """What init_from contributes: 'all' (the checkpoint as it is); 'backbone' (all but its
     heads, under fresh heads as policy's head fields describe, e.g. --policy.head flow); or

@@ -47,7 +47,15 @@ HEAD_PREFIXES = ("head.", "aux_head.", "value_head.")
 # Which weights to start from
 # ---------------------------------------------------------------------------------------------
 def initial_policy(cfg: SFTConfig) -> CompactVLA:
-    """The policy SFT starts from with `cfg.init_from` (see the module docstring)."""
+    """The policy SFT starts from with `cfg.init_from` (see the module docstring); a LeRobot
+    SmolVLA folder starts a `LeRobotSmolVLA` (`lerobot_smolvla.start_from`)."""
+    from smoothvla.policies import lerobot_smolvla
+
+    if lerobot_smolvla.is_lerobot_smolvla(cfg.init_from):
+        if cfg.init_weights != "all":
+            raise UserError(f"--init-weights {cfg.init_weights} selects parts of a compact VLA; "
+                            f"{cfg.init_from} is a LeRobot SmolVLA (use init_weights 'all')")
+        return lerobot_smolvla.start_from(cfg.init_from)  # type: ignore[return-value]
     source = load_policy(cfg.init_from)
     if cfg.init_weights == "all":
         return source

@@ -303,9 +303,12 @@ def _key(ref: PolicyRef, checkpoint: str, settings: dict[str, Any], task: str, i
 
 # -- checkpoint identity and label conflicts -----------------------------------------------
 
-POLICY_FILES = ("config.json", "model.safetensors", "normalizer.json")
-"""The files that define a saved policy (`CompactVLA.save`); training state beside them
-(optimizer, trainer state) does not change how it acts and is not hashed."""
+POLICY_FILES = ("config.json", "model.safetensors", "normalizer.json", "smoothvla_adapter.json",
+                "smoothvla_value_head.safetensors")
+"""The files that define a saved policy (`CompactVLA.save`, `LeRobotSmolVLA.save`, whose
+LeRobot processor files `policy_*processor*` with the normalization statistics count too);
+training state beside them (optimizer, trainer state) does not change how it acts and is not
+hashed."""
 
 
 def checkpoint_digest(path: str | Path) -> str:
@@ -317,6 +320,7 @@ def checkpoint_digest(path: str | Path) -> str:
         files = [path]
     elif path.is_dir():
         files = [path / n for n in POLICY_FILES if (path / n).is_file()]
+        files += sorted(f for f in path.glob("policy_*processor*") if f.is_file())
         files = files or sorted(f for f in path.rglob("*") if f.is_file())
     else:
         raise UserError(f"{path}: no such checkpoint")

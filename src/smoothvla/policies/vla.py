@@ -734,14 +734,18 @@ def load_policy(directory: str | Path, **overrides: Any) -> CompactVLA:
     not change the weights' shapes: the sampling settings `temperature` (token and DCT heads),
     `flow_steps` and `flow_sde_sigma` (flow head), applied to the checkpoint's head and
     unused by the others, or VLAConfig fields by name (e.g. `flow=FlowHeadConfig(...)`).
-    Clear errors for a missing, corrupt or mismatched checkpoint
-    and for missing normalizer statistics."""
+    Clear errors for a missing, corrupt or mismatched checkpoint and for missing normalizer
+    statistics. A LeRobot SmolVLA folder (config.json of type 'smolvla') loads as a
+    `LeRobotSmolVLA` instead (policies/lerobot_smolvla.py)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from smoothvla.policies.lerobot_smolvla import LeRobotSmolVLA, is_lerobot_smolvla
     from smoothvla.policies.packaged import resolve_checkpoint
 
     directory = Path(resolve_checkpoint(str(directory)))
+    if is_lerobot_smolvla(directory):
+        return LeRobotSmolVLA.load(directory, **overrides)  # type: ignore[return-value]
     if not directory.is_dir():
         raise UserFileNotFoundError(f"{directory}: no such checkpoint directory")
     for name in ("config.json", "model.safetensors"):
