@@ -1,7 +1,7 @@
 """`smoothvla demo`: the study in small, on the embedded suite, end to end.
 
-The shipped SFT checkpoint -> GRPO with the binary reward and GRPO with the decoupled
-smoothness advantage -> evaluation of every policy acted with whole chunks and with temporal
+The shipped SFT checkpoint -> GRPO with the binary reward and SmoothVLA-GRPO (the SmoothVLA
+paper's eq. 5 reward) -> evaluation of every policy acted with whole chunks and with temporal
 ensembling, in distribution and under a language perturbation -> the summary (success and
 jerk with 95% intervals, paired tests against SFT and GRPO-binary) and the report. The
 defaults are the demo's budget (under 20 minutes on 2 CPU cores); `--config` loads a
@@ -29,8 +29,9 @@ DEMO_TASKS = ("pick-ketchup-place-basket", "pick-milk-place-basket")
 def demo_study() -> StudyConfig:
     """The embedded default, about 15 minutes on 2 cores: from the shipped SFT checkpoint
     that sees its last executed action (smoothvla:demo-token-history; configs/demo-sft.sh
-    reproduces it), GRPO with the binary reward and GRPO with the decoupled smoothness
-    advantage, each policy acted with whole chunks and with temporal ensembling (a new chunk
+    reproduces it), GRPO with the binary reward and SmoothVLA-GRPO (eq. 5: of the smoothness
+    rewards the one the smoothness study measured smoothest against GRPO-binary, docs/RESULTS.md),
+    each policy acted with whole chunks and with temporal ensembling (a new chunk
     every step). Action history plus ensembling is the smoothest combination measured at no
     cost in success (docs/RESULTS.md, "Smoothness"). Evaluated in distribution and under a
     language perturbation."""
@@ -42,7 +43,7 @@ def demo_study() -> StudyConfig:
     return StudyConfig(
         name="demo", out="runs/demo", suite="tabletop-object", tasks=DEMO_TASKS,
         sft_checkpoint="smoothvla:demo-token-history", demos_per_task=5, train=train,
-        methods=("grpo-binary", "grpo-decoupled"), executions=("ensemble:1",),
+        methods=("grpo-binary", "smoothvla-grpo"), executions=("ensemble:1",),
         eval_init_states=10, perturbations=("language",), envs_per_worker=5,
     )
 
