@@ -59,6 +59,11 @@ def test_prefix_is_the_current_plan_for_the_next_steps():
     ({"scheme": "blend", "steps": 2, "blend_steps": 3}, 4, "exceeds the overlap"),
     ({"scheme": "prefix", "steps": 3, "prefix_steps": 2}, 4, "prefix_steps"),
     ({"scheme": "ensemble", "ensemble_decay": float("nan")}, 4, "ensemble_decay"),
+    ({"scheme": "rtc", "steps": 4}, 4, "rtc needs steps < chunk size"),
+    ({"scheme": "rtc", "steps": 2, "rtc_delay": 3}, 4, "rtc_delay 3 exceeds"),
+    ({"scheme": "rtc", "rtc_delay": -1}, 4, "rtc_delay must be >= 0"),
+    ({"scheme": "rtc", "rtc_max_guidance_weight": 0.0}, 4, "rtc_max_guidance_weight > 0"),
+    ({"scheme": "rtc", "rtc_schedule": "linear"}, 4, "unknown rtc_schedule"),
 ])
 def test_bad_schemes_are_refused(kwargs, k, match):
     with pytest.raises(UserError, match=match):
@@ -68,6 +73,18 @@ def test_bad_schemes_are_refused(kwargs, k, match):
 def test_averaging_schemes_are_refused_for_rl():
     for scheme in ("chunk", "receding", "prefix"):
         ExecutionConfig(scheme).check_for_rl()
-    for scheme in ("blend", "ensemble"):
+    for scheme in ("blend", "ensemble", "rtc"):
         with pytest.raises(UserError, match="evaluation only"):
             ExecutionConfig(scheme).check_for_rl()
+    with pytest.raises(UserError, match="for RL use 'prefix'"):
+        ExecutionConfig("rtc").check_for_rl()
+
+
+def test_rtc_defaults_and_settings_name_lerobots_fields():
+    cfg = ExecutionConfig.parse("rtc:3")
+    assert cfg.steps_for(8) == 3 and ExecutionConfig("rtc").steps_for(8) == 4
+    assert cfg.settings() == {"scheme": "rtc", "steps": 3, "rtc_delay": 0,
+                              "rtc_max_guidance_weight": 10.0, "rtc_schedule": "LINEAR"}
+    assert cfg.rtc_settings() == {"inference_delay": 0, "max_guidance_weight": 10.0,
+                                  "prefix_attention_schedule": "LINEAR"}
+    assert "rtc_delay" not in ExecutionConfig("prefix").settings()

@@ -100,11 +100,13 @@ class EpisodeSeededPolicy:
     def __init__(self, policy: Any) -> None:
         self.policy = policy
         self.chunk_size = policy.chunk_size
+        self.lerobot_rtc = getattr(policy, "lerobot_rtc", False)
 
     def reset(self) -> None:
         self.policy.reset()
 
-    def act(self, obs: list[dict[str, Any]], *, sample: bool, prefix: Any = None) -> Any:
+    def act(self, obs: list[dict[str, Any]], *, sample: bool, prefix: Any = None,
+            leftover: Any = None, rtc: Any = None) -> Any:
         import torch  # here, so env workers that unpickle the factory do not load torch
 
         from smoothvla.policies.base import ActionChunk
@@ -118,5 +120,7 @@ class EpisodeSeededPolicy:
             torch.manual_seed(stable_seed("chunk", episode, step))
             plain = {k: v for k, v in o.items() if k != TAG}
             extra = {} if prefix is None else {"prefix": prefix[i : i + 1]}
+            if leftover is not None:
+                extra.update(leftover=leftover[i : i + 1], rtc=rtc)
             chunks.append(self.policy.act([plain], sample=sample, **extra))
         return ActionChunk.cat(chunks)

@@ -144,6 +144,9 @@ class Policy(nn.Module, abc.ABC):
     - `fit_statistics(actions, proprio, chunks)`: take statistics from the SFT data before
       the first step (normalizer, bin ranges); default: nothing.
     - `device` -> torch.device: where its parameters are (CPU without parameters).
+    - `lerobot_rtc` -> bool and `act(..., leftover, rtc)`: LeRobot's real-time chunking (the
+      evaluation-only 'rtc' execution scheme; the LeRobot SmolVLA adapter only); default:
+      absent, and the collector refuses 'rtc' before any episode.
 
     From `nn.Module`: `parameters()` / `named_parameters()` (what algorithms optimize:
     those with `requires_grad`), `state_dict()` / `load_state_dict()` (resume),
@@ -153,7 +156,8 @@ class Policy(nn.Module, abc.ABC):
     Who calls what (issue 25's inventory):
 
     - rollouts (`rollout/collector.py`, `eval/runner.py`, `eval/sampling.py`): `chunk_size`,
-      `reset`, `act` (`prefix` only under the 'prefix' execution scheme).
+      `reset`, `act` (`prefix` only under the 'prefix' execution scheme, `leftover` and `rtc`
+      only under 'rtc').
     - RL (`algorithms/common.py`, `grpo.py`, `ppo.py`, `dpo.py`, `distributed.py`,
       `trainer.py`): `parameters`, `named_parameters` (PPO's parameter groups),
       `state_dict` / `load_state_dict`, `log_prob`, `log_prob_terms` (GRPO with

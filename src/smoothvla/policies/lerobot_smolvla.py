@@ -28,10 +28,16 @@ density of the stored path is exact:
 (B, k, D - A) in extras['flow_pad_noise'] and the mask of inpainted elements (prefix
 conditioning, `act`) in extras['flow_given']; `log_prob` recomputes the VLM prefix from the
 observations and the Gaussian terms with gradients. Greedy acting is the ODE from z = 0.
+
+Real-time chunking (the evaluation-only 'rtc' execution scheme): `act(..., leftover, rtc)`
+samples with LeRobot's own `predict_action_chunk` and an `RTCConfig` enabled for the call, so
+LeRobot's `RTCProcessor` guides the denoiser towards the previous chunk's unexecuted actions;
+such chunks have no density (log_prob zeros).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -124,6 +130,9 @@ class LeRobotSmolVLA(Policy):
     """LeRobot's SmolVLA behind smoothvla's `Policy` contract (module docstring): acting,
     exact Flow-SDE log-probabilities, SFT loss, LeRobot-format checkpoints and an optional
     value head (PPO) on the mean of the VLM's prefix states."""
+
+    lerobot_rtc = True
+    """`act(..., leftover, rtc)` runs LeRobot's real-time chunking (the 'rtc' scheme)."""
 
     def __init__(self, inner: nn.Module, preprocessor: Any, postprocessor: Any,
                  cfg: SmolVLAAdapterConfig | None = None):
@@ -246,7 +255,9 @@ class LeRobotSmolVLA(Policy):
     @torch.no_grad()
     def act(self, obs: list[Observation], *, sample: bool = True,
             prefix: np.ndarray | None = None,
-            generator: torch.Generator | None = None) -> ActionChunk:
+            generator: torch.Generator | None = None,
+            leftover: np.ndarray | None = None,
+            rtc: dict[str, Any] | None = None) -> ActionChunk:
         """A chunk per observation (module docstring): actions (B, k, 7) in env units clipped
         to [-1, 1] on the CPU, the path's log-probability (zeros when greedy), extras
         {'flow_path' (B, N+1, k, 7), 'flow_pad_noise' (B, k, D - 7), 'flow_given' (B, k, 7)}
@@ -254,7 +265,12 @@ class LeRobotSmolVLA(Policy):
         the compact VLA's flow head does it (the 'prefix' execution scheme): at every step the
         given elements sit at their point tau * a + (1 - tau) * z of the noise-to-action path,
         so the chunk ends with them; they are not sampled and their terms are left out of the
-        log-probability."""
+        log-probability. `leftover` (B, n, 7) env units, NaN rows for none, with `rtc`
+        (`ExecutionConfig.rtc_settings()`): LeRobot's real-time chunking instead (`_act_rtc`)."""
+        if leftover is not None:
+            if prefix is not None:
+                raise ValueError("give prefix (prefix conditioning) or leftover (rtc), not both")
+            return self._act_rtc(obs, sample, leftover, rtc or {}, generator)
         b, k = len(obs), self.chunk_size
         shape, pad_shape = (b, k, ACTION_DIM), (b, k, self._pad_dim())
         target, given = None, torch.zeros(shape, dtype=torch.bool, device=self.device)
@@ -295,6 +311,49 @@ class LeRobotSmolVLA(Policy):
         extras = {"flow_path": torch.stack(path, 1).cpu(), "flow_pad_noise": pad_noise.cpu(),
                   "flow_given": given.cpu()}
         return ActionChunk(actions, logp.float().cpu(), extras)
+
+    def _act_rtc(self, obs: list[Observation], sample: bool, leftover: np.ndarray,
+                 rtc: dict[str, Any], generator: torch.Generator | None) -> ActionChunk:
+        """LeRobot's real-time chunking (evaluation only): SmolVLA's own sampler,
+        `SmolVLAPolicy.predict_action_chunk` with an enabled `RTCConfig`, whose `RTCProcessor`
+        guides each denoising step towards the previous chunk's leftover (B, n, 7) (env units,
+        normalized here by LeRobot's preprocessor; NaN rows: no guidance) with
+        `inference_delay` = rtc['inference_delay'] and `execution_horizon` = n. Greedy starts
+        from z = 0, sampled from z ~ N(0, I) (LeRobot's deterministic Euler loop either way);
+        the chunk has no density: log_prob zeros, no extras."""
+        from lerobot.configs.types import RTCAttentionSchedule
+        from lerobot.policies.rtc.configuration_rtc import RTCConfig
+
+        left = np.asarray(leftover, np.float32)
+        b, k = len(obs), self.chunk_size
+        if left.ndim != 3 or left.shape[0] != b or not 1 <= left.shape[1] <= k \
+                or left.shape[2] != ACTION_DIM:
+            raise ValueError(f"leftover must be ({b}, 1 <= n <= {k}, {ACTION_DIM}), got "
+                             f"{left.shape}")
+        n = left.shape[1]
+        settings = dict(rtc)
+        delay = int(settings.pop("inference_delay", 0))
+        schedule = RTCAttentionSchedule(settings.pop("prefix_attention_schedule", "LINEAR"))
+        config = RTCConfig(enabled=True, execution_horizon=n, prefix_attention_schedule=schedule,
+                           **settings)
+        shape = (b, k, int(self.inner.config.max_action_dim))
+        noise = (randn(shape, generator, self.device) if sample
+                 else torch.zeros(shape, device=self.device))
+        guided = ~np.isnan(left).any(axis=(1, 2))
+        out = torch.zeros((b, k, ACTION_DIM))
+        with _rtc_enabled(self.inner, config):
+            for rows in (np.flatnonzero(guided), np.flatnonzero(~guided)):
+                if not len(rows):
+                    continue
+                padded = np.zeros((len(rows), k, ACTION_DIM), np.float32)
+                padded[:, :n] = np.nan_to_num(left[rows])
+                batch = self.lerobot_batch([obs[i] for i in rows], torch.as_tensor(padded))
+                target = batch.pop(ACTION_KEY).float()[:, :n]  # LeRobot-normalized leftover
+                x = self.inner.predict_action_chunk(
+                    batch, noise=noise[rows], inference_delay=delay, execution_horizon=n,
+                    prev_chunk_left_over=target if guided[rows[0]] else None)
+                out[rows] = self.postprocessor(x).float().cpu()
+        return ActionChunk(out.clamp(-1.0, 1.0), torch.zeros(b), {})
 
     def _prefix_target(self, prefix: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, n, 7) env-unit prefix -> (B, k, 7) env units with zeros where free, and the
@@ -570,6 +629,22 @@ def _load_processors(processor: Any, directory: Path) -> tuple[Any, Any]:
         str(directory), config_filename="policy_postprocessor.json", overrides=cpu,
         to_transition=policy_action_to_transition, to_output=transition_to_policy_action)
     return pre, post
+
+
+@contextlib.contextmanager
+def _rtc_enabled(inner: nn.Module, config: Any):
+    """`inner` (a SmolVLAPolicy) with `config` as its `rtc_config` (LeRobot's
+    `init_rtc_processor` builds the `RTCProcessor` its model calls), restored afterwards, so a
+    saved checkpoint never carries it."""
+    before = inner.config.rtc_config
+    inner.config.rtc_config = config
+    inner.init_rtc_processor()
+    try:
+        yield
+    finally:
+        inner.config.rtc_config = before
+        inner.init_rtc_processor()
+        inner.model.rtc_processor = inner.rtc_processor  # LeRobot sets it only when not None
 
 
 def _value_head(d: int, hidden: int = 256) -> nn.Module:

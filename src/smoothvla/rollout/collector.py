@@ -33,10 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from smoothvla.errors import UserError
 from smoothvla.policies.base import ActionChunk, Policy
 from smoothvla.rollout.execution import ActionPlan, ExecutionConfig
 from smoothvla.rollout.pool import EnvPool, EnvResult, Failure, ResetRequest
 from smoothvla.trajectory import Trajectory
+from smoothvla.types import ACTION_DIM
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class Collector:
             raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
         self.execution = execution or ExecutionConfig()
         self.execution.steps_for(policy.chunk_size)  # a scheme that cannot fit fails here
+        if self.execution.scheme == "rtc" and not getattr(policy, "lerobot_rtc", False):
+            raise UserError("execution scheme 'rtc' is LeRobot's real-time chunking, which only "
+                            "the LeRobot SmolVLA adapter runs; this policy has none: use "
+                            "'prefix' (prefix conditioning, flow head) instead")
         if not 1 <= lanes <= pool.num_envs:
             raise ValueError(f"lanes must be in [1, num_envs={pool.num_envs}], got {lanes}")
         self.policy = policy
@@ -247,8 +253,11 @@ class Collector:
 
     def _act(self, episodes: list[_Episode]) -> ActionChunk:
         """One batched `policy.act`; under the prefix scheme with each episode's current plan
-        for the next `prefix_steps` steps (NaN rows where an episode has no plan yet)."""
+        for the next `prefix_steps` steps (NaN rows where an episode has no plan yet); under
+        rtc with each episode's leftover, its plan's not-yet-executed k - steps actions."""
         obs = [ep.obs for ep in episodes]
+        if self.execution.scheme == "rtc":
+            return self._act_rtc(episodes)
         if self.execution.scheme != "prefix":
             return self.policy.act(obs, sample=self.sample)
         n = self.execution.prefix_steps
@@ -261,6 +270,21 @@ class Collector:
             if plan is not None:
                 prefix[i] = plan
         return self.policy.act(obs, sample=self.sample, prefix=prefix)
+
+    def _act_rtc(self, episodes: list[_Episode]) -> ActionChunk:
+        """`policy.act` with `leftover` (B, k - steps, A), NaN rows where an episode has no
+        plan yet (every chunk of the episode, its first too, comes from the same sampler),
+        and LeRobot's RTC settings."""
+        obs = [ep.obs for ep in episodes]
+        k = self.policy.chunk_size
+        n = k - self.execution.steps_for(k)
+        plans = [None if ep.plan is None else ep.plan.prefix(len(ep.actions), n) for ep in episodes]
+        leftover = np.full((len(episodes), n, ACTION_DIM), np.nan)
+        for i, plan in enumerate(plans):
+            if plan is not None:
+                leftover[i] = plan
+        return self.policy.act(obs, sample=self.sample, leftover=leftover,
+                               rtc=self.execution.rtc_settings())
 
     def _plan(self, episode: _Episode, chunk: np.ndarray) -> np.ndarray:
         """Record a new chunk (k, A) in the episode's plan; the actions to run now."""

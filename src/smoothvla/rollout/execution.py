@@ -18,13 +18,21 @@ several chunks cover it:
   those steps (not re-sampled), the rest of the chunk is generated conditioned on them, and
   the first `steps` actions run. The joint between two plans then lies inside one denoised
   chunk.
+- `rtc`: LeRobot's real-time chunking (`lerobot.policies.rtc`), LeRobot SmolVLA adapter only:
+  a new chunk every `steps` control steps, whose denoiser is guided towards the previous
+  chunk's k - `steps` not-yet-executed actions (LeRobot's `RTCProcessor`: a soft inpainting,
+  with weights 1 on the first `rtc_delay` of them, then LeRobot's schedule down to 0 at the
+  end of the leftover); the first `steps` actions run.
 
 Log-probabilities for RL: under `chunk`, `receding` and `prefix` every executed action is an
 action the policy sampled, once, in the chunk whose log-probability the ratio uses (a chunk's
 unexecuted tail is part of the sampled chunk; under `prefix` the inpainted steps are excluded
 from the new chunk's density, since they were sampled in the chunk before). `blend` and
 `ensemble` execute averages of several chunks, which no chunk's log-probability describes:
-they are for evaluation only (`ExecutionConfig.check_for_rl` refuses them).
+they are for evaluation only (`ExecutionConfig.check_for_rl` refuses them). So is `rtc`: its
+guided velocity adds a vector-Jacobian product through the denoiser towards the previous chunk,
+which is not the Flow-SDE whose density the policy's log-probability computes (`prefix` is the
+exact alternative for RL).
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEMES = ("chunk", "receding", "blend", "ensemble", "prefix")
+SCHEMES = ("chunk", "receding", "blend", "ensemble", "prefix", "rtc")
+RTC_SCHEDULES = ("ZEROS", "ONES", "LINEAR", "EXP")  # LeRobot's RTCAttentionSchedule
 RL_SCHEMES = ("chunk", "receding", "prefix")
 
 
@@ -42,10 +51,12 @@ class ExecutionConfig:
     """Which actions of the policy's chunks an episode executes (rollout/execution.py)."""
 
     scheme: str = "chunk"
-    """chunk | receding | blend | ensemble | prefix (see docs/rl.md, "Executing chunks")."""
+    """chunk | receding | blend | ensemble | prefix | rtc (see docs/rl.md, "Executing chunks");
+    blend, ensemble and rtc are for evaluation only (rtc: LeRobot's real-time chunking, whose
+    guided denoiser has no density that RL's log-probabilities could use; RL: prefix)."""
     steps: int = 0
     """Actions executed per policy call; 0: the scheme's default (chunk: k; receding, blend,
-    prefix: k / 2; ensemble: 1)."""
+    prefix, rtc: k / 2; ensemble: 1)."""
     blend_steps: int = 0
     """blend: steps over which the previous plan fades into the new chunk; 0: k - steps (the
     whole overlap)."""
@@ -54,6 +65,15 @@ class ExecutionConfig:
     > 0 trusts the oldest prediction most, < 0 the newest)."""
     prefix_steps: int = 1
     """prefix: how many steps of each new chunk are inpainted from the previous plan."""
+    rtc_delay: int = 0
+    """rtc: LeRobot's `inference_delay`: how many leading actions of the previous chunk's
+    leftover guide the new chunk with full weight (rollouts here are synchronous: no action
+    runs while the policy computes)."""
+    rtc_max_guidance_weight: float = 10.0
+    """rtc: LeRobot's `RTCConfig.max_guidance_weight` (the clamp on the guidance weight)."""
+    rtc_schedule: str = "LINEAR"
+    """rtc: LeRobot's `RTCConfig.prefix_attention_schedule` (ZEROS, ONES, LINEAR, EXP): how
+    the guidance weights fall from 1 after the delay to 0 at the end of the leftover."""
 
     def __post_init__(self) -> None:
         from smoothvla.errors import UserError
@@ -65,9 +85,15 @@ class ExecutionConfig:
                             f"got {self.steps}, {self.blend_steps}, {self.prefix_steps}")
         if not np.isfinite(self.ensemble_decay):
             raise UserError(f"ensemble_decay must be a finite number, got {self.ensemble_decay}")
+        if self.rtc_delay < 0 or not self.rtc_max_guidance_weight > 0:
+            raise UserError(f"rtc_delay must be >= 0 and rtc_max_guidance_weight > 0, got "
+                            f"{self.rtc_delay}, {self.rtc_max_guidance_weight}")
+        if self.rtc_schedule not in RTC_SCHEDULES:
+            raise UserError(f"unknown rtc_schedule {self.rtc_schedule!r}; choose one of "
+                            f"{', '.join(RTC_SCHEDULES)}")
         if self.scheme == "chunk" and self.steps:
             raise UserError("scheme 'chunk' executes whole chunks: give steps only with receding, "
-                            "blend, ensemble or prefix")
+                            "blend, ensemble, prefix or rtc")
 
     @classmethod
     def parse(cls, spec: str) -> "ExecutionConfig":
@@ -96,12 +122,24 @@ class ExecutionConfig:
         if self.scheme == "prefix" and self.prefix_steps >= chunk_size - steps + 1:
             raise UserError(f"prefix_steps {self.prefix_steps} must be <= k - steps = "
                             f"{chunk_size - steps}: the previous plan must cover the prefix")
+        if self.scheme == "rtc" and steps == chunk_size:
+            raise UserError("rtc needs steps < chunk size: the previous chunk's unexecuted "
+                            "actions are what guides the next one")
+        if self.scheme == "rtc" and self.rtc_delay > chunk_size - steps:
+            raise UserError(f"rtc_delay {self.rtc_delay} exceeds the previous chunk's leftover "
+                            f"k - steps = {chunk_size - steps}")
         return steps
 
     def check_for_rl(self) -> None:
         """Refuse schemes whose executed actions no sampled chunk's log-probability describes."""
         from smoothvla.errors import UserError
 
+        if self.scheme == "rtc":
+            raise UserError("execution scheme 'rtc' (LeRobot's real-time chunking) is for "
+                            "evaluation only: its denoiser is guided towards the previous chunk "
+                            "by a vector-Jacobian product, which is not the Flow-SDE whose "
+                            "density the RL ratio uses; for RL use 'prefix' (prefix "
+                            "conditioning, exact log-probabilities)")
         if self.scheme not in RL_SCHEMES:
             raise UserError(f"execution scheme {self.scheme!r} executes averages of several chunks, "
                             "so the RL ratio's log-probabilities would not describe the executed "
@@ -116,7 +154,17 @@ class ExecutionConfig:
             out["ensemble_decay"] = self.ensemble_decay
         if self.scheme == "prefix":
             out["prefix_steps"] = self.prefix_steps
+        if self.scheme == "rtc":
+            out.update(rtc_delay=self.rtc_delay, rtc_schedule=self.rtc_schedule,
+                       rtc_max_guidance_weight=self.rtc_max_guidance_weight)
         return out
+
+    def rtc_settings(self) -> dict[str, object]:
+        """LeRobot's RTC settings for `Policy.act(..., rtc=...)`: `inference_delay`,
+        `max_guidance_weight`, `prefix_attention_schedule` (LeRobot's names)."""
+        return {"inference_delay": self.rtc_delay,
+                "max_guidance_weight": self.rtc_max_guidance_weight,
+                "prefix_attention_schedule": self.rtc_schedule}
 
 
 class ActionPlan:
