@@ -177,3 +177,12 @@ def nest_flat_fields(d: dict[str, Any]) -> dict[str, Any]:
                                 f"{name} = {{{', '.join(values)}}} only")
             d[name] = values
     return d
+
+
+SAMPLING_OVERRIDES: dict[str, dict[str, str]] = {
+    "temperature": {"token": "temperature", "dct": "temperature"},
+    "flow_steps": {"flow": "steps"},
+    "flow_sde_sigma": {"flow": "sde_sigma"},
+}
+"""The flat override names `load_policy` takes from the commands (train, eval) -> per head,
+the field of its config they set. They change how a head samples, never the weights."""

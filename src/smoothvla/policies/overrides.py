@@ -14,12 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from smoothvla.errors import UserError, check_fields
+from smoothvla.policies.head_configs import SAMPLING_OVERRIDES
 
-HEADS_OF: dict[str, tuple[str, ...]] = {
-    "temperature": ("token", "dct"),
-    "flow_sde_sigma": ("flow",),
-    "flow_steps": ("flow",),
-}
+HEADS_OF: dict[str, tuple[str, ...]] = {name: tuple(heads) for name, heads
+                                         in SAMPLING_OVERRIDES.items()}
 """Override -> the action heads it means something to."""
 
 SAMPLING_ONLY = ("temperature", "flow_sde_sigma")

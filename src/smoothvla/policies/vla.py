@@ -40,7 +40,7 @@ from smoothvla.policies.base import ActionChunk, DemoBatch, Policy, SFTOutput
 from smoothvla.policies.encoders import TextEncoder, VisionEncoder
 from smoothvla.policies.head_configs import (HEAD_CONFIGS, AuxTokenConfig, DCTHeadConfig,
                                              FlowHeadConfig, GaussianHeadConfig, TokenHeadConfig,
-                                             nest_flat_fields)
+                                             SAMPLING_OVERRIDES, nest_flat_fields)
 from smoothvla.policies.heads import Block, DCTHead, FlowHead, GaussianHead, TokenHead, ValueHead
 from smoothvla.policies.normalizer import MissingStatisticsError, Normalizer
 from smoothvla.types import Observation
@@ -251,15 +251,6 @@ def _changed(cfg: Any, default: Any) -> list[str]:
     """'name.field=value' of every field of a head config that differs from its default."""
     return [f"{cfg.NAME}.{f.name}={getattr(cfg, f.name)!r}" for f in fields(cfg)
             if getattr(cfg, f.name) != getattr(default, f.name)]
-
-
-SAMPLING_OVERRIDES: dict[str, dict[str, str]] = {
-    "temperature": {"token": "temperature", "dct": "temperature"},
-    "flow_steps": {"flow": "steps"},
-    "flow_sde_sigma": {"flow": "sde_sigma"},
-}
-"""The flat override names `load_policy` takes from the commands (train, eval) -> per head,
-the field of its config they set. They change how a head samples, never the weights."""
 
 
 RETIRED_FIELDS: dict[str, tuple[Any, str]] = {

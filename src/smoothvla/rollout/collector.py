@@ -254,37 +254,33 @@ class Collector:
     def _act(self, episodes: list[_Episode]) -> ActionChunk:
         """One batched `policy.act`; under the prefix scheme with each episode's current plan
         for the next `prefix_steps` steps (NaN rows where an episode has no plan yet); under
-        rtc with each episode's leftover, its plan's not-yet-executed k - steps actions."""
+        rtc with each episode's leftover, its plan's not-yet-executed k - steps actions, and
+        LeRobot's RTC settings (every chunk of the episode, its first too, then comes from the
+        same sampler)."""
         obs = [ep.obs for ep in episodes]
         if self.execution.scheme == "rtc":
-            return self._act_rtc(episodes)
+            k = self.policy.chunk_size
+            leftover = self._planned(episodes, k - self.execution.steps_for(k))
+            return self.policy.act(obs, sample=self.sample, leftover=leftover,
+                                   rtc=self.execution.rtc_settings())
         if self.execution.scheme != "prefix":
             return self.policy.act(obs, sample=self.sample)
-        n = self.execution.prefix_steps
-        plans = [None if ep.plan is None else ep.plan.prefix(len(ep.actions), n) for ep in episodes]
-        known = [p for p in plans if p is not None]
-        if not known:
+        prefix = self._planned(episodes, self.execution.prefix_steps)
+        if np.isnan(prefix).all():  # no episode has a plan yet
             return self.policy.act(obs, sample=self.sample)
-        prefix = np.full((len(episodes), n, known[0].shape[1]), np.nan)
-        for i, plan in enumerate(plans):
-            if plan is not None:
-                prefix[i] = plan
         return self.policy.act(obs, sample=self.sample, prefix=prefix)
 
-    def _act_rtc(self, episodes: list[_Episode]) -> ActionChunk:
-        """`policy.act` with `leftover` (B, k - steps, A), NaN rows where an episode has no
-        plan yet (every chunk of the episode, its first too, comes from the same sampler),
-        and LeRobot's RTC settings."""
-        obs = [ep.obs for ep in episodes]
-        k = self.policy.chunk_size
-        n = k - self.execution.steps_for(k)
+    @staticmethod
+    def _planned(episodes: list[_Episode], n: int) -> np.ndarray:
+        """(B, n, A): each episode's current plan for its next n steps, NaN rows where an
+        episode has none."""
         plans = [None if ep.plan is None else ep.plan.prefix(len(ep.actions), n) for ep in episodes]
-        leftover = np.full((len(episodes), n, ACTION_DIM), np.nan)
+        known = [p for p in plans if p is not None]
+        out = np.full((len(episodes), n, known[0].shape[1] if known else ACTION_DIM), np.nan)
         for i, plan in enumerate(plans):
             if plan is not None:
-                leftover[i] = plan
-        return self.policy.act(obs, sample=self.sample, leftover=leftover,
-                               rtc=self.execution.rtc_settings())
+                out[i] = plan
+        return out
 
     def _plan(self, episode: _Episode, chunk: np.ndarray) -> np.ndarray:
         """Record a new chunk (k, A) in the episode's plan; the actions to run now."""
