@@ -24,9 +24,9 @@ data="$out/demos.hdf5"
 [ -f "$data" ] || smoothvla collect --suite tabletop-object --episodes-per-task 50 --workers 2 \
     --out "$data"
 stage() {  # NAME, then flags (each stage's config names its input; OUT_DIR moves them all)
-    local name=$1; shift
+    local name=$1; shift   # --resume: a rerun after a kill continues, a finished stage is kept
     smoothvla sft --config "configs/sft/tabletop-object-flow-$name.toml" --data "$data" \
-        --feature-cache-dir "$out/features" --run-dir "$out/$name" "$@"
+        --feature-cache-dir "$out/features" --run-dir "$out/$name" --resume "$@"
 }
 ev() {  # LABEL CHECKPOINT, then flags
     local label=$1 ckpt=$2; shift 2
