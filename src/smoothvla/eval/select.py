@@ -15,9 +15,9 @@ still separates successes by their jerk there; a task never solved has no signal
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
 
 from smoothvla.errors import UserError, check_fields
 from smoothvla.eval.results import EpisodeResult, read_results
