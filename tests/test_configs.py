@@ -122,7 +122,8 @@ def sft_stage(config: str, run_dir: Path, demos: Path, *flags: str, steps: int =
 
 
 STANDALONE = ["demo-token", "demo-token-history", "demo-dct", "demo-token-smooth10",
-              "tabletop-object-token", "tabletop-object-token-gpu"]
+              "tabletop-object-token", "tabletop-object-token-gpu", "libero-object-token",
+              "libero-spatial-token"]
 
 
 @pytest.mark.parametrize("config", STANDALONE)
