@@ -6,7 +6,7 @@
 # greedy evaluation on the 500 official episodes (50 init states x 10 tasks) into
 # OUT_DIR/eval-sft.jsonl. Every stage resumes after a kill and keeps what a finished stage
 # produced. Not run yet: no number is claimed. Estimated on 2 CPU cores from
-# docs/BENCHMARKS.md's LIBERO step rates: demos about 1.5 h, SFT about 2-2.5 h, evaluation
+# docs/BENCHMARKS.md's LIBERO step rates: demos about 1.5 h, SFT about 2-3 h, evaluation
 # about 1.2 h.
 # Run from the repository root (needs pip install -e '.[libero]'):
 #   bash configs/libero-spatial.sh [OUT_DIR]       (WORKERS=N for N env worker processes)
