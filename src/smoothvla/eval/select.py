@@ -21,8 +21,7 @@ from pathlib import Path
 
 from smoothvla.errors import UserError, check_fields
 from smoothvla.eval.results import EpisodeResult, read_results
-
-IND = "none"
+from smoothvla.eval.summary import IND
 
 
 @dataclass(frozen=True)
