@@ -179,6 +179,13 @@ def test_study_config_errors(tmp_path):
         StudyConfig.from_toml(bad)
 
 
+def test_an_evaluation_the_suite_cannot_run_is_refused_before_any_stage(tmp_path):
+    study = Study(tiny_config(out=str(tmp_path / "s"), eval_init_states=10**6))
+    with pytest.raises(UserError, match="init states 0..999999 asked"):
+        study.run()
+    assert not (tmp_path / "s" / "demos.hdf5").exists() and not study.timings
+
+
 def test_study_tables_keep_the_study_defaults_they_leave_out(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('name = "x"\n[train]\niterations = 3\n[train.grpo]\nbeta = 0.1\n'

@@ -364,21 +364,27 @@ class Study:
         finetune(cfg)
         return str(Path(cfg.out_dir) / "policy")
 
+    def eval_plan(self):
+        """The evaluation every policy gets (`EvalPlan`; its env options are set per policy)."""
+        from smoothvla.eval.runner import EvalPlan
+
+        return EvalPlan(
+            task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
+            seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
+            videos=self.cfg.videos, max_steps=self.cfg.train.max_steps,
+        )
+
     def evaluate(self, checkpoints: dict[tuple[str, int], str]) -> str:
         import torch
 
         from smoothvla.eval.results import ResultsFile
-        from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
+        from smoothvla.eval.runner import PolicyRef, evaluate
         from smoothvla.policies import load_policy, place
         from smoothvla.rollout.execution import ExecutionConfig
 
         torch.set_num_threads(1)
         results = ResultsFile(self.out / "results.jsonl")
-        plan = EvalPlan(
-            task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
-            seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
-            videos=self.cfg.videos, max_steps=self.cfg.train.max_steps,
-        )
+        plan = self.eval_plan()
         schemes = [("", ExecutionConfig())] + [
             (f"+{spec}", ExecutionConfig.parse(spec)) for spec in self.cfg.executions
             if not (spec.startswith("prefix") and self.cfg.sft.policy.head != "flow")]
@@ -409,6 +415,11 @@ class Study:
 
     # -- everything ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        from smoothvla.eval.runner import check_plan
+
+        # what the evaluation asks of the suite (tasks, init states, perturbation kinds: a
+        # LIBERO suite implements fewer than the tabletop one), before hours of training
+        check_plan(self.eval_plan())
         given = self.cfg.sft_checkpoint
         from_policy = self.cfg.train.reward.jerk_scale_from_policy
         # the experts' jerk is the reference every jerk is reported against (x expert)

@@ -130,3 +130,14 @@ def test_the_study_config_asks_only_what_libero_implements():
     assert sorted(data["perturbations"]) == ["background", "language", "layout", "light"]
     check_plan(EvalPlan(task_ids=[TASK], init_ids=range(data["eval_init_states"]),
                         perturbations=["none", *data["perturbations"]]))
+
+
+def test_a_libero_study_refuses_a_perturbation_libero_lacks_before_any_stage(tmp_path):
+    from smoothvla.errors import UserError
+    from smoothvla.study import Study, StudyConfig
+
+    study = Study(StudyConfig(out=str(tmp_path / "s"), suite="libero-object", tasks=(TASK,),
+                              perturbations=("light", "distractors")))
+    with pytest.raises(UserError, match="unknown perturbation 'distractors' for libero-object"):
+        study.run()
+    assert not study.timings
