@@ -390,5 +390,13 @@ def test_demo_keeps_its_own_config_flag():
     from smoothvla.commands import demo, sft
 
     assert not takes_config_file(demo.Config) and takes_config_file(sft.Config)
-    cfg = parse("demo", demo.Config, ["--config", "configs/study-cpu.toml"])
-    assert str(cfg.config) == "configs/study-cpu.toml"  # the study preset, loaded by demo.run
+    preset = "configs/study-smoothness.toml"
+    cfg = parse("demo", demo.Config, ["--config", preset])
+    assert str(cfg.config) == preset and cfg.study.name == "smoothness"  # the study preset
+    assert cfg.study.seeds == (0, 1, 2) and cfg.study.train.iterations == 30
+    # --study.* flags override the preset, the rest of it stays
+    cfg = parse("demo", demo.Config, ["--config", preset, "--study.seeds", "1",
+                                      "--study.train.iterations", "2"])
+    assert cfg.study.seeds == (1,) and cfg.study.train.iterations == 2
+    assert cfg.study.name == "smoothness" and cfg.study.train.group_size == 8
+    assert parse("demo", demo.Config, ["--study.seeds", "3"]).study.name == "demo"

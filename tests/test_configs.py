@@ -122,7 +122,8 @@ def sft_stage(config: str, run_dir: Path, demos: Path, *flags: str, steps: int =
 
 
 STANDALONE = ["demo-token", "demo-token-history", "demo-dct", "demo-token-smooth10",
-              "tabletop-object-token", "tabletop-object-token-gpu"]
+              "tabletop-object-token", "tabletop-object-token-gpu", "libero-object-token",
+              "libero-spatial-token"]
 
 
 @pytest.mark.parametrize("config", STANDALONE)
@@ -163,3 +164,48 @@ def test_flow_recipe_runs_stage_after_stage_on_a_tiny_policy(demos, tmp_path, ca
     moved = [k for k, v in cycle.state_dict().items()
              if not k.startswith("vision.trunk") and not torch.equal(v, probe.state_dict()[k])]
     assert any(not k.startswith("head.") for k in moved)  # end to end: the backbone trains too
+
+
+@pytest.mark.parametrize("script", ["libero-object.sh", "libero-spatial.sh"])
+def test_libero_recipe_commands_parse_into_their_verbs_configs(script, tmp_path, monkeypatch):
+    """Every `smoothvla VERB` line of the LIBERO recipes, variables filled in, is a valid
+    command line of its verb (the flags exist and take these values)."""
+    import importlib
+    import shlex
+
+    monkeypatch.chdir(tmp_path)  # the study checks its SFT checkpoint: a stand-in
+    sft = tmp_path / "runs/x/sft/checkpoints/step_0002000"
+    sft.mkdir(parents=True)
+    (sft / "config.json").write_text("{}")
+    text = (CONFIGS / script).read_text().replace("\\\n", " ")
+    values = {"$out": "runs/x", "$workers": "2", "$sft": str(sft)}
+    verbs = []
+    for line in text.splitlines():
+        line = line.strip().split("|| ", 1)[-1]
+        if not line.startswith("smoothvla "):
+            continue
+        words = []
+        for word in shlex.split(line)[1:]:
+            if word == "${tasks[@]}":
+                word = "libero-object/a"
+            for name, value in values.items():
+                word = word.replace(name, value)
+            words.append(str(CONFIGS.parent / word) if word.startswith("configs/") else word)
+        verb = words[0]
+        cfg = parse(verb, importlib.import_module(f"smoothvla.commands.{verb}").Config, words[1:])
+        verbs.append(verb)
+        if verb == "collect":
+            assert cfg.episodes_per_task == 50 and cfg.image_size == 128 and cfg.resume
+            assert cfg.cameras == ("agentview", "eye_in_hand")
+            assert cfg.suite == script.removesuffix(".sh")
+        if verb == "sft":
+            assert cfg.resume and cfg.policy.image_size == 128 and cfg.policy.head == "token"
+            assert cfg.data == ("runs/x/demos.hdf5",) and cfg.run_dir == "runs/x/sft"
+        if verb == "eval":
+            assert cfg.num_init_states == 50 and not cfg.sample and cfg.checkpoints == (
+                f"sft={sft}",)
+        if verb == "demo":
+            assert cfg.study.tasks == ("libero-object/a",) and cfg.study.out == "runs/x/study"
+            assert cfg.study.sft_checkpoint == str(sft) and cfg.study.seeds == (0, 1)
+    expected = ["collect", "sft", "eval"] + (["demo"] if script == "libero-object.sh" else [])
+    assert verbs == expected

@@ -95,18 +95,23 @@ def test_tiny_study_runs_and_resumes(tmp_path, capsys):
 
 def test_study_from_a_given_sft_checkpoint_skips_sft_and_evaluates_execution_schemes(tmp_path):
     sft = tiny_sft(tmp_path / "sft")
+    # [sft.policy] left at 128 px: the checkpoint's own 32 px are what its envs render
     cfg = tiny_config(methods=("grpo-random",), seeds=(0, 1), eval_init_states=1,
-                      perturbations=(), sft={"policy": {"image_size": 32}},
-                      out=str(tmp_path / "study"), sft_checkpoint=str(sft),
+                      perturbations=(), out=str(tmp_path / "study"), sft_checkpoint=str(sft),
                       train={"max_steps": 8, "grpo": {"ratio_level": "token", "beta": 0.1},
                              "init_ids": (0, 1), "execution": {"scheme": "receding", "steps": 2}},
                       executions=("ensemble", "receding:2"))
     study = Study(cfg)
     study.run()
-    # the demonstrations serve as the experts' jerk reference only
+    # the demonstrations serve as the experts' jerk reference only: no image is rendered
     assert set(study.timings) == {"collect", "jerk_scale", "grpo-random-s0", "grpo-random-s1",
                                   "eval-s0", "eval-s1", "report"}
+    from smoothvla.data.hdf5 import iter_demos
+
+    for _, demo in iter_demos(tmp_path / "study" / "demos.hdf5"):
+        assert not any(k.endswith("_rgb") for k in demo.obs) and demo.attrs["expert_mean_jerk"] > 0
     results = read_results([tmp_path / "study" / "results.jsonl"])
+    assert {r.settings["env_options"]["image_size"] for r in results} == {32}
     # SFT once (the given checkpoint) + RL per seed, 1 task x 1 init state each, each acted
     # with whole chunks, temporal ensembling and a receding horizon
     assert sorted((r.policy, r.train_seed) for r in results) == sorted(
@@ -172,6 +177,13 @@ def test_study_config_errors(tmp_path):
     bad.write_text('name = "x"\nrl_lr = 1e-5\n')
     with pytest.raises(UserError, match="unknown keys.*rl_lr"):
         StudyConfig.from_toml(bad)
+
+
+def test_an_evaluation_the_suite_cannot_run_is_refused_before_any_stage(tmp_path):
+    study = Study(tiny_config(out=str(tmp_path / "s"), eval_init_states=10**6))
+    with pytest.raises(UserError, match="init states 0..999999 asked"):
+        study.run()
+    assert not (tmp_path / "s" / "demos.hdf5").exists() and not study.timings
 
 
 def test_study_tables_keep_the_study_defaults_they_leave_out(tmp_path):

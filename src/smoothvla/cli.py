@@ -6,7 +6,8 @@ defaults from a TOML file whose keys are the Config's field names (`batch_size`,
 `batch-size`), nested configs as tables (`[policy]`, `[grpo]`, `[reward]`); flags given on
 the command line override it. Unknown keys and values of the wrong type are errors that name
 them; paths in the file are relative to the current directory, as on the command line.
-`smoothvla demo --config` is the demo's own flag (a study preset, `StudyConfig.from_toml`).
+`smoothvla demo --config` is the demo's own flag: a study preset (`PRESET_FIELDS`), whose
+values the `--study.*` flags override in the same way.
 
 Verb modules are imported only when their verb is called, so `smoothvla jerk` does not
 pay for importing torch or MuJoCo. Bad input (`smoothvla.errors.UserError`) prints one line,
@@ -40,6 +41,11 @@ CONFIG_HELP = ("--config FILE.toml takes the defaults from a TOML file whose key
                "fields below (nested ones as tables, e.g. [policy]); flags override it.")
 
 T = TypeVar("T")
+
+PRESET_FIELDS: dict[str, str] = {"demo": "study"}
+"""Verbs whose own `--config FILE.toml` is a preset of one nested field of their Config
+(`smoothvla demo --config`: the study, `StudyConfig`'s fields as keys); the file is that
+field's default and its flags (`--study.seeds 0 1`) override it."""
 
 
 def _usage() -> str:
@@ -94,8 +100,22 @@ def parse(verb: str, cls: type[T], args: list[str]) -> T:
         if path is not None:
             default = config_from_toml(cls, path, f"smoothvla {verb}")
         description = f"{description}\n\n{CONFIG_HELP}"
+    elif verb in PRESET_FIELDS:
+        path, args = pop_config_flag(args)
+        if path is not None:
+            default = _with_preset(cls, PRESET_FIELDS[verb], path, verb)
     return tyro.cli(cls, args=args, default=default, prog=f"smoothvla {verb}",
                     description=description)
+
+
+def _with_preset(cls: type[T], name: str, path: str, verb: str) -> T:
+    """`cls` with the TOML preset at `path` as its field `name` and `config` = path (tyro's
+    default: the preset's checks run once the flags are applied)."""
+    import typing
+    from pathlib import Path
+
+    preset = config_from_toml(typing.get_type_hints(cls)[name], path, f"smoothvla {verb} --config")
+    return cls(**{name: preset, "config": Path(path)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,13 +109,13 @@ class StudyConfig:
     """Expert demonstrations per task for SFT (init states 0..N-1)."""
     sft: SFTConfig = field(default_factory=study_sft)
     """The SFT runs, as `smoothvla sft --config` reads them (`[sft]`, `[sft.policy]`); the
-    policy's cameras and image size are also those of the demonstrations and the evaluation.
-    The study sets data, run_dir, resume and the seeds."""
+    policy's cameras and image size are also those of the demonstrations (every evaluated
+    policy is shown its own). The study sets data, run_dir, resume and the seeds."""
     sft_checkpoint: str = ""
     """An SFT policy to start every RL run from (a checkpoint directory, or
     'smoothvla:NAME' for one shipped with the package, e.g. smoothvla:demo-token) instead of
     training one per seed; SFT is then one row trained once, and the demonstrations collected
-    serve only as the experts' jerk reference."""
+    serve only as the experts' jerk reference (collected without images)."""
     train: FinetuneConfig = field(default_factory=study_train)
     """The RL runs, as `smoothvla train --config` reads them (`[train]`, `[train.grpo]`,
     `[train.reward]`, `[train.overrides]`, ...). Its max_steps caps the evaluation episodes
@@ -303,14 +303,18 @@ class Study:
 
     # -- stages ------------------------------------------------------------------------
     def collect(self) -> str:
+        """Expert demonstrations of the study's tasks: SFT's data, with the cameras and image
+        size of `[sft.policy]`; from a given SFT checkpoint only the experts' jerk reference,
+        so no camera is rendered (on LIBERO two 128 px cameras are about 80% of a step)."""
         from smoothvla.experts.collect import CollectConfig, collect_demos
 
         path = self.out / "demos.hdf5"
+        cameras = () if self.cfg.sft_checkpoint else self.cfg.sft.policy.cameras
         if not path.exists():
             collect_demos(CollectConfig(
                 out=path, suite=self.cfg.suite, tasks=tuple(self.task_ids()),
                 episodes_per_task=self.cfg.demos_per_task, workers=self.cfg.workers,
-                cameras=self.cfg.sft.policy.cameras, image_size=self.cfg.sft.policy.image_size,
+                cameras=cameras, image_size=self.cfg.sft.policy.image_size,
                 resume=True,  # a study killed while collecting finishes its parts
             ))
         return str(path)
@@ -360,29 +364,36 @@ class Study:
         finetune(cfg)
         return str(Path(cfg.out_dir) / "policy")
 
+    def eval_plan(self):
+        """The evaluation every policy gets (`EvalPlan`; its env options are set per policy)."""
+        from smoothvla.eval.runner import EvalPlan
+
+        return EvalPlan(
+            task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
+            seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
+            videos=self.cfg.videos, max_steps=self.cfg.train.max_steps,
+        )
+
     def evaluate(self, checkpoints: dict[tuple[str, int], str]) -> str:
         import torch
 
         from smoothvla.eval.results import ResultsFile
-        from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
+        from smoothvla.eval.runner import PolicyRef, evaluate
         from smoothvla.policies import load_policy, place
         from smoothvla.rollout.execution import ExecutionConfig
 
         torch.set_num_threads(1)
         results = ResultsFile(self.out / "results.jsonl")
-        plan = EvalPlan(
-            task_ids=self.task_ids(), init_ids=range(self.cfg.eval_init_states),
-            seeds=self.cfg.eval_seeds, perturbations=("none",) + self.cfg.perturbations,
-            env_options={"cameras": self.cfg.sft.policy.cameras,
-                         "image_size": self.cfg.sft.policy.image_size},
-            videos=self.cfg.videos, max_steps=self.cfg.train.max_steps,
-        )
+        plan = self.eval_plan()
         schemes = [("", ExecutionConfig())] + [
             (f"+{spec}", ExecutionConfig.parse(spec)) for spec in self.cfg.executions
             if not (spec.startswith("prefix") and self.cfg.sft.policy.head != "flow")]
         for (label, seed), path in checkpoints.items():
             policy = place(load_policy(path))
             policy.eval()
+            # the envs render what this policy sees (as its RL rollouts did), whatever
+            # [sft.policy] says: a given SFT checkpoint brings its own cameras and size
+            plan.env_options = {"cameras": policy.cameras, "image_size": policy.image_size}
             for suffix, execution in schemes:
                 plan.execution = execution
                 with torch.no_grad():
@@ -404,6 +415,11 @@ class Study:
 
     # -- everything ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        from smoothvla.eval.runner import check_plan
+
+        # what the evaluation asks of the suite (tasks, init states, perturbation kinds: a
+        # LIBERO suite implements fewer than the tabletop one), before hours of training
+        check_plan(self.eval_plan())
         given = self.cfg.sft_checkpoint
         from_policy = self.cfg.train.reward.jerk_scale_from_policy
         # the experts' jerk is the reference every jerk is reported against (x expert)

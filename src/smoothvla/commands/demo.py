@@ -54,7 +54,8 @@ class Config:
     """The study to run (defaults: the demo's budget)."""
     config: Path | None = None
     """A study preset (TOML: StudyConfig's fields as keys, its SFT and RL configs as [sft] and
-    [train] tables) that replaces --study.* defaults."""
+    [train] tables) that replaces the demo's defaults; --study.* flags override it
+    (`--study.seeds 0 1`). The CLI loads it into `study` (smoothvla.cli.PRESET_FIELDS)."""
     synthetic: bool = False
     """Only analyse generated smooth and jittery trajectories (no simulation, seconds)."""
 
@@ -96,7 +97,7 @@ def run(cfg: Config) -> int:
     if cfg.synthetic:
         return run_synthetic()
     os.environ.setdefault("MUJOCO_GL", "egl")
-    study_cfg = StudyConfig.from_toml(cfg.config) if cfg.config else cfg.study
+    study_cfg = cfg.study
     check_writable_output(study_cfg.out, "folder")
     start = time.perf_counter()
     out = Study(study_cfg).run()
