@@ -281,8 +281,9 @@ def run_episodes(
     num_envs = max(1, min(max(workers, 1) * envs_per_worker, len(requests)))
     with make_pool("process" if workers > 0 else "inprocess", num_envs,
                    num_workers=workers or None, env_factory=factory, env_options=options) as pool:
+        # sampled episodes act alone (EpisodeSeededPolicy): they may start in any order
         collector = Collector(actor, pool, sample=plan.sample, execution=plan.execution,
-                              max_steps=plan.max_steps or None)
+                              max_steps=plan.max_steps or None, any_order=plan.sample)
         for start in range(0, len(requests), batch_episodes):
             batch = requests[start : start + batch_episodes]
             yield batch, collector.collect(batch, seed=start)

@@ -21,12 +21,20 @@ group is kept (GRPO needs >= 2 members per group and skips smaller ones).
 Determinism: the collector seeds torch's RNG with `seed` at the start of `collect`, and the
 order of everything is fixed, so the same policy weights, requests, seed and `num_envs`
 give the same trajectories with either pool backend.
+
+Task affinity (rollout/affinity.py): the collector schedules episodes on `num_envs` places
+in the policy's batch, as if place i were env i, and maps each place to a free env of its
+lane when its episode starts, preferring an env that already holds the episode's task (a
+LIBERO env rebuilds, about 10 s, when its task changes). Which episodes run together and
+where they sit in the batch stay as without affinity, so the trajectories are bit for bit
+the same; only fewer envs are rebuilt (`stats["env_builds"]`). With `any_order` a free env
+may also start a later pending episode of its own task first.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +43,7 @@ import torch
 
 from smoothvla.errors import UserError
 from smoothvla.policies.base import ActionChunk, Policy
+from smoothvla.rollout.affinity import assign_episodes
 from smoothvla.rollout.execution import ActionPlan, ExecutionConfig
 from smoothvla.rollout.pool import EnvPool, EnvResult, Failure, ResetRequest
 from smoothvla.trajectory import Trajectory
@@ -74,7 +83,9 @@ class CollectResult:
             (policy_s: inside `policy.act`; sim_s: inside envs, summed over envs;
             sim_critical_s: env time on the critical path, the slowest worker of each
             call; transfer_s: pool wall time minus that critical path, i.e. pickling,
-            pipes and scheduling; wall_s: the whole call).
+            pipes and scheduling; wall_s: the whole call); env_builds: resets that build an
+            env, because its env held no task or another one (as the collector knows it: a
+            restarted worker's other envs are not counted again).
         errors: messages of the first few failures, for the log.
     """
 
@@ -114,11 +125,19 @@ class Collector:
         lanes: int = 1,
         max_errors: int = 5,
         execution: ExecutionConfig | None = None,
+        affinity: bool = True,
+        any_order: bool = False,
     ) -> None:
         """`sample=False` acts greedily; `max_steps` truncates episodes below the env's
         limit; `lanes` > 1 splits the envs into that many contiguous blocks that take turns,
         so the policy computes one block's chunks while the others simulate.
-        `execution` chooses which actions of the chunks run (default: whole chunks)."""
+        `execution` chooses which actions of the chunks run (default: whole chunks).
+        `affinity` sends an episode to a free env holding its task (False: env i takes the
+        episode of batch place i, for comparison; same trajectories). `any_order` lets free
+        envs start pending episodes of their own task out of order: only for a policy whose
+        chunks for an episode do not depend on the other episodes of its batch
+        (`eval.sampling.EpisodeSeededPolicy`); with batched sampling the order decides each
+        episode's noise."""
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
         self.execution = execution or ExecutionConfig()
@@ -138,6 +157,11 @@ class Collector:
             for i in range(lanes)
         ]
         self.max_errors = max_errors
+        self.affinity = affinity
+        self.any_order = any_order
+        self._held: dict[int, str | None] = {}
+        """Task of the env each pool slot holds, as far as this collector's resets tell
+        (kept across `collect` calls: the pool keeps its envs)."""
 
     def collect(self, groups: list[GroupRequest], seed: int) -> CollectResult:
         """Run every group to completion; returns trajectories and timing statistics."""
@@ -146,14 +170,16 @@ class Collector:
         wall_start = time.perf_counter()
         torch.manual_seed(seed)
         self.policy.reset()
-        pending = deque(
+        pending = [
             (g, m, request) for g, request in enumerate(groups) for m in range(request.size)
-        )
-        live: dict[int, _Episode] = {}
+        ]
+        live: dict[int, _Episode] = {}  # by batch place
+        slot: dict[int, int] = {}  # batch place of a live episode -> the env that runs it
         in_flight: dict[int, tuple[Any, list[int], ActionChunk, np.ndarray]] = {}
         done: list[Trajectory] = []
         stats: Counter = Counter(
-            {k: 0 for k in ("dropped", "dropped_crash", "dropped_timeout", "dropped_error")}
+            {k: 0 for k in ("dropped", "dropped_crash", "dropped_timeout", "dropped_error",
+                            "env_builds")}
         )
         errors: list[str] = []
         restarts_before = getattr(self.pool, "restarts", 0)
@@ -186,9 +212,12 @@ class Collector:
                     stats["wait_s"] += time.perf_counter() - wait_start
                     account_pool_call()
                     for i, env in enumerate(envs):
-                        episode, reply = live[env], replies[env]
+                        episode, reply = live[env], replies[slot[env]]
                         if isinstance(reply, Failure):
                             drop(episode, reply)
+                            if reply.kind != "error":  # its worker restarted without envs
+                                self._held[slot[env]] = None
+                            del slot[env]
                             del live[env]
                             continue
                         executed = len(reply.records)
@@ -204,30 +233,41 @@ class Collector:
                         stats["chunks"] += 1
                         if reply.terminated or reply.truncated:
                             done.append(_to_trajectory(episode, reply))
-                            del live[env]
+                            del live[env], slot[env]
 
-                # 2. free envs of this lane start the next pending episodes
-                starting: dict[int, tuple[int, int, GroupRequest]] = {}
-                for env in lane_envs:
-                    if not pending:
-                        break
-                    if env not in live:
-                        starting[env] = pending.popleft()
+                # 2. free places of this lane start pending episodes, each on a free env of
+                # the lane (rollout/affinity.py)
+                places = [e for e in lane_envs if e not in live]
+                starting: dict[int, tuple[int, tuple[int, int, GroupRequest]]] = {}
+                if pending and places:
+                    busy = {slot[e] for e in lane_envs if e in live}
+                    pairs = assign_episodes(
+                        [req.task_id for _, _, req in pending],
+                        [e for e in lane_envs if e not in busy], self._held,
+                        reorder=self.any_order, affinity=self.affinity)
+                    starting = {place: (env, pending[i]) for place, (i, env) in zip(places, pairs)}
+                    taken = {i for i, _ in pairs}
+                    pending = [p for i, p in enumerate(pending) if i not in taken]
                 if starting:
                     requests = {
                         env: ResetRequest(req.task_id, req.seed, req.init_id, self.max_steps,
                                           req.video_camera)
-                        for env, (_, _, req) in starting.items()
+                        for env, (_, _, req) in starting.values()
                     }
+                    stats["env_builds"] += sum(self._held.get(env) != r.task_id
+                                               for env, r in requests.items())
                     replies = self.pool.reset(requests)
                     account_pool_call()
-                    for env, (g, m, req) in starting.items():
+                    for place, (env, (g, m, req)) in starting.items():
                         reply = replies[env]
                         if isinstance(reply, Failure):
+                            self._held[env] = None
                             drop(None, reply)
                             continue
-                        live[env] = _Episode(g, m, req, reply.obs, list(reply.records),
-                                             frames=list(reply.frames))
+                        self._held[env] = req.task_id
+                        live[place], slot[place] = _Episode(
+                            g, m, req, reply.obs, list(reply.records), frames=list(reply.frames)
+                        ), env
 
                 # 3. one batched act for the lane's live envs, chunks sent off without waiting
                 envs = [e for e in lane_envs if e in live]
@@ -241,7 +281,7 @@ class Collector:
                 _check_chunk(chunk, len(envs))
                 predicted = chunk.actions.detach().cpu().numpy().astype(np.float64)
                 actions = np.stack([self._plan(live[e], predicted[i]) for i, e in enumerate(envs)])
-                ticket = self._submit({e: actions[i] for i, e in enumerate(envs)})
+                ticket = self._submit({slot[e]: actions[i] for i, e in enumerate(envs)})
                 in_flight[lane] = (ticket, envs, chunk, actions)
 
         done.sort(key=lambda t: (t.group_id, t.extras["member"]))
