@@ -172,3 +172,13 @@ def test_evaluation_rows_are_the_same_with_fewer_builds(tmp_path, monkeypatch, s
     # (B), B2 C0 C1 rebuild envs 0 1 2, and C2 finds env 1 (C): 7.
     assert built_plain == [A, A, A, B, B, B, C, C, C]
     assert built_near == [A, A, A, B, B, C, C]
+
+
+def test_an_env_lost_to_a_failed_reset_is_built_again():
+    # one env: A, then a task that fails to build (the slot discards its A env), then A again
+    bad = "tabletop-object/nope-v1"
+    groups = [[GroupRequest(A, 0, 5, 1), GroupRequest(bad, 0, 5, 1), GroupRequest(A, 1, 5, 1)]]
+    (result,), built = collect(groups, 1, affinity=True)
+    assert [t.task_id for t in result.trajectories] == [A, A]
+    assert result.stats["dropped_error"] == 1
+    assert built == [A, bad, A] and result.stats["env_builds"] == 3
