@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from smoothvla.envs import make
-from smoothvla.eval import ResultsFile
-from smoothvla.eval import runner
+from smoothvla.eval import ResultsFile, runner
 from smoothvla.eval.runner import EvalPlan, PolicyRef, evaluate
 from smoothvla.eval.sampling import EpisodeSeededFactory, EpisodeSeededPolicy
 from smoothvla.policies.base import ActionChunk

@@ -16,7 +16,7 @@ without affinity; only the env that simulates them changes.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 def assign_episodes(pending: Sequence[str], free: Sequence[int],
