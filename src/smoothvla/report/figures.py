@@ -156,8 +156,12 @@ def success_vs_jerk(cells: Sequence[Cell], expert_jerk: float = float("nan")) ->
         ax.axvline(expert_jerk, color="k", ls=":", lw=1, label="experts' jerk")
     ax.set_xlabel("mean jerk of successes (m/s³)")
     ax.set_ylabel("success (%)")
-    if ax.get_legend_handles_labels()[0]:  # no cell with a finite jerk: nothing to label
-        ax.legend(fontsize=7, ncol=2 if len(cells) > 8 else 1)
+    labels = ax.get_legend_handles_labels()[1]
+    if len(labels) > 8:  # beside the axes, where it covers no point
+        ax.legend(fontsize=7, ncol=1 + len(labels) // 16, loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    elif labels:  # none when no cell has a finite jerk
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     ax.set_title("large points: in distribution; bars: 95% intervals", fontsize=9)
     return _png(fig)
