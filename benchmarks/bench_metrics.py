@@ -1,4 +1,4 @@
-"""Speed of `mean_jerk` on 10^6 samples of 3-D positions (issue: "well under 100 ms").
+"""Speed of `mean_jerk` on 10^6 samples of 3-D positions (target: well under 100 ms).
 
 Reports the time against a reference in the same process: one pass of NumPy's own
 `np.diff(p, n=3, axis=0)` over the same array, so the ratio is stable on a noisy machine.

@@ -1,6 +1,7 @@
 """smoothvla's LIBERO env against stock LIBERO, in one process: steps/s and bit identity.
 
     python benchmarks/libero_speed.py [--task libero-object/...] [--episodes 2] [--steps 80]
+                                      [--chunk 8]
 
 Both run the same episodes: official init states 0, 1, ... (env seed = init id), each
 10 no-op settle steps (LIBERO's `num_steps_wait`) and then `--steps` steps of one smooth
@@ -12,6 +13,9 @@ random action sequence, with two 128 px cameras (agentview, eye-in-hand).
 - smoothvla: `smoothvla.envs.make(task)` built once; per episode `reset(seed, init_id)`
   (soft reset, settle steps without images), the steps with images rendered after each
   step (no multisampling, out-of-view meshes not drawn).
+- smoothvla, chunked (`--chunk K`, 0 to leave it out): the same env as a policy rollout
+  steps it, K-step action chunks executed whole: images rendered after the last step of
+  each chunk only (`step(a, render=False)` inside it), the states the policy observes.
 
 Numpy's global RNG (which LIBERO's placement of fixtures reads) is seeded the same way for
 both. Checked, or the script fails: the simulator state (time, qpos, qvel) is bit-identical
@@ -98,7 +102,9 @@ def run_stock(task_id: str, inits: list[int], acts: list[np.ndarray]) -> dict:
             "step_cpu_s": step_cpu_s, "states": np.array(states), "done": done}
 
 
-def run_ours(task_id: str, inits: list[int], acts: list[np.ndarray], check_every: int) -> dict:
+def run_ours(task_id: str, inits: list[int], acts: list[np.ndarray], check_every: int,
+             chunk: int = 1) -> dict:
+    """`chunk` > 1: render only after every `chunk`-th step (and check each such image)."""
     from smoothvla.envs import make
 
     start = time.perf_counter()
@@ -113,10 +119,13 @@ def run_ours(task_id: str, inits: list[int], acts: list[np.ndarray], check_every
         t1, c1 = time.perf_counter(), time.process_time()
         check_s = check_cpu = 0.0  # the image checks are not timed
         for i, a in enumerate(seq):
-            obs, _, _, _, info = env.step(a)
+            render = (i + 1) % chunk == 0
+            obs, _, _, _, info = env.step(a, render=render)
             states.append(env.sim_state)
             success.append(info["success"])
-            if i % check_every == 0:
+            if not render:
+                assert obs["rgb"] == {}
+            elif chunk > 1 or i % check_every == 0:
                 c, cc = time.perf_counter(), time.process_time()
                 if not same_as_robosuite(env, obs["rgb"]):
                     raise AssertionError(f"step {i}: an image differs from robosuite's renderer")
@@ -151,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default=DEFAULT_TASK)
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--steps", type=int, default=80, help="steps per episode after settling")
+    parser.add_argument("--chunk", type=int, default=8,
+                        help="also time the env rendering after every K-th step only, as a "
+                        "rollout of K-step chunks does (0: leave that row out)")
     parser.add_argument("--check-every", type=int, default=10,
                         help="check the images of every N-th step against robosuite's renderer "
                         "(untimed)")
@@ -159,20 +171,26 @@ def main(argv: list[str] | None = None) -> int:
     acts = [actions(args.steps, seed=i) for i in inits]
 
     stock = run_stock(args.task, inits, acts)
-    ours = run_ours(args.task, inits, acts, args.check_every)
-    if stock["states"].shape != ours["states"].shape or not np.array_equal(stock["states"],
-                                                                           ours["states"]):
-        diff = np.abs(stock["states"] - ours["states"]).max(axis=1)
-        raise AssertionError(f"simulator states differ from stock LIBERO (first at step "
-                             f"{int(np.flatnonzero(diff)[0])}, max {diff.max():.3g})")
-    if stock["done"] != ours["done"]:
-        raise AssertionError("success flags differ from stock LIBERO's done")
-    checked = ours["checked"]
+    runs = [("stock LIBERO (OffScreenRenderEnv, hard reset per episode)", stock),
+            ("smoothvla LiberoEnv (reused, soft reset), images after every step",
+             run_ours(args.task, inits, acts, args.check_every))]
+    if args.chunk > 1:
+        runs.append((f"smoothvla LiberoEnv (reused, soft reset), images after each {args.chunk}-step "
+                     "chunk",
+                     run_ours(args.task, inits, acts, args.check_every, args.chunk)))
+    for label, ours in runs[1:]:
+        if stock["states"].shape != ours["states"].shape or not np.array_equal(
+                stock["states"], ours["states"]):
+            diff = np.abs(stock["states"] - ours["states"]).max(axis=1)
+            raise AssertionError(f"{label}: simulator states differ from stock LIBERO (first "
+                                 f"at step {int(np.flatnonzero(diff)[0])}, max {diff.max():.3g})")
+        if stock["done"] != ours["done"]:
+            raise AssertionError(f"{label}: success flags differ from stock LIBERO's done")
+    checked = sum(r["checked"] for _, r in runs[1:])
 
     n = len(stock["states"])
     rows = []
-    for label, r in (("stock LIBERO (OffScreenRenderEnv, hard reset per episode)", stock),
-                     ("smoothvla LiberoEnv (reused, soft reset)", ours)):
+    for label, r in runs:
         rows.append((label, r["build_s"], n / r["step_s"], n / r["episode_s"],
                      n / r["step_cpu_s"], n / r["cpu_s"]))
     lines = [
@@ -189,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, build, *rates in rows:
         lines.append(f"| {label} | {build:.1f} | " + " | ".join(f"{r:.2f}" for r in rates) + " |")
-    lines.append("| ratio | | " + " | ".join(f"**{b / a:.2f}x**" for a, b in
-                                               zip(rows[0][2:], rows[1][2:])) + " |")
+    for label, _, *rates in rows[1:]:
+        lines.append(f"| ratio to stock: {label.rpartition(', ')[2]} | | "
+                     + " | ".join(f"**{b / a:.2f}x**" for a, b in zip(rows[0][2:], rates))
+                     + " |")
     print("\n".join(lines))
     return 0
 

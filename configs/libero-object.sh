@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Real LIBERO-Object, every stage (docs/libero.md, "Reproduce the LIBERO runs"):
-#  1. 50 scripted-expert demonstrations per task (init states 0-49, both cameras at 128 px);
+#  1. 50 scripted-expert demonstrations per task (both cameras at 128 px) from layouts that
+#     LIBERO's placement samples (init ids 50-99), none of the 50 official init states that
+#     step 3 evaluates on;
 #  2. SFT of the token head as configs/sft/libero-object-token.toml says (the best measured
 #     tabletop recipe);
 #  3. greedy evaluation of that policy on the 500 official episodes (50 init states x 10 tasks)
@@ -12,7 +14,7 @@
 # Every stage resumes after a kill and keeps what a finished stage produced, so running the
 # script again continues where it stopped. Not run yet: no number is claimed. Estimated on
 # 2 CPU cores from docs/BENCHMARKS.md's LIBERO step rates: demos about 1.5 h, SFT about
-# 2-3 h (the tabletop recipe took about 2 h), evaluation about 1.5 h, the study about a day.
+# 2-3 h (the tabletop recipe took about 2 h), evaluation about 25 min, the study about half a day.
 # Run from the repository root (needs pip install -e '.[libero]'):
 #   bash configs/libero-object.sh [OUT_DIR]        (WORKERS=N for N env worker processes)
 set -euo pipefail
@@ -22,7 +24,7 @@ smoothvla() { .venv/bin/smoothvla "$@"; }
 sft="$out/sft/checkpoints/step_0002000"
 # collect --resume finishes a killed collection; a finished file is kept as it is
 [ -f "$out/demos.hdf5" ] || smoothvla collect --suite libero-object --episodes-per-task 50 \
-    --cameras agentview eye_in_hand --image-size 128 --workers "$workers" \
+    --init-offset 50 --cameras agentview eye_in_hand --image-size 128 --workers "$workers" \
     --out "$out/demos.hdf5" --resume
 smoothvla sft --config configs/sft/libero-object-token.toml --data "$out/demos.hdf5" \
     --run-dir "$out/sft" --resume

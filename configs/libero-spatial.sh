@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Real LIBERO-Spatial, SFT and its evaluation (docs/libero.md, "Reproduce the LIBERO runs"):
-# 50 scripted-expert demonstrations per task (init states 0-49, both cameras at 128 px; the
-# expert solved 494 of these 500 when measured, failures are not written), SFT of the token
+# 50 scripted-expert demonstrations per task (both cameras at 128 px) from layouts that
+# LIBERO's placement samples (init ids 50-99), none of the official init states the
+# evaluation uses (on those the expert solved 494 of 500; failures are not written), SFT of the token
 # head as configs/sft/libero-spatial-token.toml says (the best measured tabletop recipe), then
 # greedy evaluation on the 500 official episodes (50 init states x 10 tasks) into
 # OUT_DIR/eval-sft.jsonl. Every stage resumes after a kill and keeps what a finished stage
 # produced. Not run yet: no number is claimed. Estimated on 2 CPU cores from
 # docs/BENCHMARKS.md's LIBERO step rates: demos about 1.5 h, SFT about 2-3 h, evaluation
-# about 1.2 h.
+# about 20 min (whole chunks: one state in eight is rendered).
 # Run from the repository root (needs pip install -e '.[libero]'):
 #   bash configs/libero-spatial.sh [OUT_DIR]       (WORKERS=N for N env worker processes)
 set -euo pipefail
@@ -16,7 +17,7 @@ workers=${WORKERS:-2}
 smoothvla() { .venv/bin/smoothvla "$@"; }
 sft="$out/sft/checkpoints/step_0002000"
 [ -f "$out/demos.hdf5" ] || smoothvla collect --suite libero-spatial --episodes-per-task 50 \
-    --cameras agentview eye_in_hand --image-size 128 --workers "$workers" \
+    --init-offset 50 --cameras agentview eye_in_hand --image-size 128 --workers "$workers" \
     --out "$out/demos.hdf5" --resume
 smoothvla sft --config configs/sft/libero-spatial-token.toml --data "$out/demos.hdf5" \
     --run-dir "$out/sft" --resume

@@ -166,15 +166,18 @@ def test_flow_recipe_runs_stage_after_stage_on_a_tiny_policy(demos, tmp_path, ca
     assert any(not k.startswith("head.") for k in moved)  # end to end: the backbone trains too
 
 
-@pytest.mark.parametrize("script", ["libero-object.sh", "libero-spatial.sh"])
+@pytest.mark.parametrize("script", ["libero-object.sh", "libero-spatial.sh",
+                                    "libero-object-pilot.sh"])
 def test_libero_recipe_commands_parse_into_their_verbs_configs(script, tmp_path, monkeypatch):
     """Every `smoothvla VERB` line of the LIBERO recipes, variables filled in, is a valid
-    command line of its verb (the flags exist and take these values)."""
+    command line of its verb (the flags exist and take these values). The demonstrations
+    start from sampled layouts, none of the official init states the evaluation uses."""
     import importlib
     import shlex
 
     monkeypatch.chdir(tmp_path)  # the study checks its SFT checkpoint: a stand-in
-    sft = tmp_path / "runs/x/sft/checkpoints/step_0002000"
+    pilot = script == "libero-object-pilot.sh"
+    sft = tmp_path / f"runs/x/sft/checkpoints/step_000{1000 if pilot else 2000}"
     sft.mkdir(parents=True)
     (sft / "config.json").write_text("{}")
     text = (CONFIGS / script).read_text().replace("\\\n", " ")
@@ -195,9 +198,10 @@ def test_libero_recipe_commands_parse_into_their_verbs_configs(script, tmp_path,
         cfg = parse(verb, importlib.import_module(f"smoothvla.commands.{verb}").Config, words[1:])
         verbs.append(verb)
         if verb == "collect":
-            assert cfg.episodes_per_task == 50 and cfg.image_size == 128 and cfg.resume
-            assert cfg.cameras == ("agentview", "eye_in_hand")
-            assert cfg.suite == script.removesuffix(".sh")
+            assert cfg.episodes_per_task == (20 if pilot else 50) and cfg.resume
+            assert cfg.image_size == 128 and cfg.cameras == ("agentview", "eye_in_hand")
+            assert cfg.suite == script.removesuffix(".sh").removesuffix("-pilot")
+            assert cfg.init_offset == 50  # 50 + i: past the official init states 0-49
         if verb == "sft":
             assert cfg.resume and cfg.policy.image_size == 128 and cfg.policy.head == "token"
             assert cfg.data == ("runs/x/demos.hdf5",) and cfg.run_dir == "runs/x/sft"

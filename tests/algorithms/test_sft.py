@@ -361,7 +361,7 @@ class _CountingEnv:
         self.t = 0
         return self._obs(), self._info(False)
 
-    def step(self, action):
+    def step(self, action, render=True):
         self.t += 1
         self.executed.append(np.asarray(action))
         success = self.t >= self.succeed_after

@@ -237,3 +237,33 @@ def test_set_object_pose_rejects_fixed_objects(state_env):
     state_env.reset(seed=0)
     with pytest.raises(ValueError, match="not a free object"):
         state_env.set_object_pose("basket", np.zeros(3))
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_skipped_renders_change_no_physics_and_no_later_image(noise):
+    """`step(a, render=False)` leaves the images out and nothing else: the states, and the
+    images of a later rendered step, equal those of an env that rendered every step. Under
+    image noise (whose draws share the episode's generator) it renders anyway."""
+    def rollout(render_every: int):
+        env = make(OBJECT_TASK, image_size=32,
+                   perturbation="image_noise@0.5" if noise else None)
+        env.reset(seed=1, init_id=2)
+        rng = np.random.default_rng(0)
+        states, images = [], []
+        for t in range(12):
+            obs, _, _, _, info = env.step(rng.uniform(-1, 1, 7), render=t % render_every == 0)
+            states.append(info["ee_pos"])
+            images.append(obs["rgb"])
+        env.close()
+        return np.array(states), images
+
+    states_every, every = rollout(1)
+    states_skip, skipped = rollout(4)
+    np.testing.assert_array_equal(states_skip, states_every)
+    for t, rgb in enumerate(skipped):
+        if t % 4 == 0 or noise:
+            assert set(rgb) == {"agentview", "eye_in_hand"}
+            for cam in rgb:
+                np.testing.assert_array_equal(rgb[cam], every[t][cam])
+        else:
+            assert rgb == {}

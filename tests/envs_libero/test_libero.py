@@ -153,10 +153,32 @@ def test_same_init_id_gives_the_same_state(object_env):
 
 
 @needs_libero
+def test_init_ids_past_the_official_ones_are_sampled_layouts_the_expert_solves(object_env):
+    """From 50 on, an init id is LIBERO's own placement drawn from (seed, init_id): the
+    same for the same pair, another for another seed or id, none of the official states.
+    Demonstrations start there so that the official evaluation is held out."""
+    from smoothvla.experts.episode import run_episode
+
+    env = object_env
+
+    def objects(seed, init_id):
+        env.reset(seed=seed, init_id=init_id)
+        return env.sim_state[1:env._model.nq + 1].copy()  # time, then qpos
+
+    sampled = objects(0, 50)
+    np.testing.assert_array_equal(objects(0, 50), sampled)
+    assert not np.allclose(objects(1, 50), sampled, atol=1e-3)
+    assert not np.allclose(objects(0, 51), sampled, atol=1e-3)
+    official = [objects(0, i) for i in range(50)]
+    assert min(np.abs(sampled - o).max() for o in official) > 1e-3
+    assert run_episode(env, seed=0, init_id=50, record_images=False).success
+
+
+@needs_libero
 def test_bad_input_raises(object_env):
     env = object_env
     with pytest.raises(ValueError, match="init_id"):
-        env.reset(init_id=50)
+        env.reset(init_id=-1)
     env.reset(init_id=0)
     with pytest.raises(ValueError, match="shape"):
         env.step(np.zeros(6))
@@ -178,6 +200,10 @@ def test_appearance_perturbations_keep_physics(object_env):
         env.set_perturbation("robot_init@1")
         env.reset(seed=1, init_id=0)
         assert not np.array_equal(env.sim_state, base_state)
+        # image noise draws one image after another: a step renders even when not asked
+        env.set_perturbation("image_noise@1")
+        env.reset(seed=1, init_id=0)
+        assert set(env.step(np.zeros(7), render=False)[0]["rgb"]) == set(env.cameras)
     finally:
         env.set_perturbation(None)
     obs, _ = env.reset(seed=1, init_id=0)  # defaults restored exactly

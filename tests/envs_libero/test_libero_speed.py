@@ -55,11 +55,11 @@ def reused_env():
     env.close()
 
 
-def _episode(env, seed: int, init_id: int):
+def _episode(env, seed: int, init_id: int, render: tuple[bool, ...] = (True,) * len(ACTIONS)):
     obs, info = env.reset(seed=seed, init_id=init_id)
     out = [(obs, info, env.sim_state)]
-    for a in ACTIONS:
-        obs, _, _, _, info = env.step(a)
+    for a, r in zip(ACTIONS, render, strict=True):
+        obs, _, _, _, info = env.step(a, render=r)
         out.append((obs, info, env.sim_state))
     return out
 
@@ -87,6 +87,19 @@ def test_reused_env_equals_a_freshly_built_one(reused_env):
     finally:
         fresh_env.close()
     _assert_same(reused, fresh)
+
+
+@needs_libero
+def test_steps_without_images_change_nothing_else(reused_env):
+    """Inside an action chunk the images are left out (`render=False`); the states, the
+    proprio and the images of the next rendered step are those of an episode that rendered
+    every step."""
+    every = _episode(reused_env, seed=2, init_id=3)
+    skipped = _episode(reused_env, seed=2, init_id=3, render=(False, False, True))
+    for t in (1, 2):
+        assert skipped[t][0]["rgb"] == {}
+        skipped[t] = ({**skipped[t][0], "rgb": every[t][0]["rgb"]}, *skipped[t][1:])
+    _assert_same(skipped, every)
 
 
 @needs_libero

@@ -88,7 +88,7 @@ class StandInEnv:
                 top = max(top, o["pos"][2] + o["half_size"][2] * o.get("floor", 1.0))
         return top
 
-    def step(self, action):
+    def step(self, action, render=True):
         action = np.clip(np.asarray(action, float), -1, 1)
         assert action.shape == (7,)
         self.target = self.target + action[:3] * self.action_scale["pos"]

@@ -108,7 +108,8 @@ def test_resume_refuses_other_settings_and_finished_outputs(tmp_path, monkeypatc
     with pytest.raises(UserError, match=r"exists.*--resume"):
         collect.run(_config(out, **fast))
     changes = dict(episodes_per_task=3, image_size=32, seed=6, cameras=("agentview",),
-                   tasks=_two_tasks()[1:], suite="tabletop-spatial", idle_filter=False)
+                   tasks=_two_tasks()[1:], suite="tabletop-spatial", idle_filter=False,
+                   init_offset=1)
     for field, value in changes.items():
         flag = "--" + field.replace("_", "-")
         cfg = _config(out, **{**fast, field: value, "resume": True})
@@ -125,6 +126,15 @@ def test_resume_refuses_other_settings_and_finished_outputs(tmp_path, monkeypatc
         collect.run(_config(out, **fast))
     with pytest.raises(UserError, match="complete"):
         collect.run(_config(out, resume=True, **fast))
+
+
+def test_init_offset_shifts_every_episodes_init_state(tmp_path):
+    cfg = _config(tmp_path / "d.hdf5", episodes_per_task=52, init_offset=50)
+    jobs = demos.make_jobs(cfg, demos.resolve_tasks(cfg))
+    assert [j.init_id for j in jobs[:52]] == list(range(50, 100)) + [50, 51]
+    assert [j.seed for j in jobs[:3]] == [5, 6, 7]
+    with pytest.raises(UserError, match="init_offset"):
+        collect.run(_config(tmp_path / "e.hdf5", init_offset=-1))
 
 
 def test_resume_without_parts_starts_a_new_collection(tmp_path, capsys):

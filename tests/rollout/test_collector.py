@@ -7,7 +7,7 @@ import torch
 from smoothvla.errors import UserError
 from smoothvla.rollout.collector import Collector, GroupRequest
 from smoothvla.rollout.execution import ExecutionConfig
-from smoothvla.rollout.fake_env import make_point_mass
+from smoothvla.rollout.fake_env import PointMassEnv, make_point_mass
 from smoothvla.rollout.fake_policy import GaussianChunkPolicy
 from smoothvla.rollout.pool import InProcessPool
 
@@ -41,6 +41,7 @@ def test_trajectories_record_physics_chunks_and_log_probs():
         assert t.actions.shape == (12, 7) and t.control_dt == 0.05
         assert np.flatnonzero(t.chunk_starts).tolist() == [0, 5, 10]
         assert t.log_probs.shape == (3,) and len(t.chunk_obs) == 3
+        assert all(set(o["rgb"]) == {"agentview"} for o in t.chunk_obs)  # rendered for acting
         assert t.chunks.actions.shape == (3, 5, 7) and t.chunks.extras["noise"].shape == (3, 5, 7)
         # executed actions are the chunk's actions, the last chunk cut at the episode end
         np.testing.assert_allclose(t.actions[10:], t.chunks.actions[2, :2].numpy())
@@ -53,6 +54,29 @@ def test_trajectories_record_physics_chunks_and_log_probs():
     assert trajs[0].chunk_obs[0]["state"].tolist() == trajs[1].chunk_obs[0]["state"].tolist()
     assert not np.array_equal(trajs[0].actions, trajs[1].actions)
     assert result.stats["env_steps"] == 96 and result.stats["chunks"] == 24
+
+
+class RenderLog(PointMassEnv):
+    flags: list[bool] = []
+
+    def step(self, action, render=True):
+        RenderLog.flags.append(render)
+        return super().step(action, render=render)
+
+
+@pytest.mark.parametrize("video", [None, "agentview"])
+def test_envs_render_only_the_states_that_are_read(video):
+    """Inside a chunk nobody reads the images: the env renders the chunk's last state (the
+    next observation) only, and every state when a video is recorded. The episode ends
+    (12 steps) inside its third chunk: that final state is not rendered either."""
+    RenderLog.flags = []
+    groups = [GroupRequest(TASK, 3, 11, 1, video_camera=video)]
+    with InProcessPool(1, env_factory=lambda task, **kw: RenderLog(task, max_steps=12)) as pool:
+        result = Collector(CountingPolicy(chunk_size=5), pool).collect(groups, seed=0)
+    chunk = [False] * 4 + [True]
+    assert RenderLog.flags == ([True] * 12 if video else chunk + chunk + [False, False])
+    if video:
+        assert result.trajectories[0].extras["frames"].shape[0] == 13
 
 
 def test_execute_steps_replans_after_the_first_actions_of_each_chunk():

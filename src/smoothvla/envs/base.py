@@ -52,7 +52,13 @@ class TaskEnv(Protocol):
 
     def reset(self, seed: int | None = None, init_id: int = 0) -> tuple[Observation, dict]: ...
 
-    def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]: ...
+    def step(self, action: np.ndarray, render: bool = True
+             ) -> tuple[Observation, float, bool, bool, dict]:
+        """One control step. `render=False`: the caller will not read this observation's
+        images (a step inside an action chunk), so the env may leave them out
+        (`obs["rgb"] == {}`); it must not change anything else, and an env whose image noise
+        draws from a stream that other things share keeps rendering."""
+        ...
 
     def close(self) -> None: ...
 
@@ -88,9 +94,10 @@ class ActionHistory:
         self.history[:] = 0.0
         return self._observe(obs), info
 
-    def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]:
+    def step(self, action: np.ndarray, render: bool = True
+             ) -> tuple[Observation, float, bool, bool, dict]:
         executed = np.clip(check_action(action), -1.0, 1.0)
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, reward, terminated, truncated, info = self.env.step(action, render=render)
         self.history = np.roll(self.history, -1, axis=0)
         self.history[-1] = executed
         return self._observe(obs), reward, terminated, truncated, info

@@ -62,8 +62,8 @@ class _SeededEnv:
         self._steps = 0
         return {**obs, TAG: (self._episode, 0)}, info
 
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self._env.step(action)
+    def step(self, action, render: bool = True):
+        obs, reward, terminated, truncated, info = self._env.step(action, render=render)
         self._steps += 1
         return {**obs, TAG: (self._episode, self._steps)}, reward, terminated, truncated, info
 

@@ -55,7 +55,14 @@ class CollectConfig:
     suite: str = "tabletop-object"
     """Suite to collect from (tabletop-spatial, -object, -goal, -long)."""
     episodes_per_task: int = 50
-    """Successful-or-not episodes attempted per task, on init states 0, 1, ... (cycled)."""
+    """Successful-or-not episodes attempted per task, on init states 0, 1, ... (cycled;
+    shifted by `init_offset`)."""
+    init_offset: int = 0
+    """Episode i of a task starts from init state `init_offset + (i mod the suite's fixed
+    states)`. On LIBERO the 50 official states (0-49) are what its evaluation uses, and ids
+    from 50 on are layouts that LIBERO's own placement samples (docs/libero.md): 50 keeps
+    the official states out of the demonstrations. The tabletop suites have 50 states
+    only, so 0 there."""
     tasks: tuple[str, ...] = ()
     """Restrict to these tasks (full ids or names within the suite); empty = all tasks."""
     workers: int = 2
@@ -79,7 +86,8 @@ class CollectConfig:
     def validate(self) -> None:
         """Clear errors for bad values (called by `collect_demos`, so the CLI reports them
         cleanly)."""
-        check_fields(self, episodes_per_task="> 0", workers="> 0", image_size=">= 8",
+        check_fields(self, episodes_per_task="> 0", init_offset=">= 0", workers="> 0",
+                     image_size=">= 8",
                      idle_pos_threshold=">= 0", idle_rot_threshold=">= 0")
 
 
@@ -114,7 +122,7 @@ def make_jobs(cfg: CollectConfig, specs: list[Any]) -> list[Job]:
     for spec in specs:
         n_init = max(1, int(spec.num_init_states))
         for i in range(cfg.episodes_per_task):
-            jobs.append(Job(spec.task_id, i, i % n_init, cfg.seed + i))
+            jobs.append(Job(spec.task_id, i, cfg.init_offset + i % n_init, cfg.seed + i))
     return jobs
 
 
@@ -312,7 +320,8 @@ def resume_settings(cfg: CollectConfig, specs: list[Any]) -> dict[str, Any]:
     `workers` or `resume`): what `OUT.parts/config.json` stores and `--resume` compares."""
     return dict(
         format=PARTS_FORMAT, suite=cfg.suite, tasks=[s.task_id for s in specs],
-        episodes_per_task=cfg.episodes_per_task, cameras=list(cfg.cameras),
+        episodes_per_task=cfg.episodes_per_task, init_offset=cfg.init_offset,
+        cameras=list(cfg.cameras),
         image_size=cfg.image_size, seed=cfg.seed, idle_filter=cfg.idle_filter,
         idle_pos_threshold=cfg.idle_pos_threshold, idle_rot_threshold=cfg.idle_rot_threshold)
 
@@ -341,6 +350,7 @@ def _check_resume(cfg: CollectConfig, parts: Path, settings: dict[str, Any],
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{parts}/config.json: missing or unreadable ({err}); remove {parts} "
                         "to start over") from None
+    stored.setdefault("init_offset", 0)  # parts written before the option existed
     changed = [f"--{key.replace('_', '-')}: {stored.get(key)!r} in {parts.name}, {value!r} now"
                for key, value in settings.items() if stored.get(key) != value]
     if changed:

@@ -73,7 +73,7 @@ def run_episode(env: Any, seed: int, init_id: int, config: ExpertConfig | None =
             for value in rows.values():
                 value.pop()
             break
-        obs, reward, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action, render=record_images)
         actions.append(action)
         rewards.append(float(reward))
         path.append(np.asarray(info["ee_pos"], dtype=np.float64))

@@ -153,7 +153,7 @@ class Policy(nn.Module, abc.ABC):
     `train()` / `eval()` (SFT trains in train mode; rollouts, RL and evaluation run in eval
     mode so sampled and recomputed log-probs agree), `to(device)`.
 
-    Who calls what (issue 25's inventory):
+    Who calls what:
 
     - rollouts (`rollout/collector.py`, `eval/runner.py`, `eval/sampling.py`): `chunk_size`,
       `reset`, `act` (`prefix` only under the 'prefix' execution scheme, `leftover` and `rtc`

@@ -87,7 +87,8 @@ class PointMassEnv:
         self._t = 0
         return self._obs(), self._info(False)
 
-    def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]:
+    def step(self, action: np.ndarray, render: bool = True
+             ) -> tuple[Observation, float, bool, bool, dict]:
         action = np.clip(check_action(action), -1.0, 1.0)
         self._t += 1
         self._maybe_fault()
@@ -97,7 +98,7 @@ class PointMassEnv:
         self._pos = self._pos + self.gain * action[:3] + 1e-4 * self._noise.standard_normal(3)
         success = bool(np.linalg.norm(self._pos - self._goal) < self.tolerance)
         truncated = self._t >= self.max_steps and not success
-        return self._obs(), float(success), success, truncated, self._info(success)
+        return self._obs(render), float(success), success, truncated, self._info(success)
 
     def close(self) -> None:
         pass
@@ -112,12 +113,12 @@ class PointMassEnv:
         if self._init_id == self.raise_on_init_id:
             raise RuntimeError(f"injected fault at step {self._t}")
 
-    def _obs(self) -> Observation:
+    def _obs(self, render: bool = True) -> Observation:
         proprio = np.zeros(8, dtype=np.float32)
         proprio[:3] = self._pos
         image = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
         return {
-            "rgb": {"agentview": image},
+            "rgb": {"agentview": image} if render else {},
             "proprio": proprio,
             "instruction": self.task.instruction,
             # privileged state, so that a tiny MLP policy can solve the task

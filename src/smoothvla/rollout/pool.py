@@ -85,7 +85,9 @@ class EnvResult:
     """What one env sends back after a reset or after executing (part of) a chunk.
 
     Attributes:
-        obs: the last observation (after reset, or after the last executed action).
+        obs: the last observation (after reset, or after the last executed action). An
+            episode that ends before its chunk does ends on a step whose images were not
+            rendered (`obs["rgb"] == {}`): nothing acts on a final observation.
         records: per-step physics, one dict with `RECORD_KEYS` per state: the reset state
             for a reset, one per executed action for a chunk.
         rewards: env reward of each executed action (empty for a reset).
@@ -208,8 +210,12 @@ class _Slot:
         rendered = self._render_s()
         records, rewards, frames = [], [], []
         obs, terminated, truncated = None, False, False
-        for action in actions:
-            obs, reward, terminated, truncated, info = self.env.step(action)
+        last = len(actions) - 1
+        for i, action in enumerate(actions):
+            # Images only where they are read: the chunk's last state (the policy's next
+            # observation) and, for a video, every state. Inside a chunk nothing reads them.
+            render = i == last or self.video_camera is not None
+            obs, reward, terminated, truncated, info = self.env.step(action, render=render)
             self.steps += 1
             records.append(_record(info))
             rewards.append(float(reward))

@@ -4,7 +4,10 @@ Physics is LIBERO's own (robosuite 1.4, Panda, OSC_POSE delta control at 20 Hz, 
 simulation), untouched: every option here changes only what is rendered.
 
 - `reset(seed, init_id)` loads the official initial state `init_id` (0..49) exactly as
-  LIBERO's evaluation does (`set_init_state`), then runs `settle_steps` no-op steps
+  LIBERO's evaluation does (`set_init_state`); an `init_id` from 50 on is no official
+  state but the layout LIBERO's own placement samples at reset (the objects in their
+  BDDL regions), drawn from (seed, init_id): starts for demonstrations that the official
+  evaluation does not use. Then it runs `settle_steps` no-op steps
   (arm still, gripper open) as LIBERO's evaluation scripts do (`num_steps_wait = 10`)
   so that objects dropped by the init state come to rest. Those steps are not counted in
   `max_steps`. Soft resets (`hard_reset=False`): the model is built once per env, the
@@ -263,9 +266,9 @@ class LiberoEnv:
 
     def reset(self, seed: int | None = None, init_id: int = 0) -> tuple[Observation, dict]:
         self._check_open()
-        n = len(self._init_states)
-        if not (isinstance(init_id, (int, np.integer)) and 0 <= int(init_id) < n):
-            raise UserError(f"init_id must be an int in [0, {n}), got {init_id!r}")
+        if not (isinstance(init_id, (int, np.integer)) and int(init_id) >= 0):
+            raise UserError(f"init_id must be an int >= 0 (0-{len(self._init_states) - 1}: the "
+                            f"official init states), got {init_id!r}")
         init_id = int(init_id)
         seed = init_id if seed is None else int(seed)
 
@@ -297,7 +300,8 @@ class LiberoEnv:
         # A fresh (hard-reset) LIBERO env starts it at zero.
         gripper = self._robot.gripper
         gripper.current_action = np.zeros_like(gripper.current_action)
-        self._sim.set_state_from_flattened(np.asarray(self._init_states[init_id]))
+        if init_id < len(self._init_states):  # else: the placement sampled by env.reset()
+            self._sim.set_state_from_flattened(np.asarray(self._init_states[init_id]))
         self._sim.forward()
         self._perturb_state(rng_for)
         # What LIBERO's `set_init_state` does after loading the state.
@@ -322,7 +326,11 @@ class LiberoEnv:
         mujoco.mj_forward(self._model, self._data)
         mujoco.mj_forward(self._model, self._data)
 
-    def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]:
+    def step(self, action: np.ndarray, render: bool = True
+             ) -> tuple[Observation, float, bool, bool, dict]:
+        """One control step; `render=False` leaves the camera images out (`obs["rgb"] ==
+        {}`; the physics is the same) unless image noise is on, whose draws come one image
+        after another from the episode's stream."""
         self._check_open()
         act = np.clip(check_action(action), -1.0, 1.0)
         _, _, success, _ = self._env.step(act)  # LIBERO's `done` is its goal check
@@ -330,7 +338,8 @@ class LiberoEnv:
         info = self._info(success)
         terminated = bool(info["success"])
         truncated = self._steps >= self.max_steps and not terminated
-        return self._observation(), float(terminated), terminated, truncated, info
+        obs = self._observation(render or self._noise_rng is not None)
+        return obs, float(terminated), terminated, truncated, info
 
     def close(self) -> None:
         if not self._closed:
@@ -370,10 +379,10 @@ class LiberoEnv:
                            self._camera_ids[camera], self.image_size, self.image_size, self.cull)
         return np.ascontiguousarray(IMAGE_CONVENTIONS[self.image_convention](raw))
 
-    def _observation(self) -> Observation:
+    def _observation(self, render: bool = True) -> Observation:
         rgb = {}
         start = time.perf_counter()
-        for cam in self.cameras:
+        for cam in self.cameras if render else ():
             image = self.render(cam)
             if self._noise_rng is not None:
                 spec = perturb.find(self.specs, "image_noise")

@@ -256,8 +256,10 @@ class TabletopEnv:
         info = self._info()
         return obs, info
 
-    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        """Apply one 7-D action for one control step (0.05 s)."""
+    def step(self, action: Any, render: bool = True) -> tuple[dict, float, bool, bool, dict]:
+        """Apply one 7-D action for one control step (0.05 s). `render=False` leaves the
+        images out (`obs["rgb"] == {}`) unless image noise is on: its draws share the
+        episode's generator with the reposition perturbation, so they are always made."""
         if not self._reset_called:
             raise RuntimeError("call reset() before step()")
         a = check_action(action)
@@ -319,7 +321,7 @@ class TabletopEnv:
         self._steps += 1
         if self._reposition and self._steps == REPOSITION_STEP:
             self._do_reposition()
-        obs = self._observation()
+        obs = self._observation(render or bool(self._image_noise))
         info = self._info()
         terminated = bool(info["success"])
         truncated = (not terminated) and self._steps >= self.max_steps
@@ -525,10 +527,10 @@ class TabletopEnv:
 
     # ------------------------------------------------------------------ observation
 
-    def _observation(self) -> dict:
+    def _observation(self, render: bool = True) -> dict:
         d = self.data
         rgb = {}
-        if self._renderer is not None:
+        if render and self._renderer is not None:
             start = time.perf_counter()
             noise = self._image_noise
             for cam in self.cameras:
