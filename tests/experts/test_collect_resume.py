@@ -129,10 +129,21 @@ def test_resume_refuses_other_settings_and_finished_outputs(tmp_path, monkeypatc
 
 
 def test_init_offset_shifts_every_episodes_init_state(tmp_path):
+    """Past the fixed init states only where the suite samples layouts (LIBERO); refused
+    before any work elsewhere."""
+    from dataclasses import replace
+
     cfg = _config(tmp_path / "d.hdf5", episodes_per_task=52, init_offset=50)
-    jobs = demos.make_jobs(cfg, demos.resolve_tasks(cfg))
+    tabletop = demos.resolve_tasks(cfg)
+    sampling = [replace(spec, samples_init_states=True) for spec in tabletop]
+    jobs = demos.make_jobs(cfg, sampling)
     assert [j.init_id for j in jobs[:52]] == list(range(50, 100)) + [50, 51]
     assert [j.seed for j in jobs[:3]] == [5, 6, 7]
+    with pytest.raises(UserError, match="init states 0-49 only"):
+        collect.run(cfg)
+    assert not demos.parts_folder(tmp_path / "d.hdf5").exists()
+    cfg = _config(tmp_path / "d.hdf5", episodes_per_task=2, init_offset=48)  # 48, 49: fine
+    assert [j.init_id for j in demos.make_jobs(cfg, tabletop)] == [48, 49, 48, 49]
     with pytest.raises(UserError, match="init_offset"):
         collect.run(_config(tmp_path / "e.hdf5", init_offset=-1))
 

@@ -40,6 +40,11 @@ class TaskSpec:
     instruction: str
     max_steps: int
     num_init_states: int
+    """Fixed initial states, init ids 0 .. num_init_states - 1."""
+    samples_init_states: bool = False
+    """Whether init ids from `num_init_states` on are accepted: layouts the suite samples
+    from (seed, init_id) (LIBERO's own placement), for demonstrations kept apart from the
+    fixed states."""
 
 
 @runtime_checkable

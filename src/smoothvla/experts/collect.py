@@ -117,10 +117,16 @@ def resolve_tasks(cfg: CollectConfig) -> list[Any]:
 
 
 def make_jobs(cfg: CollectConfig, specs: list[Any]) -> list[Job]:
-    """One job per episode, task-major; init states cycle when episodes exceed them."""
+    """One job per episode, task-major; init states cycle when episodes exceed them. A
+    UserError when `init_offset` asks for init ids a suite does not have."""
     jobs = []
     for spec in specs:
         n_init = max(1, int(spec.num_init_states))
+        last = cfg.init_offset + min(cfg.episodes_per_task, n_init) - 1
+        if last >= n_init and not spec.samples_init_states:
+            raise UserError(f"--init-offset {cfg.init_offset}: {spec.suite} has init states "
+                            f"0-{n_init - 1} only (init ids past them are sampled layouts on "
+                            "LIBERO); use 0")
         for i in range(cfg.episodes_per_task):
             jobs.append(Job(spec.task_id, i, cfg.init_offset + i % n_init, cfg.seed + i))
     return jobs

@@ -51,7 +51,7 @@ def list_suite_tasks(suite: str) -> list[TaskSpec]:
     return [
         TaskSpec(task_id=f"{suite}/{name}", suite=suite, name=name,
                  instruction=_instruction(name), max_steps=MAX_STEPS[suite],
-                 num_init_states=NUM_INIT_STATES)
+                 num_init_states=NUM_INIT_STATES, samples_init_states=True)
         for name in libero_task_map[SUITES[suite]]
     ]
 
