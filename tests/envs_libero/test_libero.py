@@ -294,3 +294,22 @@ def test_fixture_placement_follows_seed_and_init_not_the_global_rng():
         assert np.abs(model.body_pos - placements[0]).max() > 1e-4
     finally:
         env.close()
+
+
+@needs_libero
+def test_collection_workers_exit_without_tracebacks():
+    """A collection worker switches tasks (closing one env, building the next) and exits:
+    its env is closed before robosuite's exit hook terminates EGL, so no render context is
+    freed too late ('Exception ignored ... EGL_NOT_INITIALIZED' on stderr)."""
+    import os
+    import subprocess
+
+    from smoothvla.envs import list_tasks
+
+    tasks = [spec.task_id for spec in list_tasks("libero-object")[:2]]
+    script = ("from smoothvla.experts import collect\n"
+              + "".join(f"collect._get_env({t!r}, ('agentview',), 8)\n" for t in tasks))
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "Exception ignored" not in run.stderr and "Traceback" not in run.stderr

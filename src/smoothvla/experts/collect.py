@@ -19,6 +19,7 @@ file is in place.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -137,15 +138,24 @@ def make_jobs(cfg: CollectConfig, specs: list[Any]) -> list[Job]:
 _ENV: dict[str, Any] = {}
 
 
+def _close_envs() -> None:
+    for env in _ENV.values():
+        env.close()
+    _ENV.clear()
+
+
 def _get_env(task_id: str, cameras: tuple[str, ...], image_size: int) -> Any:
     from smoothvla.envs import make
 
     key = f"{task_id}|{cameras}|{image_size}"
     if key not in _ENV:
-        for env in _ENV.values():
-            env.close()
-        _ENV.clear()
+        _close_envs()
         _ENV[key] = make(task_id, cameras=cameras, image_size=image_size)
+        # Closed at exit before robosuite's own exit hook, registered by the first env,
+        # terminates EGL (hooks run last registered first): a LIBERO render context freed
+        # after that fails, with a traceback on stderr.
+        atexit.unregister(_close_envs)
+        atexit.register(_close_envs)
     return _ENV[key]
 
 
