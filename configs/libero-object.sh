@@ -14,7 +14,8 @@
 # Every stage resumes after a kill and keeps what a finished stage produced, so running the
 # script again continues where it stopped. Not run yet: no number is claimed. Estimated on
 # 2 CPU cores from docs/BENCHMARKS.md's LIBERO step rates: demos about 1.5 h, SFT about
-# 2-3 h (the tabletop recipe took about 2 h), evaluation about 25 min, the study about half a day.
+# 2-3 h (the tabletop recipe took about 2 h), evaluation about 31 min (as the pilot's took), the study
+# about half a day.
 # Run from the repository root (needs pip install -e '.[libero]'):
 #   bash configs/libero-object.sh [OUT_DIR]        (WORKERS=N for N env worker processes)
 set -euo pipefail

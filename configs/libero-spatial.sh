@@ -8,7 +8,7 @@
 # OUT_DIR/eval-sft.jsonl. Every stage resumes after a kill and keeps what a finished stage
 # produced. Not run yet: no number is claimed. Estimated on 2 CPU cores from
 # docs/BENCHMARKS.md's LIBERO step rates: demos about 1.5 h, SFT about 2-3 h, evaluation
-# about 20 min (whole chunks: one state in eight is rendered).
+# about 30 min (the LIBERO-Object pilot's took 31 with whole chunks).
 # Run from the repository root (needs pip install -e '.[libero]'):
 #   bash configs/libero-spatial.sh [OUT_DIR]       (WORKERS=N for N env worker processes)
 set -euo pipefail
